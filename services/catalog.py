@@ -1,0 +1,254 @@
+"""The topology of Collections: every Lambda function, its handler, triggers, sizing and needs.
+
+This module is the single source of truth. The Pulumi program (infra/) builds AWS resources from
+it and the local runtime (services/local/) wires the same triggers on moto; tests check that both
+agree. It must stay free of third-party imports: infra and Lambda both load it.
+
+Adding a function is one entry in FUNCTIONS plus its package under services/.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+PIPELINE_SOURCE = "collections.pipeline"
+UPLOADS_PREFIX = "uploads/"
+THUMBNAILS_PREFIX = "thumbnails/"
+
+# Detail-types on the custom bus. Contracts (pydantic models) live in services/core/contracts.py.
+PROCESSING_REQUESTED = "ProcessingRequested"  # retry of the first stage (the S3 event cannot be replayed)
+IMAGE_PROCESSED = "ImageProcessed"
+IMAGE_ANALYZED = "ImageAnalyzed"
+IMAGE_READY = "ImageReady"
+ITEM_FAILED = "ItemFailed"
+DETAIL_TYPES = (PROCESSING_REQUESTED, IMAGE_PROCESSED, IMAGE_ANALYZED, IMAGE_READY, ITEM_FAILED)
+
+Architecture = Literal["arm64", "x86_64"]
+
+
+# --------------------------------------------------------------------------------------------
+# Triggers
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Route:
+    """One API Gateway route. `authorized=False` only for routes that must work without a token."""
+
+    method: str
+    path: str
+    authorized: bool = True
+
+    @property
+    def route_key(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True)
+class HttpTrigger:
+    routes: tuple[Route, ...]
+    kind: Literal["http"] = "http"
+
+
+@dataclass(frozen=True)
+class ObjectCreatedTrigger:
+    """S3 "Object Created" for the bucket, delivered by EventBridge on the default bus."""
+
+    prefix: str = UPLOADS_PREFIX
+    kind: Literal["s3"] = "s3"
+
+    def event_pattern(self, bucket: str) -> dict:
+        return {
+            "source": ["aws.s3"],
+            "detail-type": ["Object Created"],
+            "detail": {"bucket": {"name": [bucket]}, "object": {"key": [{"prefix": self.prefix}]}},
+        }
+
+
+@dataclass(frozen=True)
+class PipelineEventTrigger:
+    """Events of the given detail-types on the custom bus."""
+
+    detail_types: tuple[str, ...]
+    kind: Literal["event"] = "event"
+
+    def event_pattern(self) -> dict:
+        return {"source": [PIPELINE_SOURCE], "detail-type": list(self.detail_types)}
+
+
+@dataclass(frozen=True)
+class ScheduleTrigger:
+    """An EventBridge schedule expression, e.g. ``rate(1 hour)``."""
+
+    expression: str
+    kind: Literal["schedule"] = "schedule"
+
+
+Trigger = HttpTrigger | ObjectCreatedTrigger | PipelineEventTrigger | ScheduleTrigger
+
+
+# --------------------------------------------------------------------------------------------
+# Needs: secrets and AWS permissions, as data. infra/ turns them into least-privilege IAM.
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Access:
+    """An AWS permission on one of the stack's resources.
+
+    `resource` names a stack resource kind: "bucket" (with `prefix`), "event_bus", "secret".
+    """
+
+    actions: tuple[str, ...]
+    resource: Literal["bucket", "event_bus"]
+    prefix: str = ""
+
+
+READ_UPLOADS = Access(("s3:GetObject",), "bucket", UPLOADS_PREFIX)
+WRITE_UPLOADS = Access(("s3:PutObject",), "bucket", UPLOADS_PREFIX)  # presigned POSTs are signed as the api
+DELETE_UPLOADS = Access(("s3:DeleteObject",), "bucket", UPLOADS_PREFIX)
+READ_THUMBNAILS = Access(("s3:GetObject",), "bucket", THUMBNAILS_PREFIX)
+WRITE_THUMBNAILS = Access(("s3:PutObject",), "bucket", THUMBNAILS_PREFIX)
+DELETE_THUMBNAILS = Access(("s3:DeleteObject",), "bucket", THUMBNAILS_PREFIX)
+LIST_BUCKET = Access(("s3:ListBucket",), "bucket")
+PUBLISH_EVENTS = Access(("events:PutEvents",), "event_bus")
+
+
+# Lambda runtime dependency groups: what each function's package installs (lower bounds match
+# pyproject.toml). The zip artifact and the container image install exactly the group.
+BASE_REQUIREMENTS = (
+    "pydantic>=2.7",
+    "pydantic-settings>=2.4",
+    "sqlalchemy>=2.0.30",
+    "psycopg[binary]>=3.2",
+    "pgvector>=0.3",
+    "pyjwt[crypto]>=2.8",
+    "aws-lambda-powertools>=3.0",
+)
+DEPENDENCY_GROUPS: dict[str, tuple[str, ...]] = {
+    "api": (*BASE_REQUIREMENTS, "fastapi>=0.115", "mangum>=0.19", "voyageai>=0.3"),
+    "image": (*BASE_REQUIREMENTS, "pillow>=11"),
+    "analyzer": (*BASE_REQUIREMENTS, "anthropic>=0.40", "pillow>=11"),
+    "embedder": (*BASE_REQUIREMENTS, "voyageai>=0.3"),
+    "worker": BASE_REQUIREMENTS,
+    "migrate": (*BASE_REQUIREMENTS, "alembic>=1.13"),
+}
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    handler: str  # "module.path.attribute", importable from the package root
+    description: str
+    triggers: tuple[Trigger, ...] = ()
+    memory_mb: int = 512
+    timeout_s: int = 30
+    architecture: Architecture = "arm64"
+    dependency_group: str = "worker"
+    secrets: tuple[Literal["anthropic", "voyage", "database"], ...] = ("database",)
+    access: tuple[Access, ...] = ()
+    reserved_concurrency: int | None = None
+    # Invoked by the deploy (not by a trigger): the migrate function runs on each deploy whose
+    # migrations changed.
+    invoke_on_deploy: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def module(self) -> str:
+        return self.handler.rsplit(".", 1)[0]
+
+    @property
+    def attribute(self) -> str:
+        return self.handler.rsplit(".", 1)[1]
+
+    def triggers_of(self, kind: str) -> tuple[Trigger, ...]:
+        return tuple(t for t in self.triggers if t.kind == kind)
+
+
+API_ROUTES = (
+    Route("GET", "/health", authorized=False),
+    Route("GET", "/openapi.json", authorized=False),
+    Route("GET", "/docs", authorized=False),
+    Route("POST", "/uploads"),
+    Route("GET", "/items"),
+    Route("GET", "/items/{item_id}"),
+    Route("PATCH", "/items/{item_id}"),
+    Route("DELETE", "/items/{item_id}"),
+    Route("POST", "/items/{item_id}/retry"),
+    Route("GET", "/items/{item_id}/similar"),
+    Route("GET", "/search"),
+)
+
+FUNCTIONS: tuple[Function, ...] = (
+    Function(
+        name="api",
+        handler="services.api.handler.handler",
+        description="HTTP API: items, uploads, search (FastAPI through Mangum)",
+        triggers=(HttpTrigger(API_ROUTES),),
+        memory_mb=1024,
+        timeout_s=15,
+        dependency_group="api",
+        secrets=("database", "voyage"),
+        access=(WRITE_UPLOADS, READ_UPLOADS, READ_THUMBNAILS, DELETE_UPLOADS, DELETE_THUMBNAILS, PUBLISH_EVENTS),
+    ),
+    Function(
+        name="image_processor",
+        handler="services.image_processor.handler.handler",
+        description="Validates uploads, makes WebP thumbnails, records sha256 and dimensions",
+        triggers=(ObjectCreatedTrigger(), PipelineEventTrigger((PROCESSING_REQUESTED,))),
+        memory_mb=2048,
+        timeout_s=60,
+        dependency_group="image",
+        access=(READ_UPLOADS, DELETE_UPLOADS, WRITE_UPLOADS, WRITE_THUMBNAILS, READ_THUMBNAILS, PUBLISH_EVENTS),
+    ),
+    Function(
+        name="analyzer",
+        handler="services.analyzer.handler.handler",
+        description="Describes each image with Claude (structured output)",
+        triggers=(PipelineEventTrigger((IMAGE_PROCESSED,)),),
+        memory_mb=1024,
+        timeout_s=120,
+        dependency_group="analyzer",
+        secrets=("database", "anthropic"),
+        access=(READ_THUMBNAILS, PUBLISH_EVENTS),
+    ),
+    Function(
+        name="embedder",
+        handler="services.embedder.handler.handler",
+        description="Embeds each analysis with Voyage AI into pgvector",
+        triggers=(PipelineEventTrigger((IMAGE_ANALYZED,)),),
+        memory_mb=512,
+        timeout_s=60,
+        dependency_group="embedder",
+        secrets=("database", "voyage"),
+        access=(PUBLISH_EVENTS,),
+    ),
+    Function(
+        name="cleanup",
+        handler="services.cleanup.handler.handler",
+        description="Removes orphans, stale pending rows, soft-deleted and expired failed items",
+        triggers=(ScheduleTrigger("rate(1 hour)"),),
+        memory_mb=512,
+        timeout_s=300,
+        dependency_group="worker",
+        access=(LIST_BUCKET, READ_UPLOADS, DELETE_UPLOADS, DELETE_THUMBNAILS),
+        reserved_concurrency=1,
+    ),
+    Function(
+        name="migrate",
+        handler="services.migrate.handler.handler",
+        description="Applies database migrations (invoked on deploy)",
+        memory_mb=512,
+        timeout_s=300,
+        dependency_group="migrate",
+        reserved_concurrency=1,
+        invoke_on_deploy=True,
+    ),
+)
+
+FUNCTIONS_BY_NAME: dict[str, Function] = {f.name: f for f in FUNCTIONS}
+
+
+def function(name: str) -> Function:
+    try:
+        return FUNCTIONS_BY_NAME[name]
+    except KeyError:
+        known = ", ".join(sorted(FUNCTIONS_BY_NAME))
+        raise KeyError(f"unknown function {name!r}; the catalog has: {known}") from None

@@ -1,0 +1,109 @@
+"""Event contracts: one typed model per detail-type on the custom bus, and the AWS envelopes.
+
+Every detail carries `schema_version`; consumers accept versions they know and fail clearly on
+others. Source is always `collections.pipeline` (services.catalog.PIPELINE_SOURCE).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services import catalog
+
+
+class Detail(BaseModel):
+    """Base of every pipeline event detail."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    DETAIL_TYPE: ClassVar[str]
+
+    schema_version: Literal[1] = 1
+    item_id: uuid.UUID
+    owner_id: str
+
+
+class ProcessingRequested(Detail):
+    """Asks the image processor to (re)process an uploaded original: emitted by retry."""
+
+    DETAIL_TYPE: ClassVar[str] = catalog.PROCESSING_REQUESTED
+    key: str
+
+
+class ImageProcessed(Detail):
+    DETAIL_TYPE: ClassVar[str] = catalog.IMAGE_PROCESSED
+    thumbnail_key: str  # the 1024 px WebP the analyzer reads
+    sha256: str
+
+
+class ImageAnalyzed(Detail):
+    DETAIL_TYPE: ClassVar[str] = catalog.IMAGE_ANALYZED
+    analysis_model: str
+
+
+class ImageReady(Detail):
+    DETAIL_TYPE: ClassVar[str] = catalog.IMAGE_READY
+    embedding_model: str
+
+
+class ItemFailed(Detail):
+    DETAIL_TYPE: ClassVar[str] = catalog.ITEM_FAILED
+    stage: Literal["process", "analyze", "embed"]
+    reason: str
+
+
+DETAIL_MODELS: dict[str, type[Detail]] = {
+    m.DETAIL_TYPE: m for m in (ProcessingRequested, ImageProcessed, ImageAnalyzed, ImageReady, ItemFailed)
+}
+
+
+class EventBridgeEvent(BaseModel):
+    """The EventBridge envelope as Lambda (or an SQS target) receives it."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    version: str = "0"
+    id: str
+    detail_type: str = Field(alias="detail-type")
+    source: str
+    account: str = ""
+    time: datetime
+    region: str = ""
+    resources: list[str] = Field(default_factory=list)
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+    def pipeline_detail(self) -> Detail:
+        """The typed detail of a pipeline event; ValueError for anything else."""
+        if self.source != catalog.PIPELINE_SOURCE:
+            raise ValueError(f"not a pipeline event: source {self.source!r}")
+        model = DETAIL_MODELS.get(self.detail_type)
+        if model is None:
+            raise ValueError(f"unknown detail-type {self.detail_type!r}")
+        return model.model_validate(self.detail)
+
+
+class S3ObjectCreated(BaseModel):
+    """`detail` of an S3 "Object Created" event delivered by EventBridge."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    bucket: str
+    key: str
+    size: int | None = None
+    etag: str | None = None
+
+    @classmethod
+    def from_event(cls, event: EventBridgeEvent) -> S3ObjectCreated:
+        if event.source != "aws.s3" or event.detail_type != "Object Created":
+            raise ValueError(f"not an S3 Object Created event: {event.source} / {event.detail_type}")
+        detail = event.detail
+        obj = detail.get("object") or {}
+        return cls(
+            bucket=(detail.get("bucket") or {}).get("name", ""),
+            key=obj.get("key", ""),
+            size=obj.get("size"),
+            etag=obj.get("etag"),
+        )

@@ -1,0 +1,96 @@
+"""Engine and sessions. One small pool per process: a Lambda container serves one request at a time."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from urllib.parse import quote
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.core.settings import Settings, get_settings
+
+
+class DatabaseNotConfigured(RuntimeError):
+    pass
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain libpq URLs and point SQLAlchemy at psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _url_from_secret(secret_arn: str, settings: Settings) -> str:
+    """Build the URL from an RDS-style secret (host, port, username, password, dbname) or {"url": ...}."""
+    from services.core.aws import client
+
+    raw = client("secretsmanager", settings).get_secret_value(SecretId=secret_arn)["SecretString"]
+    secret = json.loads(raw)
+    if "url" in secret:
+        return secret["url"]
+    return (
+        f"postgresql://{quote(secret['username'], safe='')}:{quote(secret['password'], safe='')}"
+        f"@{secret['host']}:{secret.get('port', 5432)}/{secret.get('dbname', 'collections')}?sslmode=require"
+    )
+
+
+def database_url(settings: Settings | None = None) -> str:
+    settings = settings or get_settings()
+    if settings.database_url:
+        return normalize_url(settings.database_url)
+    if settings.database_secret_arn:
+        return normalize_url(_url_from_secret(settings.database_secret_arn, settings))
+    raise DatabaseNotConfigured(
+        "DATABASE_URL is not set. Run through `collections dev`/`collections migrate` (which start the "
+        "embedded PostgreSQL) or set DATABASE_URL / COLLECTIONS_DATABASE_SECRET_ARN."
+    )
+
+
+def make_engine(url: str, settings: Settings | None = None) -> Engine:
+    settings = settings or get_settings()
+    return create_engine(
+        normalize_url(url),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=True,  # a frozen Lambda container wakes up with connections the server closed
+        pool_recycle=300,
+        connect_args={"options": f"-c statement_timeout={settings.db_statement_timeout_ms}"},
+    )
+
+
+@lru_cache
+def get_engine() -> Engine:
+    return make_engine(database_url())
+
+
+@lru_cache
+def get_sessionmaker() -> sessionmaker[Session]:
+    return sessionmaker(bind=get_engine(), expire_on_commit=False)
+
+
+def reset() -> None:
+    """Forget the cached engine (tests and the local runtime change DATABASE_URL)."""
+    if get_engine.cache_info().currsize:
+        get_engine().dispose()
+    get_engine.cache_clear()
+    get_sessionmaker.cache_clear()
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """A transaction: committed on success, rolled back on error."""
+    session = get_sessionmaker()()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,110 @@
+"""All configuration, in one place. Every variable is documented in README.md ("Configuration").
+
+Values come from the environment (on Lambda, set by the Pulumi program) or a `.env` file.
+Application variables carry the `COLLECTIONS_` prefix; well-known ones keep their usual names.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COLLECTIONS_", env_file=".env", extra="ignore")
+
+    # --- database -------------------------------------------------------------------------
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "COLLECTIONS_DATABASE_URL"),
+        description="SQLAlchemy URL (postgresql+psycopg://...). Unset locally: the embedded server.",
+    )
+    database_secret_arn: str | None = Field(
+        default=None, description="Secrets Manager secret with host/port/username/password/dbname (on AWS)."
+    )
+    db_pool_size: int = Field(default=1, ge=1, description="Connections kept per process (1 on Lambda).")
+    db_max_overflow: int = Field(default=2, ge=0)
+    db_statement_timeout_ms: int = Field(default=10_000, ge=0)
+
+    # --- AWS ------------------------------------------------------------------------------
+    aws_region: str = Field(default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
+    aws_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias="AWS_ENDPOINT_URL",
+        description="Local AWS endpoint (moto). Unset on AWS.",
+    )
+    bucket: str = Field(default="collections-local", description="S3 bucket for originals and thumbnails.")
+    event_bus: str = Field(default="collections-local", description="EventBridge custom bus for pipeline events.")
+
+    # --- uploads --------------------------------------------------------------------------
+    max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0, description="Largest accepted upload.")
+    min_upload_bytes: int = Field(default=1, ge=1)
+    upload_url_ttl_s: int = Field(default=300, ge=30, le=3600, description="Presigned POST lifetime.")
+    download_url_ttl_s: int = Field(default=300, ge=30, le=3600, description="Presigned GET lifetime.")
+
+    # --- auth -----------------------------------------------------------------------------
+    auth_mode: Literal["jwks", "apigateway"] = Field(
+        default="jwks",
+        description="jwks: verify the bearer token here; apigateway: trust API Gateway's JWT authorizer claims.",
+    )
+    cognito_user_pool_id: str = Field(default="", description="Cognito user pool id.")
+    cognito_client_id: str = Field(default="", description="Cognito app client id (tokens must carry it).")
+    cognito_issuer: str | None = Field(
+        default=None, description="Token issuer; default https://cognito-idp.{region}.amazonaws.com/{pool}."
+    )
+    cognito_jwks_url: str | None = Field(
+        default=None, description="JWKS URL; default {issuer}/.well-known/jwks.json (moto serves its own)."
+    )
+    jwks_cache_s: int = Field(default=3600, ge=0)
+
+    # --- AI -------------------------------------------------------------------------------
+    anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
+    anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
+    anthropic_secret_arn: str | None = Field(default=None, description="Secrets Manager secret with the key.")
+    analyzer_model: str = Field(default="claude-haiku-4-5", description="Claude model for image analysis.")
+    analyzer_timeout_s: float = Field(default=60.0, gt=0)
+    analyzer_max_retries: int = Field(default=2, ge=0)
+    voyage_api_key: SecretStr | None = Field(default=None, validation_alias="VOYAGE_API_KEY")
+    voyage_base_url: str | None = Field(default=None, description="Voyage API base URL (tests point it locally).")
+    voyage_secret_arn: str | None = Field(default=None, description="Secrets Manager secret with the key.")
+    embedding_model: str = Field(default="voyage-3.5", description="Voyage embedding model.")
+    embedding_dimension: int = Field(default=1024, gt=0, le=16000, description="Vector size in the database.")
+    embedding_timeout_s: float = Field(default=30.0, gt=0)
+    embedding_max_retries: int = Field(default=2, ge=0)
+
+    # --- pipeline -------------------------------------------------------------------------
+    max_image_pixels: int = Field(default=50_000_000, gt=0, description="Decompression-bomb limit.")
+    thumbnail_sizes: tuple[int, ...] = Field(default=(256, 1024))
+    cleanup_orphan_hours: int = Field(default=24, ge=1)
+    cleanup_failed_retention_days: int = Field(default=30, ge=1)
+    cleanup_batch: int = Field(default=500, ge=1)
+
+    # --- API ------------------------------------------------------------------------------
+    page_size_default: int = Field(default=20, ge=1)
+    page_size_max: int = Field(default=100, ge=1)
+    search_k_max: int = Field(default=100, ge=1)
+    query_max_chars: int = Field(default=500, ge=1)
+
+    # --- local runtime --------------------------------------------------------------------
+    data_dir: str = Field(default=".collections", description="Embedded PostgreSQL data and local state.")
+    api_port: int = Field(default=8000)
+    moto_port: int = Field(default=5000)
+
+    @property
+    def issuer(self) -> str:
+        return self.cognito_issuer or (
+            f"https://cognito-idp.{self.aws_region}.amazonaws.com/{self.cognito_user_pool_id}"
+        )
+
+    @property
+    def jwks_url(self) -> str:
+        return self.cognito_jwks_url or f"{self.issuer}/.well-known/jwks.json"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (cached: Lambda reads the environment once per container)."""
+    return Settings()

@@ -1,0 +1,155 @@
+"""S3: object keys, presigned POST/GET, and the object operations the services use.
+
+Keys:  uploads/{sub}/{item_id}/{filename}        originals (written by the browser, presigned POST)
+       thumbnails/{sub}/{item_id}/{size}.webp     derivatives (written by the image processor)
+The presigned POST policy pins the key prefix, `image/*` and a size range; AWS enforces it, but
+nothing downstream trusts it (moto does not check policies, and neither should we).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from services import catalog
+from services.core.settings import Settings, get_settings
+
+_SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_FILENAME = 128
+
+
+class InvalidKey(ValueError):
+    pass
+
+
+class ObjectTooLarge(ValueError):
+    pass
+
+
+def safe_filename(filename: str) -> str:
+    """A filename safe in a key: no path, no odd characters, bounded length, never empty."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = _SAFE_FILENAME.sub("-", name).strip(".-") or "image"
+    if len(name) > MAX_FILENAME:
+        stem, dot, ext = name.rpartition(".")
+        name = (stem[: MAX_FILENAME - len(ext) - 1] + dot + ext) if dot and len(ext) <= 10 else name[:MAX_FILENAME]
+    return name
+
+
+def upload_prefix(owner_id: str, item_id: uuid.UUID) -> str:
+    return f"{catalog.UPLOADS_PREFIX}{owner_id}/{item_id}/"
+
+
+def upload_key(owner_id: str, item_id: uuid.UUID, filename: str) -> str:
+    return upload_prefix(owner_id, item_id) + safe_filename(filename)
+
+
+def thumbnail_key(owner_id: str, item_id: uuid.UUID, size: int) -> str:
+    return f"{catalog.THUMBNAILS_PREFIX}{owner_id}/{item_id}/{size}.webp"
+
+
+def thumbnail_prefix(owner_id: str, item_id: uuid.UUID) -> str:
+    return f"{catalog.THUMBNAILS_PREFIX}{owner_id}/{item_id}/"
+
+
+@dataclass(frozen=True)
+class UploadKey:
+    owner_id: str
+    item_id: uuid.UUID
+    filename: str
+
+
+def parse_upload_key(key: str) -> UploadKey:
+    """uploads/{sub}/{item_id}/{filename} → its parts; InvalidKey for anything else."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] + "/" != catalog.UPLOADS_PREFIX or not parts[1] or not parts[3]:
+        raise InvalidKey(f"key {key!r} is not uploads/{{owner}}/{{item_id}}/{{filename}}")
+    try:
+        item_id = uuid.UUID(parts[2])
+    except ValueError:
+        raise InvalidKey(f"key {key!r} does not carry an item id") from None
+    return UploadKey(owner_id=parts[1], item_id=item_id, filename=parts[3])
+
+
+class Storage:
+    def __init__(self, settings: Settings | None = None, client: Any = None):
+        self.settings = settings or get_settings()
+        if client is None:
+            from services.core.aws import client as aws_client
+
+            client = aws_client("s3", self.settings)
+        self.s3 = client
+        self.bucket = self.settings.bucket
+
+    # --- presigned URLs -------------------------------------------------------------------
+    def presigned_post(self, owner_id: str, item_id: uuid.UUID, filename: str, content_type: str) -> dict[str, Any]:
+        key = upload_key(owner_id, item_id, filename)
+        conditions = [
+            {"bucket": self.bucket},
+            ["starts-with", "$key", upload_prefix(owner_id, item_id)],
+            ["starts-with", "$Content-Type", "image/"],
+            ["content-length-range", self.settings.min_upload_bytes, self.settings.max_upload_bytes],
+        ]
+        post = self.s3.generate_presigned_post(
+            Bucket=self.bucket,
+            Key=key,
+            Fields={"Content-Type": content_type},
+            Conditions=conditions,
+            ExpiresIn=self.settings.upload_url_ttl_s,
+        )
+        return {"url": post["url"], "fields": post["fields"], "key": key, "expires_in": self.settings.upload_url_ttl_s}
+
+    def presigned_get(self, key: str) -> str:
+        return self.s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.settings.download_url_ttl_s
+        )
+
+    # --- objects --------------------------------------------------------------------------
+    def head(self, key: str) -> dict[str, Any] | None:
+        try:
+            return self.s3.head_object(Bucket=self.bucket, Key=key)
+        except self.s3.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def read(self, key: str, max_bytes: int | None = None) -> bytes:
+        """The object's bytes; ObjectTooLarge before downloading more than `max_bytes`."""
+        response = self.s3.get_object(Bucket=self.bucket, Key=key)
+        size = response.get("ContentLength")
+        if max_bytes is not None and size is not None and size > max_bytes:
+            response["Body"].close()
+            raise ObjectTooLarge(f"object is {size} bytes; the limit is {max_bytes}")
+        body = response["Body"].read() if max_bytes is None else response["Body"].read(max_bytes + 1)
+        if max_bytes is not None and len(body) > max_bytes:
+            raise ObjectTooLarge(f"object is over the limit of {max_bytes} bytes")
+        return body
+
+    def write(self, key: str, data: bytes, content_type: str) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    def copy(self, source_key: str, target_key: str) -> None:
+        self.s3.copy_object(Bucket=self.bucket, Key=target_key, CopySource={"Bucket": self.bucket, "Key": source_key})
+
+    def delete(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        for start in range(0, len(keys), 1000):
+            batch = keys[start : start + 1000]
+            self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+
+    def delete_prefix(self, prefix: str) -> int:
+        keys = [obj["Key"] for obj in self.list(prefix)]
+        self.delete(keys)
+        return len(keys)
+
+    def list(self, prefix: str) -> Iterator[dict[str, Any]]:
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            yield from page.get("Contents", [])
+
+
+def get_storage() -> Storage:
+    return Storage()

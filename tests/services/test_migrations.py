@@ -1,0 +1,59 @@
+"""Migrations: upgrade from empty, downgrade to empty and up again, and the schema they build."""
+
+import psycopg
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from services.core import migrations
+
+
+@pytest.fixture
+def empty_db(pg):
+    name = "migrations_roundtrip"
+    pg.drop_database(name)
+    url = pg.create_database(name, exist_ok=False)
+    yield url
+    pg.drop_database(name)
+
+
+def _tables(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_empty_creates_items_with_indexes(empty_db):
+    migrations.upgrade(empty_db)
+    assert migrations.current(empty_db) == "0001"
+    engine = create_engine(empty_db)
+    try:
+        indexes = {ix["name"] for ix in inspect(engine).get_indexes("items")}
+    finally:
+        engine.dispose()
+    assert {"ix_items_owner_created", "ix_items_owner_sha256", "ix_items_embedding_hnsw"} <= indexes
+
+
+def test_hnsw_index_uses_cosine_ops(empty_db):
+    migrations.upgrade(empty_db)
+    libpq = empty_db.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(libpq) as conn:
+        (definition,) = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_items_embedding_hnsw'"
+        ).fetchone()
+    assert "hnsw" in definition and "vector_cosine_ops" in definition
+
+
+def test_downgrade_round_trip(empty_db):
+    migrations.upgrade(empty_db)
+    migrations.downgrade(empty_db, "base")
+    assert migrations.current(empty_db) is None
+    assert "items" not in _tables(empty_db)
+    migrations.upgrade(empty_db)
+    assert "items" in _tables(empty_db)
+
+
+def test_migrations_hash_is_stable():
+    assert migrations.migrations_hash() == migrations.migrations_hash()
+    assert len(migrations.migrations_hash()) == 64
