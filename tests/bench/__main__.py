@@ -1,0 +1,57 @@
+"""`make bench`: run every tests/bench/bench_*.py module (or those named on the command line).
+
+Each module exposes `run() -> dict` returning {"title": str, "rows": [dict, ...], "notes": [str]}.
+The runner prints each as a table and writes it to tests/bench/results/<name>.json.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+
+
+def _table(rows: list[dict]) -> str:
+    if not rows:
+        return "(no rows)"
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    sep = "  ".join("-" * w for w in widths)
+    body = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join([line, sep, *body])
+
+
+def main(argv: list[str]) -> int:
+    names = argv or sorted(p.stem for p in HERE.glob("bench_*.py"))
+    RESULTS.mkdir(exist_ok=True)
+    failed = 0
+    for name in names:
+        module = importlib.import_module(f"tests.bench.{name}")
+        started = time.perf_counter()
+        try:
+            result = module.run()
+        except Exception as error:  # one broken benchmark must not hide the others
+            failed += 1
+            print(f"\n## {name}: FAILED: {error!r}")
+            continue
+        result.setdefault("title", name)
+        result["machine"] = {"python": platform.python_version(), "cpu_count": __import__("os").cpu_count()}
+        result["wall_s"] = round(time.perf_counter() - started, 2)
+        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
+        print(f"\n## {result['title']}  ({result['wall_s']} s)\n")
+        print(_table(result.get("rows", [])))
+        for note in result.get("notes", []):
+            print(f"  - {note}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
