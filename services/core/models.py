@@ -19,7 +19,7 @@ class Base(DeclarativeBase):
     pass
 
 
-class ItemStatus(str, enum.Enum):
+class ItemStatus(enum.StrEnum):
     pending = "pending"  # row created, waiting for the upload
     processed = "processed"  # validated, thumbnails written
     analyzed = "analyzed"  # described by the analyzer
@@ -28,7 +28,7 @@ class ItemStatus(str, enum.Enum):
     deleted = "deleted"  # soft-deleted by the user; cleanup removes objects then the row
 
 
-class Stage(str, enum.Enum):
+class Stage(enum.StrEnum):
     """Pipeline stages, in order. `failed_stage` names where an item stopped; retry resumes there."""
 
     process = "process"

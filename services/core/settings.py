@@ -26,11 +26,15 @@ class Settings(BaseSettings):
         default=None, description="Secrets Manager secret with host/port/username/password/dbname (on AWS)."
     )
     db_pool_size: int = Field(default=1, ge=1, description="Connections kept per process (1 on Lambda).")
-    db_max_overflow: int = Field(default=2, ge=0)
-    db_statement_timeout_ms: int = Field(default=10_000, ge=0)
+    db_max_overflow: int = Field(default=2, ge=0, description="Extra connections allowed beyond the pool.")
+    db_statement_timeout_ms: int = Field(default=10_000, ge=0, description="Server-side statement timeout.")
 
     # --- AWS ------------------------------------------------------------------------------
-    aws_region: str = Field(default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
+    aws_region: str = Field(
+        default="us-east-1",
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
+        description="AWS region (set by Lambda).",
+    )
     aws_endpoint_url: str | None = Field(
         default=None,
         validation_alias="AWS_ENDPOINT_URL",
@@ -38,10 +42,14 @@ class Settings(BaseSettings):
     )
     bucket: str = Field(default="collections-local", description="S3 bucket for originals and thumbnails.")
     event_bus: str = Field(default="collections-local", description="EventBridge custom bus for pipeline events.")
+    stack_outputs: str | None = Field(
+        default=None,
+        description="collections-release: the stack's outputs, as JSON text or a path to a JSON file (CI).",
+    )
 
     # --- uploads --------------------------------------------------------------------------
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0, description="Largest accepted upload.")
-    min_upload_bytes: int = Field(default=1, ge=1)
+    min_upload_bytes: int = Field(default=1, ge=1, description="Smallest accepted upload.")
     upload_url_ttl_s: int = Field(default=300, ge=30, le=3600, description="Presigned POST lifetime.")
     download_url_ttl_s: int = Field(default=300, ge=30, le=3600, description="Presigned GET lifetime.")
 
@@ -58,40 +66,46 @@ class Settings(BaseSettings):
     cognito_jwks_url: str | None = Field(
         default=None, description="JWKS URL; default {issuer}/.well-known/jwks.json (moto serves its own)."
     )
-    jwks_cache_s: int = Field(default=3600, ge=0)
+    jwks_cache_s: int = Field(default=3600, ge=0, description="How long fetched signing keys are kept.")
 
     # --- AI -------------------------------------------------------------------------------
-    anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
-    anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, validation_alias="ANTHROPIC_API_KEY", description="Claude API key; unset: local analyzer."
+    )
+    anthropic_base_url: str | None = Field(
+        default=None, validation_alias="ANTHROPIC_BASE_URL", description="Anthropic API base URL (tests)."
+    )
     anthropic_secret_arn: str | None = Field(default=None, description="Secrets Manager secret with the key.")
     analyzer_model: str = Field(default="claude-haiku-4-5", description="Claude model for image analysis.")
-    analyzer_timeout_s: float = Field(default=60.0, gt=0)
-    analyzer_max_retries: int = Field(default=2, ge=0)
-    voyage_api_key: SecretStr | None = Field(default=None, validation_alias="VOYAGE_API_KEY")
+    analyzer_timeout_s: float = Field(default=60.0, gt=0, description="Per-request timeout.")
+    analyzer_max_retries: int = Field(default=2, ge=0, description="SDK retries (429/5xx).")
+    voyage_api_key: SecretStr | None = Field(
+        default=None, validation_alias="VOYAGE_API_KEY", description="Voyage API key; unset: local embedder."
+    )
     voyage_base_url: str | None = Field(default=None, description="Voyage API base URL (tests point it locally).")
     voyage_secret_arn: str | None = Field(default=None, description="Secrets Manager secret with the key.")
     embedding_model: str = Field(default="voyage-3.5", description="Voyage embedding model.")
     embedding_dimension: int = Field(default=1024, gt=0, le=16000, description="Vector size in the database.")
-    embedding_timeout_s: float = Field(default=30.0, gt=0)
-    embedding_max_retries: int = Field(default=2, ge=0)
+    embedding_timeout_s: float = Field(default=30.0, gt=0, description="Per-request timeout.")
+    embedding_max_retries: int = Field(default=2, ge=0, description="SDK retries (429/5xx).")
 
     # --- pipeline -------------------------------------------------------------------------
     max_image_pixels: int = Field(default=50_000_000, gt=0, description="Decompression-bomb limit.")
-    thumbnail_sizes: tuple[int, ...] = Field(default=(256, 1024))
-    cleanup_orphan_hours: int = Field(default=24, ge=1)
-    cleanup_failed_retention_days: int = Field(default=30, ge=1)
-    cleanup_batch: int = Field(default=500, ge=1)
+    thumbnail_sizes: tuple[int, ...] = Field(default=(256, 1024), description="Long-edge sizes (JSON list).")
+    cleanup_orphan_hours: int = Field(default=24, ge=1, description="Age before orphans are removed.")
+    cleanup_failed_retention_days: int = Field(default=30, ge=1, description="Failed items kept this long.")
+    cleanup_batch: int = Field(default=500, ge=1, description="Most removals per cleanup run.")
 
     # --- API ------------------------------------------------------------------------------
-    page_size_default: int = Field(default=20, ge=1)
-    page_size_max: int = Field(default=100, ge=1)
-    search_k_max: int = Field(default=100, ge=1)
-    query_max_chars: int = Field(default=500, ge=1)
+    page_size_default: int = Field(default=20, ge=1, description="Items per page by default.")
+    page_size_max: int = Field(default=100, ge=1, description="Largest page size accepted.")
+    search_k_max: int = Field(default=100, ge=1, description="Largest k for search and similar.")
+    query_max_chars: int = Field(default=500, ge=1, description="Longest text query accepted.")
 
     # --- local runtime --------------------------------------------------------------------
     data_dir: str = Field(default=".collections", description="Embedded PostgreSQL data and local state.")
-    api_port: int = Field(default=8000)
-    moto_port: int = Field(default=5000)
+    api_port: int = Field(default=8000, description="Port of the local API (`make dev`).")
+    moto_port: int = Field(default=5000, description="Port of the local moto server (`make dev`).")
 
     @property
     def issuer(self) -> str:

@@ -98,7 +98,11 @@ def ensure_cognito(settings: Settings, pool_name: str = "collections-local") -> 
             UserPoolId=pool_id,
             ClientName="collections-web",
             GenerateSecret=False,
-            ExplicitAuthFlows=["ALLOW_ADMIN_USER_PASSWORD_AUTH", "ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+            ExplicitAuthFlows=[
+                "ALLOW_ADMIN_USER_PASSWORD_AUTH",
+                "ALLOW_USER_PASSWORD_AUTH",
+                "ALLOW_REFRESH_TOKEN_AUTH",
+            ],
         )["UserPoolClient"]["ClientId"]
     return CognitoApp(user_pool_id=pool_id, client_id=client_id)
 
