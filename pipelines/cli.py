@@ -1,0 +1,189 @@
+"""`collections-release`: release and roll back Collections' services with one command each.
+
+    collections-release status   [--service S] [--json]
+    collections-release shift    --service S [--to VERSION|latest] --strategy STRATEGY [--poll S] [--dry-run]
+    collections-release rollback --service S
+    collections-release promote  --service S
+    collections-release prune    --service S --keep N [--slot blue|green] [--dry-run]
+    collections-release flip     --service S --to blue|green
+    collections-release guard    PREVIEW.json [--allow URN_OR_NAME ...]
+
+Every command but guard reads the stack outputs: --outputs FILE, COLLECTIONS_STACK_OUTPUTS, or
+`pulumi stack output --json --stack S`. Exit codes are in pipelines/errors.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from pipelines import errors
+from pipelines.errors import ReleaseError
+from pipelines.strategies import USAGE, StrategyError
+from pipelines.strategies import parse as parse_strategy
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--stack", help="Pulumi stack (dev, prod, org/prod)")
+    common.add_argument("--outputs", metavar="FILE", help="the stack outputs as JSON (`pulumi stack output --json`)")
+
+    parser = argparse.ArgumentParser(
+        prog="collections-release",
+        description="Release, roll back and inspect Collections' Lambda aliases; guard Pulumi previews.",
+        epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 rolled back by an alarm, 4 not found, 5 lock held, "
+        "6 no credentials, 7 throttled, 8 preview blocked, 9 smoke test failed, 130 interrupted.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    status = commands.add_parser("status", parents=[common], help="aliases, versions, alarms, locks")
+    status.add_argument("--service", help="one service (default: all)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    shift = commands.add_parser("shift", parents=[common], help="move the live alias to a new version by steps")
+    shift.add_argument("--service", required=True, help="a service, or 'all' (every gradual service)")
+    shift.add_argument("--to", default="latest", help="version number or 'latest' (default)")
+    shift.add_argument("--strategy", required=True, help=USAGE)
+    shift.add_argument("--poll", type=float, default=30.0, help="seconds between alarm checks (default 30)")
+    shift.add_argument("--lock-ttl", type=float, default=900.0, help="seconds a lock lives unless renewed")
+    shift.add_argument("--pc-timeout", type=float, default=900.0,
+                       help="seconds to wait for provisioned concurrency to be READY")
+    shift.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+
+    rollback = commands.add_parser("rollback", parents=[common], help="alias back on the last stable version")
+    rollback.add_argument("--service", required=True)
+
+    promote = commands.add_parser("promote", parents=[common], help="finish a shift under way now")
+    promote.add_argument("--service", required=True)
+
+    prune = commands.add_parser("prune", parents=[common], help="delete old, unreferenced versions")
+    prune.add_argument("--service", required=True)
+    prune.add_argument("--keep", type=int, required=True, help="newest versions to keep in any case")
+    prune.add_argument("--slot", choices=("blue", "green"), help="default: the active slot")
+    prune.add_argument("--dry-run", action="store_true")
+
+    flip = commands.add_parser("flip", parents=[common], help="smoke-test the idle slot, then make it active")
+    flip.add_argument("--service", required=True)
+    flip.add_argument("--to", required=True, choices=("blue", "green"))
+
+    guard = commands.add_parser("guard", help="fail a `pulumi preview --json` that replaces consumed resources")
+    guard.add_argument("preview", metavar="PREVIEW.json")
+    guard.add_argument("--allow", action="append", default=[], metavar="URN_OR_NAME",
+                       help="a URN (glob allowed) or resource name that may be replaced (repeatable)")
+    return parser
+
+
+def _outputs(args: argparse.Namespace):
+    from pipelines import outputs
+    from services.core.settings import get_settings
+
+    return outputs.load(args.outputs, args.stack, get_settings().stack_outputs)
+
+
+def _context(args: argparse.Namespace, stack_outputs, service, **options: Any):
+    from pipelines.context import for_service
+
+    return for_service(stack_outputs, service, progress=_say, **options)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from pipelines.status import service_status, table
+
+    stack_outputs = _outputs(args)
+    rows = [service_status(_context(args, stack_outputs, s)) for s in stack_outputs.select(args.service)]
+    if args.json:
+        print(json.dumps({"stack": stack_outputs.stack, "services": rows}, indent=2))
+    else:
+        print(f"stack {stack_outputs.stack} ({stack_outputs.region})")
+        print(table(rows))
+    return errors.EXIT_OK
+
+
+def _shift(args: argparse.Namespace) -> int:
+    from pipelines.shift import Shift
+
+    strategy = parse_strategy(args.strategy)
+    stack_outputs = _outputs(args)
+    services = stack_outputs.select(args.service)
+    if args.service == "all":
+        skipped = [s.name for s in services if s.release_mode != "gradual"]
+        services = [s for s in services if s.release_mode == "gradual"]
+        if skipped:
+            _say(f"direct release mode (pulumi up moves their alias), skipped: {', '.join(skipped)}")
+    for service in services:
+        ctx = _context(args, stack_outputs, service, lock_ttl_s=args.lock_ttl)
+        Shift(ctx, strategy, to=args.to, poll_s=args.poll, pc_timeout_s=args.pc_timeout).run(dry_run=args.dry_run)
+    return errors.EXIT_OK
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from pipelines.rollback import rollback
+
+    stack_outputs = _outputs(args)
+    rollback(_context(args, stack_outputs, stack_outputs.service(args.service)))
+    return errors.EXIT_OK
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from pipelines.rollback import promote
+
+    stack_outputs = _outputs(args)
+    promote(_context(args, stack_outputs, stack_outputs.service(args.service)))
+    return errors.EXIT_OK
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from pipelines.prune import prune
+
+    stack_outputs = _outputs(args)
+    prune(_context(args, stack_outputs, stack_outputs.service(args.service)), args.keep, args.slot, args.dry_run)
+    return errors.EXIT_OK
+
+
+def _flip(args: argparse.Namespace) -> int:
+    from pipelines.context import aws_clients
+    from pipelines.flip import LambdaInvoker, default_configurator, flip
+
+    stack_outputs = _outputs(args)
+    service = stack_outputs.service(args.service)
+    invoker = LambdaInvoker(aws_clients(stack_outputs)["lambda_client"])
+    result = flip(stack_outputs, service, args.to, invoker, default_configurator(stack_outputs.stack, _say), _say)
+    if result.outcome == "commands":
+        print(json.dumps(asdict(result), indent=2))
+    return errors.EXIT_OK
+
+
+def _guard(args: argparse.Namespace) -> int:
+    from pipelines.guard import check_file, enforce
+
+    report = check_file(args.preview, args.allow)
+    enforce(report)
+    print(report.render())
+    return errors.EXIT_OK
+
+
+HANDLERS = {"status": _status, "shift": _shift, "rollback": _rollback, "promote": _promote, "prune": _prune,
+            "flip": _flip, "guard": _guard}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return HANDLERS[args.command](args)
+    except StrategyError as error:
+        print(f"collections-release: error: {error}", file=sys.stderr)
+        return errors.EXIT_USAGE
+    except ReleaseError as error:
+        print(f"collections-release {args.command}: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print(f"collections-release {args.command}: interrupted", file=sys.stderr)
+        return errors.EXIT_INTERRUPTED

@@ -1,0 +1,137 @@
+"""The stack's outputs (what `pulumi stack output --json` prints), typed.
+
+Sources, first found wins: `--outputs FILE`, COLLECTIONS_STACK_OUTPUTS (JSON text or a path; CI
+writes it after `pulumi up`), else the Pulumi CLI itself for `--stack`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipelines.errors import NotFound, ReleaseError
+
+Slot = Literal["blue", "green"]
+SLOTS: tuple[Slot, ...] = ("blue", "green")
+
+
+class ServiceOutputs(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = ""
+    active_slot: Slot
+    alias_arn: str
+    alias_name: str = "live"
+    function_names: dict[Slot, str]
+    release_mode: Literal["direct", "gradual"] = "direct"
+    provisioned_concurrency: int = Field(default=0, ge=0)
+    alarm_names: list[str] = Field(default_factory=list)
+    triggers: list[str] = Field(default_factory=list)
+
+    @property
+    def function_name(self) -> str:
+        """The active slot's function (the one consumers reach through its alias)."""
+        return self.slot_function(self.active_slot)
+
+    def slot_function(self, slot: str) -> str:
+        try:
+            return self.function_names[slot]  # type: ignore[index]
+        except KeyError:
+            defined = ", ".join(sorted(self.function_names)) or "none"
+            raise NotFound(
+                f"service {self.name!r} has no {slot!r} slot (defined: {defined}); add it to the stack "
+                "config and run `pulumi up` first"
+            ) from None
+
+    @property
+    def idle_slot(self) -> Slot:
+        return "green" if self.active_slot == "blue" else "blue"
+
+
+class StackOutputs(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    stack: str
+    region: str = "us-east-1"
+    api_url: str = ""
+    bucket: str = ""
+    event_bus: str = ""
+    user_pool_id: str = ""
+    user_pool_client_id: str = ""
+    dashboard_name: str = ""
+    services: dict[str, ServiceOutputs]
+
+    def model_post_init(self, __context: Any) -> None:
+        for name, service in self.services.items():
+            service.name = name
+
+    def service(self, name: str) -> ServiceOutputs:
+        """A service by its catalog name; `image-processor` and `image_processor` both work."""
+        wanted = name.replace("-", "_")
+        for key, service in self.services.items():
+            if key.replace("-", "_") == wanted:
+                return service
+        known = ", ".join(sorted(self.services)) or "none"
+        raise NotFound(f"unknown service {name!r} in stack {self.stack!r}; the stack has: {known}")
+
+    def select(self, name: str | None) -> list[ServiceOutputs]:
+        """One service, or all of them (name None or "all")."""
+        if name in (None, "all"):
+            return list(self.services.values())
+        return [self.service(name)]
+
+
+def parse(text: str, origin: str) -> StackOutputs:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ReleaseError(f"stack outputs from {origin} are not JSON: {error}") from None
+    try:
+        return StackOutputs.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:5])
+        raise ReleaseError(f"stack outputs from {origin} do not match the contract: {problems}") from None
+
+
+def from_pulumi(stack: str, cwd: str | Path | None = None) -> StackOutputs:
+    pulumi = shutil.which("pulumi")
+    if pulumi is None:
+        raise ReleaseError(
+            "no stack outputs: pass --outputs FILE, set COLLECTIONS_STACK_OUTPUTS, or install the Pulumi CLI "
+            f"so that `pulumi stack output --json --stack {stack}` can be run"
+        )
+    result = subprocess.run(
+        [pulumi, "stack", "output", "--json", "--stack", stack], cwd=cwd, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise ReleaseError(f"`pulumi stack output --stack {stack}` failed: {result.stderr.strip()}")
+    return parse(result.stdout, f"pulumi stack output --stack {stack}")
+
+
+def load(outputs_file: str | None = None, stack: str | None = None, env_value: str | None = None) -> StackOutputs:
+    if outputs_file:
+        path = Path(outputs_file)
+        if not path.is_file():
+            raise ReleaseError(f"--outputs {outputs_file}: no such file")
+        outputs = parse(path.read_text(), str(path))
+    elif env_value:
+        if env_value.lstrip().startswith("{"):
+            outputs = parse(env_value, "COLLECTIONS_STACK_OUTPUTS")
+        else:
+            path = Path(env_value)
+            if not path.is_file():
+                raise ReleaseError(f"COLLECTIONS_STACK_OUTPUTS={env_value}: neither JSON nor an existing file")
+            outputs = parse(path.read_text(), str(path))
+    elif stack:
+        return from_pulumi(stack)
+    else:
+        raise ReleaseError("which stack? pass --stack S (with the Pulumi CLI), --outputs FILE, or set "
+                           "COLLECTIONS_STACK_OUTPUTS")
+    if stack and outputs.stack != stack.rsplit("/", 1)[-1]:  # "org/dev" names the stack "dev"
+        raise ReleaseError(f"the outputs given are for stack {outputs.stack!r}, not {stack!r}")
+    return outputs

@@ -1,0 +1,169 @@
+"""The traffic shift: move a service's `live` alias to a new version step by step, watching alarms.
+
+    resolve target -> lock -> (provisioned concurrency READY) -> for each step:
+        alarms? -> route weight -> bake, polling alarms and renewing the lock
+    -> alias on target, weights cleared -> stable version recorded -> unlock
+
+An alarm in ALARM at any check rolls back (alias on the stable version, weights cleared) and ends
+with RolledBack. A re-run continues from the alias's current weights. If the alias changes under a
+running shift (someone ran `rollback` or `promote`), the shift stops without touching it again.
+Ctrl-C releases the lock and says how to resume or roll back; the alias keeps its weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipelines import concurrency
+from pipelines.context import ServiceContext
+from pipelines.errors import Interrupted, ReleaseError, RolledBack
+from pipelines.records import StableRecord
+from pipelines.strategies import Step, Strategy
+from pipelines.traffic import AliasState
+
+
+@dataclass
+class ShiftResult:
+    service: str
+    outcome: str  # completed | noop | dry-run
+    stable: str
+    target: str
+    steps: list[str] = field(default_factory=list)
+
+
+class AliasChanged(ReleaseError):
+    pass
+
+
+class Shift:
+    def __init__(self, ctx: ServiceContext, strategy: Strategy, *, to: str = "latest", poll_s: float = 30,
+                 pc_timeout_s: float = 900):
+        if poll_s <= 0:
+            raise ReleaseError("--poll must be positive")
+        self.ctx = ctx
+        self.strategy = strategy
+        self.to = to
+        self.poll_s = poll_s
+        self.pc_timeout_s = pc_timeout_s
+        self.traffic = ctx.traffic
+        self.name = ctx.service.name
+        self._expected: AliasState | None = None
+
+    # -- planning --------------------------------------------------------------------------------
+    def plan(self) -> tuple[AliasState, str, str, tuple[Step, ...]]:
+        """(alias now, stable version, target version, steps still to do)."""
+        alias = self.traffic.alias()
+        target = self.traffic.resolve(self.to)
+        canary = alias.canary
+        if canary is not None:
+            in_flight, weight = canary
+            if in_flight != target:
+                raise ReleaseError(
+                    f"{self.name}: a shift to version {in_flight} is under way ({alias.describe()}); "
+                    f"resume it with --to {in_flight}, or finish it with `promote` / undo it with `rollback` first"
+                )
+            return alias, alias.version, target, self.strategy.remaining(weight)
+        if alias.version == target:
+            return alias, alias.version, target, ()
+        return alias, alias.version, target, self.strategy.steps
+
+    # -- running ---------------------------------------------------------------------------------
+    def run(self, dry_run: bool = False) -> ShiftResult:
+        ctx, say = self.ctx, self.ctx.progress
+        if ctx.service.release_mode != "gradual":
+            raise ReleaseError(
+                f"{self.name}: release_mode is 'direct' in this stack: `pulumi up` moves its alias; "
+                "set the service's release mode to gradual to shift it with this tool"
+            )
+        alias, stable, target, steps = self.plan()
+        result = ShiftResult(self.name, "completed", stable, target, [s.percent for s in steps])
+        if not steps:
+            say(f"{self.name}: alias already on version {target}; nothing to shift")
+            result.outcome = "noop"
+            return result
+        resumed = " (resuming)" if alias.canary else ""
+        say(f"{self.name}: {ctx.service.function_name}:{ctx.service.alias_name} {alias.describe()} -> v{target} "
+            f"with {self.strategy.text}{resumed}: " + " -> ".join(
+                f"{s.percent}" + (f" ({s.bake_s:g}s)" if s.bake_s else "") for s in steps))
+        if dry_run:
+            result.outcome = "dry-run"
+            return result
+
+        lock = ctx.lock()
+        lock.acquire(purpose=f"shift {self.name} to v{target} ({self.strategy.text})", target=target)
+        try:
+            self._record_initial_stable(stable)
+            self._check_alarms(stable, target, before="before the first step")
+            if ctx.service.provisioned_concurrency > 0:
+                concurrency.wait_ready(
+                    ctx.lambda_client, ctx.service.function_name, target, ctx.service.provisioned_concurrency,
+                    ctx.clock, poll_s=self.poll_s, timeout_s=self.pc_timeout_s, progress=say,
+                )
+            self._expected = alias
+            for step in steps:
+                self._check_unchanged()
+                self._check_alarms(stable, target, before=f"before {step.percent}")
+                self._expected = self.traffic.route(stable, target, step.weight)
+                say(f"{self.name}: {self._expected.describe()}")
+                self._bake(step, stable, target, lock)
+            previous = ctx.records.read(ctx.service.function_name)
+            ctx.records.write(StableRecord(
+                function=ctx.service.function_name, stable=target,
+                previous=stable if stable != target else (previous.previous if previous else ""),
+                at=ctx.clock.now(), by=lock.owner,
+            ))
+            say(f"{self.name}: done, version {target} is live and recorded as stable")
+            return result
+        except KeyboardInterrupt:
+            now = self._safe_describe()
+            raise Interrupted(
+                f"{self.name}: interrupted with the alias at {now}; the lock is released.\n"
+                f"  resume:   collections-release shift --stack {ctx.stack} --service {self.name} --to {target} "
+                f"--strategy {self.strategy.text}\n"
+                f"  rollback: collections-release rollback --stack {ctx.stack} --service {self.name}"
+            ) from None
+        finally:
+            lock.release()
+
+    def _bake(self, step: Step, stable: str, target: str, lock) -> None:
+        clock = self.ctx.clock
+        end = clock.now() + step.bake_s
+        while clock.now() < end:
+            clock.sleep(min(self.poll_s, end - clock.now()))
+            lock.renew()
+            self._check_unchanged()
+            self._check_alarms(stable, target, before=f"while holding {step.percent}")
+
+    def _record_initial_stable(self, stable: str) -> None:
+        """The first shift of a function records what was live before it, so rollback has a target."""
+        records, fn = self.ctx.records, self.ctx.service.function_name
+        if records.read(fn) is None:
+            records.write(StableRecord(function=fn, stable=stable, at=self.ctx.clock.now()))
+
+    def _check_unchanged(self) -> None:
+        if self._expected is None:
+            return
+        now = self.traffic.alias()
+        if (now.version, now.weights) != (self._expected.version, self._expected.weights):
+            raise AliasChanged(
+                f"{self.name}: the alias changed under this shift (now {now.describe()}, expected "
+                f"{self._expected.describe()}); someone else is moving it, so this shift stops here"
+            )
+
+    def _check_alarms(self, stable: str, target: str, before: str) -> None:
+        firing = self.ctx.alarms.firing()
+        if not firing:
+            return
+        self.traffic.point(stable)
+        reasons = "; ".join(f"{a.name}: {a.reason or a.state}" for a in firing)
+        self.ctx.progress(f"{self.name}: ALARM {before}: rolled back to version {stable}")
+        raise RolledBack(
+            f"{self.name}: alarm {before} -> rolled back to version {stable} (version {target} not released). "
+            f"{reasons}"
+        )
+
+    def _safe_describe(self) -> str:
+        try:
+            return self.traffic.alias().describe()
+        except Exception:  # the interruption message must not fail on a second error
+            return "(unknown)"
