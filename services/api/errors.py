@@ -1,0 +1,119 @@
+"""Every error is JSON of one shape: {"error": {"code": ..., "message": ..., "details"?: [...]}}.
+
+User input never reaches a 500: validation problems are 400/415/422, auth problems 401, missing
+(or someone else's) items 404, state conflicts 409, oversized uploads 413. The catch-all 500
+exists for our own bugs and says nothing about internals.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from services.core.auth import AuthError, AuthNotConfigured
+
+log = logging.getLogger(__name__)
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+def not_found(what: str = "item") -> ApiError:
+    return ApiError(404, "not_found", f"{what} not found")
+
+
+def invalid(message: str, status: int = 422) -> ApiError:
+    return ApiError(status, HTTP_CODES[status], message)
+
+
+def error_response(
+    status: int, code: str, message: str, details: list[dict[str, Any]] | None = None, headers: dict | None = None
+) -> Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    # ensure_ascii: whatever odd text a message quotes back, the body stays encodable JSON.
+    return Response(
+        json.dumps({"error": body}, ensure_ascii=True), status, headers=headers, media_type="application/json"
+    )
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _validation_response(request: Request, error: RequestValidationError) -> Response:
+    errors = error.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return error_response(400, "malformed_json", "the request body is not valid JSON")
+    content_type = request.headers.get("content-type", "")
+    body_expected_object = any(
+        tuple(e.get("loc", ())) == ("body",) and e.get("type") in ("model_attributes_type", "dict_type") for e in errors
+    )
+    if body_expected_object and content_type and "json" not in content_type.lower():
+        return error_response(
+            415, "unsupported_media_type", f"the body must be JSON (Content-Type: application/json), not {content_type}"
+        )
+    # No `input` echoed back: it may be large, and it is the caller's own data anyway.
+    details = [
+        {"location": _location(tuple(e.get("loc", ()))), "message": e.get("msg", ""), "type": e.get("type")}
+        for e in errors
+    ]
+    summary = "; ".join(f"{d['location']}: {d['message']}" for d in details[:3])
+    return error_response(422, "invalid_request", summary or "invalid request", details)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, error: ApiError) -> Response:
+        return error_response(error.status, error.code, error.message, error.details)
+
+    @app.exception_handler(AuthError)
+    async def _auth_error(request: Request, error: AuthError) -> Response:
+        return error_response(401, "unauthorized", str(error), headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(AuthNotConfigured)
+    async def _auth_not_configured(request: Request, error: AuthNotConfigured) -> Response:
+        log.error("authentication is not configured: %s", error)
+        return error_response(503, "unavailable", "authentication is not configured on this server")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, error: RequestValidationError) -> Response:
+        return _validation_response(request, error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
+        code = HTTP_CODES.get(error.status_code, "error")
+        message = error.detail if isinstance(error.detail, str) else code.replace("_", " ")
+        if error.status_code == 404:
+            message = f"no route {request.method} {request.url.path}"
+        return error_response(error.status_code, code, message, headers=getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "internal error; it has been logged")

@@ -1,0 +1,15 @@
+"""Lambda entry point: API Gateway HTTP API (payload 2.0) → Mangum → the FastAPI app.
+
+Kept light at import: no anthropic, voyageai or Pillow (the Voyage embedder loads on first
+search), no boto3 until a route needs S3 or EventBridge, no PyJWT in apigateway auth mode.
+"""
+
+from __future__ import annotations
+
+from mangum import Mangum
+
+from services.api.app import create_app
+
+app = create_app()
+# lifespan off: the app keeps no startup state; engines and clients are created on first use.
+handler = Mangum(app, lifespan="off")

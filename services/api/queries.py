@@ -1,0 +1,164 @@
+"""The SQL behind the API's reads: the caller's visible items, filters, keyset cursors, vector search.
+
+Ownership is the first filter of every query; deleted items are invisible everywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Select, func, or_, select, tuple_
+from sqlalchemy.orm import Session, defer
+
+from services.core.models import Item, ItemStatus
+
+# Never loaded for lists and search hits: the 4 KB vector and the raw analysis.
+LIGHT = (defer(Item.embedding), defer(Item.analysis))
+HNSW_EF_SEARCH_MAX = 1000  # pgvector's upper bound for hnsw.ef_search
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ItemFilters:
+    status: ItemStatus | None = None
+    category: str | None = None
+    tags: tuple[str, ...] = ()
+    text: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def visible_items(owner_id: str) -> Select:
+    return select(Item).where(Item.owner_id == owner_id, Item.status != ItemStatus.deleted)
+
+
+def get_visible(session: Session, owner_id: str, item_id: uuid.UUID, *, for_update: bool = False) -> Item | None:
+    query = visible_items(owner_id).where(Item.id == item_id)
+    if for_update:
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def apply_filters(query: Select, filters: ItemFilters) -> Select:
+    if filters.status is not None:
+        query = query.where(Item.status == filters.status)
+    if filters.category is not None:
+        query = query.where(Item.category == filters.category)
+    if filters.tags:
+        query = query.where(Item.tags.contains(list(filters.tags)))  # @> : every tag present (GIN index)
+    if filters.text:
+        pattern = _like_pattern(filters.text)
+        query = query.where(
+            or_(
+                Item.title.ilike(pattern, escape="\\"),
+                Item.description.ilike(pattern, escape="\\"),
+                func.array_to_string(Item.tags, " ").ilike(pattern, escape="\\"),
+            )
+        )
+    if filters.created_after is not None:
+        query = query.where(Item.created_at >= filters.created_after)
+    if filters.created_before is not None:
+        query = query.where(Item.created_at < filters.created_before)
+    return query
+
+
+# --- keyset pagination ----------------------------------------------------------------------
+def encode_cursor(item: Item) -> str:
+    raw = json.dumps([item.created_at.isoformat(), str(item.id)], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, item_id = json.loads(raw)
+        created_at = datetime.fromisoformat(created)
+        if created_at.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return created_at, uuid.UUID(item_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor("the cursor is invalid; pass next_cursor from a previous page unchanged") from None
+
+
+def list_page(
+    session: Session, owner_id: str, filters: ItemFilters, limit: int, cursor: str | None
+) -> tuple[list[Item], str | None]:
+    """One page, newest first (created_at desc, id desc), and the cursor of the next page."""
+    query = apply_filters(visible_items(owner_id), filters).options(*LIGHT)
+    if cursor:
+        created_at, item_id = decode_cursor(cursor)
+        query = query.where(tuple_(Item.created_at, Item.id) < tuple_(created_at, item_id))
+    query = query.order_by(Item.created_at.desc(), Item.id.desc()).limit(limit + 1)
+    items = list(session.scalars(query))
+    if len(items) > limit:
+        return items[:limit], encode_cursor(items[limit - 1])
+    return items, None
+
+
+# --- vector search --------------------------------------------------------------------------
+def _tune_hnsw(session: Session, k: int) -> None:
+    """For this transaction: a search list large enough for k, and iterative scans so the owner
+    filter (applied after the index) still yields k rows instead of whatever survived one pass."""
+    ef_search = min(max(40, 2 * k), HNSW_EF_SEARCH_MAX)
+    session.execute(
+        select(
+            func.set_config("hnsw.ef_search", str(ef_search), True),
+            func.set_config("hnsw.iterative_scan", "relaxed_order", True),
+        )
+    )
+
+
+def nearest(
+    session: Session,
+    owner_id: str,
+    vector: list[float],
+    k: int,
+    filters: ItemFilters,
+    exclude: uuid.UUID | None = None,
+) -> list[tuple[Item, float]]:
+    """The caller's ready items closest to `vector` by cosine distance, nearest first."""
+    _tune_hnsw(session, k)
+    distance = Item.embedding.cosine_distance(vector).label("distance")
+    query = (
+        apply_filters(select(Item, distance), filters)
+        .where(Item.owner_id == owner_id, Item.status == ItemStatus.ready, Item.embedding.is_not(None))
+        .options(*LIGHT)
+        .order_by(distance)
+        .limit(k)
+    )
+    if exclude is not None:
+        query = query.where(Item.id != exclude)
+    hits = [(item, float(d)) for item, d in session.execute(query)]
+    # relaxed_order may return neighbours slightly out of order: sort the k we have exactly.
+    hits.sort(key=lambda hit: hit[1])
+    return hits
+
+
+def embedding_of(session: Session, owner_id: str, item_id: uuid.UUID) -> tuple[Item | None, list[float] | None]:
+    row = session.execute(
+        visible_items(owner_id).add_columns(Item.embedding).where(Item.id == item_id).options(*LIGHT)
+    ).first()
+    if row is None:
+        return None, None
+    item, embedding = row
+    return item, (None if embedding is None else list(embedding))
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """Naive datetimes from query strings are taken as UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value

@@ -1,0 +1,101 @@
+"""The caller's items: list, read, edit, soft delete, retry. Someone else's item is a 404, always."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from sqlalchemy import func
+
+from services.api.deps import CurrentUser, PublisherDep, SessionDep, StorageDep
+from services.api.errors import ApiError, invalid, not_found
+from services.api.params import ListFilters, PageSize
+from services.api.presenters import item_detail, item_out
+from services.api.queries import InvalidCursor, get_visible, list_page
+from services.api.schemas import ErrorResponse, ItemDetail, ItemOut, ItemPage, ItemPatch
+from services.core import retry
+from services.core.events import PublishError
+from services.core.models import ItemStatus
+
+router = APIRouter(prefix="/items", tags=["items"])
+NOT_FOUND = {404: {"model": ErrorResponse, "description": "No such item of the caller's"}}
+
+
+@router.get("", response_model=ItemPage)
+def list_items(
+    user: CurrentUser,
+    session: SessionDep,
+    storage: StorageDep,
+    filters: ListFilters,
+    limit: PageSize,
+    cursor: Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page.")] = None,
+) -> ItemPage:
+    try:
+        items, next_cursor = list_page(session, user.sub, filters, limit, cursor)
+    except InvalidCursor as error:
+        raise invalid(str(error), 400) from None
+    return ItemPage(items=[item_out(item, storage) for item in items], next_cursor=next_cursor)
+
+
+@router.get("/{item_id}", response_model=ItemDetail, responses=NOT_FOUND)
+def get_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep, storage: StorageDep) -> ItemDetail:
+    item = get_visible(session, user.sub, item_id)
+    if item is None:
+        raise not_found()
+    return item_detail(item, storage)
+
+
+@router.patch("/{item_id}", response_model=ItemOut, responses=NOT_FOUND)
+def update_item(
+    item_id: uuid.UUID, patch: ItemPatch, user: CurrentUser, session: SessionDep, storage: StorageDep
+) -> ItemOut:
+    changes = patch.model_dump(exclude_unset=True)
+    if not changes:
+        raise invalid("nothing to change: send at least one of title, description, tags")
+    if "tags" in changes and changes["tags"] is None:
+        raise invalid("tags cannot be null; send [] to clear them")
+    item = get_visible(session, user.sub, item_id, for_update=True)
+    if item is None:
+        raise not_found()
+    for name, value in changes.items():
+        setattr(item, name, list(dict.fromkeys(value)) if name == "tags" else value)
+    # The analyzer keeps user edits when an item is analysed again.
+    item.user_edited = True
+    session.commit()
+    return item_out(item, storage)
+
+
+@router.delete("/{item_id}", status_code=204, responses=NOT_FOUND)
+def delete_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Response:
+    """Soft delete: the item disappears from every read at once; the cleanup function removes its
+    objects and then the row on its next run."""
+    item = get_visible(session, user.sub, item_id, for_update=True)
+    if item is None:
+        raise not_found()
+    item.status = ItemStatus.deleted
+    item.deleted_at = func.now()
+    session.commit()
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{item_id}/retry",
+    response_model=ItemOut,
+    responses={**NOT_FOUND, 409: {"model": ErrorResponse, "description": "The item is not failed"}},
+)
+def retry_item(
+    item_id: uuid.UUID, user: CurrentUser, session: SessionDep, storage: StorageDep, publisher: PublisherDep
+) -> ItemOut:
+    """Resume a failed item at the stage that failed (its event is published again)."""
+    try:
+        item = retry.retry_item(session, item_id, publisher, owner_id=user.sub)
+    except retry.ItemNotFound:
+        raise not_found() from None
+    except retry.NotRetryable as error:
+        raise ApiError(409, "conflict", str(error)) from None
+    except PublishError:
+        session.rollback()
+        raise ApiError(503, "unavailable", "the retry could not be queued; try again shortly") from None
+    session.commit()
+    return item_out(item, storage)

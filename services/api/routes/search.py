@@ -1,0 +1,57 @@
+"""Semantic search over the caller's ready items, and an item's nearest neighbours (cosine distance)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from services.api.deps import CurrentUser, EmbedderDep, SessionDep, StorageDep
+from services.api.errors import ApiError, not_found
+from services.api.params import CommonFilters, K, search_query
+from services.api.presenters import search_hit
+from services.api.queries import embedding_of, nearest
+from services.api.schemas import ErrorResponse, SearchResults
+
+router = APIRouter(tags=["search"])
+
+
+@router.get("/search", response_model=SearchResults)
+def search(
+    q: Annotated[str, Depends(search_query)],
+    k: K,
+    filters: CommonFilters,
+    user: CurrentUser,
+    session: SessionDep,
+    storage: StorageDep,
+    embedder: EmbedderDep,
+) -> SearchResults:
+    vector = embedder.embed_query(q)
+    hits = nearest(session, user.sub, vector, k, filters)
+    return SearchResults(items=[search_hit(item, d, storage) for item, d in hits], model=embedder.model)
+
+
+@router.get(
+    "/items/{item_id}/similar",
+    response_model=SearchResults,
+    responses={
+        404: {"model": ErrorResponse, "description": "No such item of the caller's"},
+        409: {"model": ErrorResponse, "description": "The item has no embedding yet"},
+    },
+)
+def similar(
+    item_id: uuid.UUID,
+    k: K,
+    filters: CommonFilters,
+    user: CurrentUser,
+    session: SessionDep,
+    storage: StorageDep,
+) -> SearchResults:
+    item, vector = embedding_of(session, user.sub, item_id)
+    if item is None:
+        raise not_found()
+    if vector is None:
+        raise ApiError(409, "conflict", f"item {item_id} is {item.status.value}; only ready items have neighbours")
+    hits = nearest(session, user.sub, vector, k, filters, exclude=item_id)
+    return SearchResults(items=[search_hit(i, d, storage) for i, d in hits], model=item.embedding_model or "")

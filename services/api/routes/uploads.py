@@ -1,0 +1,45 @@
+"""POST /uploads: a pending item and the presigned POST the browser sends the image with."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter
+
+from services.api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep
+from services.api.errors import ApiError
+from services.api.presenters import item_out
+from services.api.schemas import ErrorResponse, PresignedPost, UploadRequest, UploadResponse
+from services.core.models import Item, ItemStatus
+from services.core.storage import upload_key
+
+router = APIRouter(tags=["uploads"])
+
+
+@router.post(
+    "/uploads",
+    status_code=201,
+    response_model=UploadResponse,
+    responses={413: {"model": ErrorResponse, "description": "Declared size over the upload limit"}},
+)
+def create_upload(
+    body: UploadRequest, user: CurrentUser, session: SessionDep, storage: StorageDep, settings: SettingsDep
+) -> UploadResponse:
+    if body.size is not None and body.size > settings.max_upload_bytes:
+        raise ApiError(413, "too_large", f"size {body.size} is over the limit of {settings.max_upload_bytes} bytes")
+    if body.size is not None and body.size < settings.min_upload_bytes:
+        raise ApiError(422, "invalid_request", f"size must be at least {settings.min_upload_bytes} bytes")
+    item_id = uuid.uuid4()
+    post = storage.presigned_post(user.sub, item_id, body.filename, body.content_type)
+    item = Item(
+        id=item_id,
+        owner_id=user.sub,
+        status=ItemStatus.pending,
+        filename=body.filename,
+        original_key=upload_key(user.sub, item_id, body.filename),
+        content_type=body.content_type,
+        bytes=body.size,
+    )
+    session.add(item)
+    session.commit()
+    return UploadResponse(item=item_out(item, storage), upload=PresignedPost(**post))
