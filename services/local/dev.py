@@ -1,0 +1,321 @@
+"""`make dev`: the whole service on one machine, in one process.
+
+Embedded PostgreSQL (data in `{data_dir}/pgdata`, kept across runs), moto's AWS server on
+127.0.0.1 with the bucket, bus, Cognito pool and demo user, migrations, the catalog's triggers
+wired as EventBridge rules → SQS queues with the worker's threads invoking the handlers, and the
+API under uvicorn. Ctrl-C (or SIGTERM) stops everything it started.
+
+While it runs, `{data_dir}/runtime.json` says where everything is, so other commands
+(`collections token`, `demo`, `migrate`, `cleanup`, ...) can reach the same environment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from services.core.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from services.local.aws import MotoServer
+    from services.local.postgres import EmbeddedPostgres
+    from services.local.worker import Worker
+
+log = logging.getLogger(__name__)
+
+RUNTIME_FILE = "runtime.json"
+EMBEDDED_DATABASE = "collections"
+DEMO_USER = "demo@example.com"
+# moto draws ids from its own seeded random: with a fixed seed the pool id and the demo user's
+# `sub` are the same on every run, so items kept in PostgreSQL still belong to the demo user.
+MOTO_SEED = 461
+
+
+class DevError(RuntimeError):
+    """A problem the person running the command can fix; printed without a traceback."""
+
+
+@dataclass(frozen=True)
+class RuntimeState:
+    """Where the running dev environment's pieces are (written to runtime.json while it runs)."""
+
+    pid: int
+    api_url: str
+    aws_endpoint_url: str
+    region: str
+    bucket: str
+    event_bus: str
+    user_pool_id: str
+    client_id: str
+    jwks_url: str
+    database_url: str
+    demo_user: str
+
+    def environment(self) -> dict[str, str]:
+        """The variables that point this project's settings (and boto3) at the running environment."""
+        from services.local.aws import FAKE_CREDENTIALS
+
+        return {
+            **FAKE_CREDENTIALS,  # moto takes any; boto3 refuses to sign without some
+            "AWS_ENDPOINT_URL": self.aws_endpoint_url,
+            "AWS_REGION": self.region,
+            "DATABASE_URL": self.database_url,
+            "COLLECTIONS_BUCKET": self.bucket,
+            "COLLECTIONS_EVENT_BUS": self.event_bus,
+            "COLLECTIONS_COGNITO_USER_POOL_ID": self.user_pool_id,
+            "COLLECTIONS_COGNITO_CLIENT_ID": self.client_id,
+            "COLLECTIONS_COGNITO_JWKS_URL": self.jwks_url,
+        }
+
+
+def state_path(settings: Settings) -> Path:
+    return Path(settings.data_dir).expanduser() / RUNTIME_FILE
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_state(settings: Settings | None = None) -> RuntimeState:
+    """The running environment's state; DevError if none is running."""
+    settings = settings or get_settings()
+    path = state_path(settings)
+    try:
+        data = json.loads(path.read_text())
+        state = RuntimeState(**data)
+    except FileNotFoundError:
+        raise DevError(f"no dev environment is running (no {path}); start one with `make dev`") from None
+    except (ValueError, TypeError) as error:
+        raise DevError(f"{path} is unreadable ({error}); restart `make dev`") from None
+    if not _pid_alive(state.pid):
+        raise DevError(f"the dev environment recorded in {path} (pid {state.pid}) is gone; start `make dev`")
+    return state
+
+
+def apply_environment(variables: dict[str, str], *, override: bool = True) -> None:
+    """Set process environment variables and drop the caches built from the old ones."""
+    from services.core import aws, database
+
+    for key, value in variables.items():
+        if override or key not in os.environ:
+            os.environ[key] = value
+    get_settings.cache_clear()
+    database.reset()
+    aws.reset()
+
+
+def embedded_database(settings: Settings) -> tuple[EmbeddedPostgres, str]:
+    """Start (or attach to) the embedded server in `{data_dir}/pgdata`; the app database's URL."""
+    from services.local import postgres
+
+    server = postgres.start(Path(settings.data_dir).expanduser() / "pgdata")
+    return server, server.create_database(EMBEDDED_DATABASE)
+
+
+def _ensure_port_free(port: int, what: str, setting: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise DevError(
+                f"port {port} on 127.0.0.1 is taken, so the {what} cannot listen there; "
+                f"stop what uses it or choose another port with {setting}"
+            ) from None
+
+
+def _seed_moto(endpoint_url: str) -> None:
+    import httpx
+
+    httpx.post(f"{endpoint_url}/moto-api/seed", params={"a": MOTO_SEED}, timeout=10).raise_for_status()
+
+
+def ai_mode(settings: Settings) -> str:
+    analyzer = "Claude" if settings.anthropic_api_key or settings.anthropic_secret_arn else "local stand-in"
+    embedder = "Voyage" if settings.voyage_api_key or settings.voyage_secret_arn else "local stand-in"
+    return f"analyzer: {analyzer}, embedder: {embedder}"
+
+
+def banner(state: RuntimeState, token: str, settings: Settings, database_note: str) -> str:
+    return "\n".join(
+        [
+            "",
+            "Collections is running locally.",
+            f"  API        {state.api_url}   (docs: {state.api_url}/docs)",
+            f"  AWS (moto) {state.aws_endpoint_url}   bucket {state.bucket}, event bus {state.event_bus}",
+            f"  Database   {database_note}",
+            f"  AI         {ai_mode(settings)}",
+            f"  Demo user  {state.demo_user}",
+            "",
+            "Access token for the demo user (valid 1 h; `collections token` prints a fresh one):",
+            f"  {token}",
+            "",
+            "Try:",
+            f"  curl -s {state.api_url}/health",
+            f'  curl -s -H "Authorization: Bearer {token}" "{state.api_url}/items"',
+            "",
+            "Upload sample images with `make demo`. Ctrl-C stops everything.",
+            "",
+        ]
+    )
+
+
+class DevEnvironment:
+    """Starts the pieces in order and stops whatever was started, in reverse."""
+
+    def __init__(self, settings: Settings | None = None, out: TextIO | None = None):
+        self.settings = settings or get_settings()
+        self.out = out or sys.stdout
+        self.postgres: EmbeddedPostgres | None = None
+        self.moto: MotoServer | None = None
+        self.worker: Worker | None = None
+        self.state: RuntimeState | None = None
+        self.token = ""
+        self.database_note = ""
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def start(self) -> RuntimeState:
+        from services.core import migrations
+        from services.local import aws as local_aws
+        from services.local.runtime import wire
+        from services.local.worker import Worker
+
+        settings = self.settings
+        try:
+            running = read_state(settings)
+        except DevError:
+            pass
+        else:
+            raise DevError(f"a dev environment is already running (pid {running.pid}, {running.api_url})")
+        _ensure_port_free(settings.api_port, "API", "COLLECTIONS_API_PORT")
+        _ensure_port_free(settings.moto_port, "AWS emulator (moto)", "COLLECTIONS_MOTO_PORT")
+        Path(settings.data_dir).expanduser().mkdir(parents=True, exist_ok=True)
+
+        if settings.database_url:
+            database_url = settings.database_url
+            database_note = "DATABASE_URL"
+        else:
+            self.say(f"Starting embedded PostgreSQL in {Path(settings.data_dir) / 'pgdata'} ...")
+            self.postgres, database_url = embedded_database(settings)
+            database_note = f"embedded PostgreSQL, data in {self.postgres.data_dir}"
+
+        self.say(f"Starting the AWS emulator (moto) on 127.0.0.1:{settings.moto_port} ...")
+        self.moto = local_aws.start_moto(settings.moto_port)
+        _seed_moto(self.moto.endpoint_url)
+        apply_environment({"AWS_ENDPOINT_URL": self.moto.endpoint_url, "DATABASE_URL": database_url})
+        settings = self.settings = get_settings()
+
+        local_aws.ensure_bucket(settings)
+        local_aws.ensure_event_bus(settings)
+        app = local_aws.ensure_cognito(settings)
+        local_aws.ensure_user(settings, app, DEMO_USER)
+        jwks_url = local_aws.jwks_url(settings, app)
+        apply_environment(
+            {
+                "COLLECTIONS_COGNITO_USER_POOL_ID": app.user_pool_id,
+                "COLLECTIONS_COGNITO_CLIENT_ID": app.client_id,
+                "COLLECTIONS_COGNITO_JWKS_URL": jwks_url,
+            }
+        )
+        settings = self.settings = get_settings()
+
+        self.say("Applying database migrations ...")
+        migrations.upgrade(database_url)
+
+        wiring = wire(settings)
+        self.worker = Worker(wiring, settings)
+        self.worker.start()
+
+        self.state = RuntimeState(
+            pid=os.getpid(),
+            api_url=f"http://127.0.0.1:{settings.api_port}",
+            aws_endpoint_url=self.moto.endpoint_url,
+            region=settings.aws_region,
+            bucket=settings.bucket,
+            event_bus=settings.event_bus,
+            user_pool_id=app.user_pool_id,
+            client_id=app.client_id,
+            jwks_url=jwks_url,
+            database_url=database_url,
+            demo_user=DEMO_USER,
+        )
+        state_path(settings).write_text(json.dumps(asdict(self.state), indent=2))
+        self.token = local_aws.access_token(settings, app, DEMO_USER)
+        self.database_note = database_note
+        return self.state
+
+    def serve(self) -> None:
+        """Serve the API until SIGINT/SIGTERM (uvicorn handles both, then re-raises them)."""
+        import uvicorn
+
+        from services.api.app import create_app
+
+        assert self.state is not None, "start() first"
+        config = uvicorn.Config(
+            create_app(), host="127.0.0.1", port=self.settings.api_port, log_level="info", lifespan="on"
+        )
+        server = uvicorn.Server(config)
+        self.say(banner(self.state, self.token, self.settings, self.database_note))
+        server.run()
+
+    def stop(self) -> None:
+        from services.core import database
+
+        errors: list[str] = []
+        if self.state is not None:
+            state_path(self.settings).unlink(missing_ok=True)
+        for name, action in (
+            ("worker", self.worker.stop if self.worker else None),
+            ("database connections", database.reset),
+            ("moto", self.moto.stop if self.moto else None),
+            ("PostgreSQL", self.postgres.stop if self.postgres else None),
+        ):
+            if action is None:
+                continue
+            try:
+                action()
+            except Exception as error:  # keep stopping the rest
+                errors.append(f"{name}: {error}")
+        self.worker = self.moto = self.postgres = None
+        self.state = None
+        if errors:
+            self.say("Stopped, with errors: " + "; ".join(errors))
+        else:
+            self.say("Stopped.")
+
+
+def _terminate_as_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def run(settings: Settings | None = None, out: TextIO | None = None) -> int:
+    """`collections dev`: start, serve until interrupted, stop. Returns the exit code."""
+    # moto's request log would print a line per queue poll.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # SIGTERM behaves like Ctrl-C, so what was started is stopped either way.
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    environment = DevEnvironment(settings, out)
+    try:
+        environment.start()
+        environment.serve()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        environment.say("Stopping ...")
+        environment.stop()
+    return 0

@@ -1,0 +1,174 @@
+"""`collections` CLI: argument errors are clear, commands find (or refuse without) an environment,
+and the operator commands act on the database and the bus."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+
+import pytest
+
+from services.cli import main
+from services.core.settings import get_settings
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLLECTIONS_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    yield tmp_path / "data"
+    get_settings.cache_clear()
+
+
+def _error(capsys) -> str:
+    return capsys.readouterr().err
+
+
+def test_no_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2
+    assert "required" in _error(capsys)
+
+
+def test_unknown_command_lists_the_choices(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["deploy"])
+    assert exit_info.value.code == 2
+    err = _error(capsys)
+    assert "invalid choice: 'deploy'" in err and "migrate" in err
+
+
+def test_retry_needs_a_uuid(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["retry", "item-42"])
+    assert exit_info.value.code == 2
+    assert "'item-42' is not an item id (a UUID)" in _error(capsys)
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "soon"])
+def test_demo_timeout_must_be_a_positive_number(capsys, value):
+    with pytest.raises(SystemExit):
+        main(["demo", "--timeout", value])
+    assert "--timeout" in _error(capsys)
+
+
+def test_token_without_a_running_dev_environment_says_so(data_dir, capsys):
+    assert main(["token"]) == 2
+    err = _error(capsys)
+    assert "no dev environment is running" in err and "make dev" in err
+    assert "Traceback" not in err
+
+
+def test_token_with_a_stale_runtime_file_says_it_is_gone(data_dir, capsys):
+    data_dir.mkdir(parents=True)
+    dead_pid = 2**22 + 12345  # above any pid_max default: never a live process
+    state = {
+        "pid": dead_pid, "api_url": "http://127.0.0.1:1", "aws_endpoint_url": "http://127.0.0.1:2",
+        "region": "us-east-1", "bucket": "b", "event_bus": "e", "user_pool_id": "p", "client_id": "c",
+        "jwks_url": "j", "database_url": "postgresql://x", "demo_user": "demo@example.com",
+    }  # fmt: skip
+    (data_dir / "runtime.json").write_text(json.dumps(state))
+    assert main(["token"]) == 2
+    assert f"(pid {dead_pid}) is gone" in _error(capsys)
+
+
+def test_corrupt_runtime_file_is_a_clear_error(data_dir, capsys):
+    data_dir.mkdir(parents=True)
+    (data_dir / "runtime.json").write_text("{not json")
+    assert main(["token"]) == 2
+    assert "unreadable" in _error(capsys)
+
+
+def test_cleanup_without_any_environment_refuses(data_dir, monkeypatch, capsys):
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    assert main(["cleanup", "--dry-run"]) == 2
+    assert "no dev environment is running" in _error(capsys)
+
+
+def test_dev_refuses_a_taken_port_before_starting_anything(data_dir, monkeypatch):
+    from services.local.dev import DevEnvironment, DevError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("COLLECTIONS_API_PORT", str(port))
+        get_settings.cache_clear()
+        environment = DevEnvironment()
+        with pytest.raises(DevError, match=f"port {port} on 127.0.0.1 is taken.*COLLECTIONS_API_PORT"):
+            environment.start()
+    assert environment.postgres is None and environment.moto is None
+    assert not (data_dir / "pgdata").exists()
+
+
+def test_dev_refuses_to_start_twice(data_dir):
+    from services.local.dev import DevEnvironment, DevError
+
+    data_dir.mkdir(parents=True)
+    state = {
+        "pid": os.getpid(), "api_url": "http://127.0.0.1:8000", "aws_endpoint_url": "http://127.0.0.1:5000",
+        "region": "us-east-1", "bucket": "b", "event_bus": "e", "user_pool_id": "p", "client_id": "c",
+        "jwks_url": "j", "database_url": "postgresql://x", "demo_user": "demo@example.com",
+    }  # fmt: skip
+    (data_dir / "runtime.json").write_text(json.dumps(state))
+    with pytest.raises(DevError, match=f"already running \\(pid {os.getpid()}"):
+        DevEnvironment().start()
+    # The running environment's file is left alone.
+    assert (data_dir / "runtime.json").exists()
+
+
+class TestWithDatabase:
+    """Operator commands against this module's database and bus (DATABASE_URL, AWS_ENDPOINT_URL set)."""
+
+    def test_migrate_reports_the_revision(self, db_url, data_dir, capsys):
+        assert main(["migrate"]) == 0
+        assert "database at revision 0001 (was 0001)" in capsys.readouterr().out
+
+    def test_retry_of_an_unknown_item_is_a_clear_error(self, db_url, aws, data_dir, capsys):
+        item_id = uuid.uuid4()
+        assert main(["retry", str(item_id)]) == 2
+        assert f"item {item_id} not found" in _error(capsys)
+
+    def test_retry_resets_a_failed_item_and_its_event_reaches_the_processor(
+        self, db_url, aws, wiring, recorder, data_dir, capsys
+    ):
+        from services.core.database import session_scope
+        from services.core.models import Item, ItemStatus, Stage
+        from services.local.worker import Worker
+
+        item_id = uuid.uuid4()
+        key = f"uploads/u/{item_id}/a.png"
+        with session_scope() as session:
+            session.add(
+                Item(id=item_id, owner_id="u", status=ItemStatus.failed, filename="a.png", original_key=key,
+                     failed_stage=Stage.process, failure_reason="boom")
+            )  # fmt: skip
+
+        assert main(["retry", str(item_id)]) == 0
+        assert "is pending again" in capsys.readouterr().out
+
+        Worker(wiring, handlers=recorder.handlers()).drain(timeout=30)
+        [event] = recorder.events["image_processor"]
+        assert event["detail-type"] == "ProcessingRequested"
+        assert event["detail"] == {**event["detail"], "item_id": str(item_id), "key": key}
+        with session_scope() as session:
+            item = session.get(Item, item_id)
+            assert item.status is ItemStatus.pending and item.failure_reason is None
+
+    def test_retry_of_a_ready_item_is_refused(self, db_url, aws, data_dir, capsys):
+        from services.core.database import session_scope
+        from services.core.models import Item, ItemStatus
+
+        item_id = uuid.uuid4()
+        with session_scope() as session:
+            session.add(
+                Item(id=item_id, owner_id="u", status=ItemStatus.ready, filename="b.png",
+                     original_key=f"uploads/u/{item_id}/b.png")
+            )  # fmt: skip
+        assert main(["retry", str(item_id)]) == 2
+        assert "only failed items can be retried" in _error(capsys)
