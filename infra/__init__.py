@@ -1,0 +1,1 @@
+"""The Pulumi program that deploys Collections (see infra/__main__.py)."""

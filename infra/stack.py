@@ -1,0 +1,213 @@
+"""Wires the components into the Collections stack and returns its outputs (the release contract).
+
+Outputs (also `pulumi stack output --json`): api_url, bucket, event_bus, user_pool_id,
+user_pool_client_id, dashboard_name, region, stack, services{<catalog name>: {active_slot,
+alias_arn, alias_name, function_names, release_mode, provisioned_concurrency, alarm_names, triggers}}.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import artifacts
+from infra.components.auth import Auth, AuthArgs
+from infra.components.database import Database, DatabaseArgs
+from infra.components.events import EventRouting, EventRoutingArgs, PipelineBus, PipelineBusArgs
+from infra.components.http_api import HttpApi, HttpApiArgs
+from infra.components.image import ContainerImage, ContainerImageArgs
+from infra.components.lambda_service import LambdaService, LambdaServiceArgs, SlotCode
+from infra.components.monitoring import Monitoring, MonitoringArgs
+from infra.components.network import Network, NetworkArgs
+from infra.components.secrets import ApiKeys, ApiKeysArgs
+from infra.components.storage import Storage, StorageArgs
+from infra.config import ALIAS_NAME, PROJECT, ConfigError, StackConfig, check_package_moves, parse
+from services import catalog
+from services.core.migrations import migrations_hash
+
+
+def _decode(raw: Any) -> Any:
+    """Stack YAML scalars reach the program as strings; objects as JSON text."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def read_config() -> StackConfig:
+    """Every `collections:*` key of the running stack, typed and validated (unknown keys refused)."""
+    from pulumi.runtime.config import CONFIG, get_config_env
+
+    raw = {**get_config_env(), **CONFIG.get()}
+    prefix = f"{PROJECT}:"
+    values = {key[len(prefix):]: _decode(value) for key, value in raw.items() if key.startswith(prefix)}
+    return parse(pulumi.get_stack(), pulumi.Config("aws").get("region"), values)
+
+
+def _secret(key: str, why: str) -> pulumi.Output[str]:
+    value = pulumi.Config(PROJECT).get_secret(key)
+    if value is None:
+        raise ConfigError(f"{PROJECT}:{key}: not set ({why}); run `pulumi config set --secret {key} <value>`")
+    return value
+
+
+def deployed_packages(config: StackConfig) -> dict[str, str]:
+    """Package type ("zip"/"image") of each active slot's function as it runs on AWS now.
+
+    Asked of AWS itself (not of a recorded value that could be stale): a function with an image
+    URI is an image. Functions that do not exist yet are absent.
+    """
+    wanted = {config.function_name(s.name, s.active) for s in config.services.values()}
+    existing = wanted & set(aws.lambda_.get_functions().function_names)
+    return {
+        name: "image" if aws.lambda_.get_function(function_name=name).image_uri else "zip"
+        for name in sorted(existing)
+    }
+
+
+def build(config: StackConfig) -> dict[str, Any]:
+    check_package_moves(config, deployed_packages(config))
+    prefix = f"{PROJECT}-{config.stack}"
+    tags = {"project": PROJECT, "stack": config.stack}
+    needs_database = config.database.mode == "rds"
+
+    zones = aws.get_availability_zones(state="available").names
+    network = Network(prefix, NetworkArgs(config=config.network, availability_zones=list(zones), tags=tags))
+    storage = Storage(prefix, StorageArgs(cors_origins=config.api.cors_origins,
+                                          force_destroy=not config.deletion_protection, tags=tags))
+    bus = PipelineBus(prefix, PipelineBusArgs(name=prefix, tags=tags))
+    auth = Auth(prefix, AuthArgs(deletion_protection=config.deletion_protection, tags=tags))
+    keys = ApiKeys(prefix, ApiKeysArgs(
+        anthropic_api_key=_secret("anthropicApiKey", "the analyzer calls Claude"),
+        voyage_api_key=_secret("voyageApiKey", "the embedder and search call Voyage AI"),
+        tags=tags,
+    ))
+    database = Database(prefix, DatabaseArgs(
+        config=config.database,
+        password=_secret("databasePassword", "database.mode is rds") if needs_database else None,
+        url=None if needs_database else _secret("databaseUrl", "database.mode is external"),
+        vpc_id=network.vpc.id,
+        subnet_ids=network.private_subnet_ids,
+        client_security_group_id=network.functions_security_group.id,
+        deletion_protection=config.deletion_protection,
+        tags=tags,
+    ))
+    secret_arns = {"database": database.secret.arn, **keys.arns}
+
+    services: dict[str, LambdaService] = {}
+    for service in config.services.values():
+        fn = service.function
+        environment: dict[str, pulumi.Input[str]] = {
+            "COLLECTIONS_BUCKET": storage.bucket.bucket,
+            "COLLECTIONS_EVENT_BUS": bus.bus.name,
+        }
+        env_names = {"database": "COLLECTIONS_DATABASE_SECRET_ARN", "anthropic": "COLLECTIONS_ANTHROPIC_SECRET_ARN",
+                     "voyage": "COLLECTIONS_VOYAGE_SECRET_ARN"}
+        for secret in fn.secrets:
+            environment[env_names[secret]] = secret_arns[secret]
+        if fn.triggers_of("http"):
+            environment.update({
+                "COLLECTIONS_AUTH_MODE": "apigateway",
+                "COLLECTIONS_COGNITO_USER_POOL_ID": auth.user_pool.id,
+                "COLLECTIONS_COGNITO_CLIENT_ID": auth.client.id,
+            })
+        services[service.name] = LambdaService(f"{prefix}-{service.name.replace('_', '-')}", LambdaServiceArgs(
+            stack=config,
+            service=service,
+            code=_slot_code(config, service.name, prefix, tags),
+            environment=environment,
+            bucket_arn=storage.bucket.arn,
+            event_bus_arn=bus.bus.arn,
+            secret_arns=secret_arns,
+            subnet_ids=network.private_subnet_ids,
+            security_group_ids=[network.functions_security_group.id],
+            dead_letter_queue_arn=bus.dead_letter_queue.arn,
+            tags=tags,
+        ), opts=pulumi.ResourceOptions(depends_on=[database]))
+
+    http_services = [s for s in services.values() if s.function_spec.triggers_of("http")]
+    apis = [
+        HttpApi(f"{prefix}-http", HttpApiArgs(
+            service=s,
+            routes=tuple(r for t in s.function_spec.triggers_of("http") for r in t.routes),  # type: ignore[attr-defined]
+            config=config.api, user_pool_id=auth.user_pool.id, client_id=auth.client.id, region=config.region,
+            log_retention_days=config.log_retention_days, tags=tags,
+        ))
+        for s in http_services
+    ]
+    if len(apis) != 1:
+        raise ValueError(f"the catalog must have exactly one HTTP service, found {len(apis)}")
+    api = apis[0]
+    EventRouting(f"{prefix}-events", EventRoutingArgs(services=services, bus=bus,
+                                                      bucket_name=storage.bucket.bucket, tags=tags))
+    monitoring = Monitoring(f"{prefix}-monitoring", MonitoringArgs(
+        prefix=prefix, region=config.region, services=services, api_id=api.api.id,
+        api_latency_p95_ms=config.api.latency_p95_ms, dead_letter_queue_name=bus.dead_letter_queue.name,
+        alarm_email=config.alarm_email, tags=tags,
+    ))
+    _invoke_on_deploy(prefix, services, database)
+
+    return {
+        "api_url": api.url,
+        "bucket": storage.bucket.bucket,
+        "event_bus": bus.bus.name,
+        "user_pool_id": auth.user_pool.id,
+        "user_pool_client_id": auth.client.id,
+        "dashboard_name": monitoring.dashboard_name,
+        "region": config.region,
+        "stack": config.stack,
+        "services": {
+            name: {
+                "active_slot": s.active_slot,
+                "alias_arn": s.alias_arn,
+                "alias_name": ALIAS_NAME,
+                "function_names": s.function_names,
+                "release_mode": s.service.release_mode,
+                "provisioned_concurrency": s.service.provisioned_concurrency,
+                "alarm_names": monitoring.alarm_names[name],
+                "triggers": [t.kind for t in s.function_spec.triggers],
+            }
+            for name, s in services.items()
+        },
+    }
+
+
+def _slot_code(config: StackConfig, service: str, prefix: str, tags: Mapping[str, str]) -> dict[str, SlotCode]:
+    """Build each package once per service: both slots of one package type run the same code."""
+    fn = catalog.function(service)
+    packages = {slot.package for slot in config.services[service].slots.values()}
+    zip_artifact = artifacts.build_zip(fn) if "zip" in packages else None
+    image_uri = None
+    if "image" in packages:
+        image = ContainerImage(f"{prefix}-{service.replace('_', '-')}", ContainerImageArgs(
+            context=artifacts.image_context(fn), keep_images=config.ecr_keep_images, tags=dict(tags)))
+        image_uri = image.image_uri
+    return {
+        slot: SlotCode(zip=zip_artifact) if cfg.package == "zip" else SlotCode(image_uri=image_uri)
+        for slot, cfg in config.services[service].slots.items()
+    }
+
+
+def _invoke_on_deploy(prefix: str, services: Mapping[str, LambdaService], database: Database) -> None:
+    """Run functions such as `migrate` once per deploy whose migrations changed."""
+    digest = migrations_hash()
+    for name, service in services.items():
+        if not service.function_spec.invoke_on_deploy:
+            continue
+        active = service.slots[service.active_slot]
+        depends = [active.alias, *([database.instance] if database.instance is not None else [])]
+        aws.lambda_.Invocation(
+            f"{prefix}-{name.replace('_', '-')}-on-deploy",
+            function_name=service.function_name,
+            qualifier=ALIAS_NAME,
+            input=json.dumps({"source": "collections.deploy", "migrations_hash": digest}),
+            # Re-invoked only when this changes: a deploy without new migrations skips it.
+            triggers={"migrations_hash": digest},
+            opts=pulumi.ResourceOptions(depends_on=depends),
+        )
