@@ -1,0 +1,75 @@
+"""The preview guard on `pulumi preview --json` documents (fixtures in previews/, Pulumi's PreviewDigest)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import main
+from pipelines.errors import ReleaseError
+from pipelines.guard import check, check_file
+
+PREVIEWS = Path(__file__).parent / "previews"
+
+
+def test_clean_preview_passes():
+    report = check_file(str(PREVIEWS / "clean.json"))
+    assert report.ok and report.steps == 6 and not report.expected
+    assert "OK: nothing that consumers use" in report.render()
+
+
+@pytest.mark.parametrize(
+    ("fixture", "what", "name"),
+    [
+        ("replace_alias.json", "alias", "api-blue-live"),
+        ("replace_integration.json", "API integration", "api-integration"),
+        ("delete_bucket.json", "bucket", "collections-bucket"),
+    ],
+)
+def test_replacing_or_deleting_a_consumed_resource_fails(fixture, what, name):
+    report = check_file(str(PREVIEWS / fixture))
+    assert not report.ok
+    assert [(f.what, f.name) for f in report.blocked] == [(what, name)]  # a replacement is reported once
+    assert "BLOCKED" in report.render() and name in report.render()
+
+
+def test_replace_reasons_are_shown():
+    report = check_file(str(PREVIEWS / "replace_integration.json"))
+    assert "because of: integrationType" in report.render()
+
+
+def test_permission_swap_of_a_flip_passes():
+    report = check_file(str(PREVIEWS / "flip.json"))
+    assert report.ok
+    assert sorted(f.name for f in report.expected) == ["analyzer-events-invoke", "api-blue-invoke"]
+
+
+@pytest.mark.parametrize("allow", ["api-blue-live", "urn:pulumi:dev::collections::*::api-blue-live"])
+def test_allow_list_by_name_or_urn_lets_it_through(allow):
+    report = check_file(str(PREVIEWS / "replace_alias.json"), [allow])
+    assert report.ok and [f.name for f in report.allowed] == ["api-blue-live"]
+
+
+def test_type_is_read_from_the_urn_when_states_are_missing():
+    step = {"op": "delete", "urn": "urn:pulumi:prod::collections::aws:cognito/userPool:UserPool::users"}
+    assert [f.what for f in check({"steps": [step]}).blocked] == ["user pool"]
+
+
+def test_not_a_preview_is_a_clear_error(tmp_path):
+    bad = tmp_path / "p.json"
+    bad.write_text(json.dumps({"outputs": {}}))
+    with pytest.raises(ReleaseError, match='no "steps" list'):
+        check_file(str(bad))
+    bad.write_text("Previewing update (dev)")
+    with pytest.raises(ReleaseError, match="not JSON"):
+        check_file(str(bad))
+
+
+def test_guard_command_exit_codes(capsys):
+    assert main(["guard", str(PREVIEWS / "clean.json")]) == 0
+    assert main(["guard", str(PREVIEWS / "replace_alias.json")]) == 8
+    assert "BLOCKED" in capsys.readouterr().err
+    assert main(["guard", str(PREVIEWS / "replace_alias.json"), "--allow", "api-blue-live"]) == 0
+    assert main(["guard", str(PREVIEWS / "missing.json")]) == 1
