@@ -86,8 +86,21 @@ def _as_config_string(value: Any) -> str:
 # --------------------------------------------------------------------------------------------
 # Mocks
 # --------------------------------------------------------------------------------------------
+def plain(value: Any) -> Any:
+    """Comparable plain data: archives by path (a zip's name carries its content hash)."""
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, pulumi.FileArchive | pulumi.FileAsset):
+        return {"path": str(value.path)}
+    if isinstance(value, pulumi.asset.Archive | pulumi.asset.Asset):
+        raise TypeError(f"no plain form for {value!r}")
+    return value
+
+
 def _short_hash(*parts: Any, length: int = 12) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:length]
+    return hashlib.sha256(json.dumps(plain(parts), sort_keys=True).encode()).hexdigest()[:length]
 
 
 class CollectionsMocks(pulumi.runtime.Mocks):

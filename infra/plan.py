@@ -1,0 +1,176 @@
+"""What `pulumi up` would do between two configurations, worked out from two mock runs.
+
+Each resource (by URN) is classified as create, update, replace, delete or same. "Replace"
+follows the replace-forcing inputs of terraform-provider-aws as bridged by pulumi-aws (the
+table in DESIGN.md, plus the other types this program uses); inputs listed in the new
+registration's `ignore_changes` are not compared, as Pulumi does. The stack outputs are compared
+too, so a scenario can say which outputs moved.
+
+    plan = plan_between("dev", base_overrides, new_overrides)
+    plan.actions("replace")   # → [] for a safe change
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from infra.mocks import ProgramRun, Resource, plain, run_program
+
+Action = Literal["create", "update", "replace", "delete", "same"]
+EVERY_INPUT = ("*",)
+
+# Inputs whose change makes the provider replace the resource (ForceNew in the Terraform schema).
+REPLACE_ON: Mapping[str, tuple[str, ...]] = {
+    "aws:lambda/function:Function": ("name", "packageType"),
+    "aws:lambda/alias:Alias": ("functionName", "name"),
+    "aws:lambda/permission:Permission": EVERY_INPUT,
+    "aws:lambda/provisionedConcurrencyConfig:ProvisionedConcurrencyConfig": ("functionName", "qualifier"),
+    "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig": ("functionName", "qualifier"),
+    "aws:lambda/invocation:Invocation": ("functionName", "qualifier", "input", "triggers"),
+    "aws:apigatewayv2/api:Api": ("protocolType",),
+    "aws:apigatewayv2/integration:Integration": ("apiId", "integrationType", "integrationSubtype"),
+    "aws:apigatewayv2/route:Route": ("apiId",),
+    "aws:apigatewayv2/stage:Stage": ("apiId", "name"),
+    "aws:apigatewayv2/authorizer:Authorizer": ("apiId", "authorizerType"),
+    "aws:cloudwatch/eventRule:EventRule": ("name", "eventBusName"),
+    "aws:cloudwatch/eventTarget:EventTarget": ("rule", "targetId", "eventBusName"),
+    "aws:cloudwatch/eventBus:EventBus": ("name",),
+    "aws:cloudwatch/logGroup:LogGroup": ("name",),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": ("name",),
+    "aws:cloudwatch/dashboard:Dashboard": ("dashboardName",),
+    "aws:s3/bucket:Bucket": ("bucket",),
+    "aws:sqs/queue:Queue": ("name",),
+    "aws:ecr/repository:Repository": ("name",),
+    "aws:iam/role:Role": ("name",),
+    "aws:iam/rolePolicy:RolePolicy": ("role", "name"),
+    "aws:secretsmanager/secret:Secret": ("name",),
+    "aws:rds/instance:Instance": ("identifier", "engine", "dbName", "username", "storageEncrypted"),
+    "aws:cognito/userPool:UserPool": ("usernameAttributes",),
+    "aws:cognito/userPoolClient:UserPoolClient": ("userPoolId", "generateSecret"),
+    "docker:index/image:Image": ("imageName", "build"),
+}
+
+
+@dataclass(frozen=True)
+class Change:
+    urn: str
+    type: str
+    name: str
+    action: Action
+    inputs: tuple[str, ...] = ()  # the inputs that differ (update/replace)
+
+    def __str__(self) -> str:
+        detail = f" ({', '.join(self.inputs)})" if self.inputs else ""
+        return f"{self.action:7} {self.type} {self.name}{detail}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    changes: tuple[Change, ...]
+    output_changes: Mapping[str, tuple[Any, Any]]  # dotted path → (before, after)
+    before: ProgramRun
+    after: ProgramRun
+
+    def actions(self, *actions: Action, custom_only: bool = True) -> list[Change]:
+        return [c for c in self.changes if c.action in actions and (not custom_only or not _is_component(c.type))]
+
+    def summary(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for change in self.changes:
+            if not _is_component(change.type):
+                counts[change.action] = counts.get(change.action, 0) + 1
+        return counts
+
+    def describe(self) -> str:
+        return "\n".join(str(c) for c in self.actions("create", "update", "replace", "delete"))
+
+
+def _is_component(typ: str) -> bool:
+    return typ.startswith("collections:") or typ == "pulumi:pulumi:Stack"
+
+
+def _normal(value: Any) -> Any:
+    value = plain(value)
+    if isinstance(value, Mapping):
+        return {k: _normal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normal(v) for v in value]
+    if isinstance(value, str) and value[:1] in "{[":
+        try:  # JSON documents (policies, patterns) compare by content, not by spelling
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def classify(before: Resource | None, after: Resource | None) -> Change:
+    if before is None and after is None:
+        raise ValueError("nothing to classify")
+    if before is None:
+        assert after is not None
+        return Change(after.urn, after.type, after.name, "create")
+    if after is None:
+        return Change(before.urn, before.type, before.name, "delete")
+    ignored = set(after.ignore_changes)
+    keys = (set(before.inputs) | set(after.inputs)) - ignored
+    changed = tuple(sorted(k for k in keys if _normal(before.inputs.get(k)) != _normal(after.inputs.get(k))))
+    if not changed:
+        return Change(after.urn, after.type, after.name, "same")
+    forcing = REPLACE_ON.get(after.type, ())
+    replace = forcing == EVERY_INPUT or any(k in forcing for k in changed)
+    return Change(after.urn, after.type, after.name, "replace" if replace else "update", changed)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: value}
+
+
+def diff(before: ProgramRun, after: ProgramRun) -> Plan:
+    urns = list(dict.fromkeys([*before.resources, *after.resources]))
+    changes = tuple(classify(before.resources.get(u), after.resources.get(u)) for u in urns)
+    old, new = _flatten(before.outputs), _flatten(after.outputs)
+    output_changes = {
+        path: (old.get(path), new.get(path))
+        for path in dict.fromkeys([*old, *new])
+        if old.get(path) != new.get(path)
+    }
+    return Plan(changes=changes, output_changes=output_changes, before=before, after=after)
+
+
+def deployed_packages(run: ProgramRun) -> dict[str, str]:
+    """What AWS runs after `run` was applied: function name → "zip" | "image"."""
+    return {
+        r.inputs["name"]: "image" if r.inputs.get("packageType") == "Image" else "zip"
+        for r in run.of_type("aws:lambda/function:Function")
+    }
+
+
+def plan_between(
+    stack: str,
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+    *,
+    build_dir: Path | None = None,
+    before_source: Path | None = None,
+    after_source: Path | None = None,
+    deployed: Mapping[str, str] | None = None,
+) -> Plan:
+    """Run the program for the `before` config (applied on `deployed`), then for `after` on top of it."""
+    first = run_program(stack, before, deployed=deployed, build_dir=build_dir, source_root=before_source)
+    second = run_program(stack, after, deployed=deployed_packages(first), build_dir=build_dir,
+                         source_root=after_source)
+    return diff(first, second)
+
+
+def names(changes: Iterable[Change]) -> set[tuple[str, str]]:
+    """(type, name) pairs: handy in assertions."""
+    return {(c.type, c.name) for c in changes}
