@@ -1,0 +1,127 @@
+"""Database state changes of the pipeline stages: locks, conditional transitions, failures.
+
+Idempotency and concurrency, in one place:
+- A stage works on an item inside one transaction that first takes a transaction-scoped
+  advisory lock on (stage, item). A second delivery of the same event arriving while the first
+  is working does not wait and does no work: it skips (the first one either finishes, or raises
+  and is retried itself). Advisory rather than row locks, so the API can still update or delete
+  the row while a slow model call is in flight.
+- Every state change is a conditional UPDATE ... WHERE id = :id AND status = :expected
+  RETURNING id. Only the winner emits the next event, and it publishes before committing: if
+  publishing fails the transaction rolls back and the retried event redoes the step.
+- Because the event can thus arrive a moment before the commit is visible, a stage that finds
+  its item still *before* its expected status raises NotReadyYet (transient: retried), while an
+  item already past it is a repeated delivery and is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
+
+from services.core.models import Item, ItemStatus, Stage
+
+MAX_REASON = 1000
+# Order of the happy path; an item at a later status has already passed a stage.
+STATUS_ORDER = {
+    ItemStatus.pending: 0,
+    ItemStatus.processed: 1,
+    ItemStatus.analyzed: 2,
+    ItemStatus.ready: 3,
+}
+
+
+class NotReadyYet(RuntimeError):
+    """The event is ahead of the database (its producer has not committed yet): retry later."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a stage did with one event; handlers return it as a dict (and log it)."""
+
+    item_id: uuid.UUID | None
+    result: str  # "processed", "analyzed", "ready", "duplicate", "failed", "skipped", "refused"
+    reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"item_id": str(self.item_id) if self.item_id else None, "result": self.result}
+        if self.reason:
+            data["reason"] = self.reason
+        data.update(self.extra)
+        return data
+
+
+def lock_key(*parts: str) -> int:
+    """A signed 64-bit advisory lock key for the parts (collisions are astronomically unlikely)."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def try_lock(session: Session, *parts: str) -> bool:
+    """Take a transaction-scoped advisory lock; False when another transaction holds it."""
+    return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": lock_key(*parts)}).scalar())
+
+
+def lock(session: Session, *parts: str) -> None:
+    """Wait for a transaction-scoped advisory lock (short critical sections only)."""
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(*parts)})
+
+
+def get_item(session: Session, item_id: uuid.UUID) -> Item | None:
+    # populate_existing: a value read earlier in this session must not hide a concurrent change.
+    return session.execute(
+        select(Item).where(Item.id == item_id).execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+
+
+def check_ready_for(item: Item, expected: ItemStatus) -> bool:
+    """True when the item is at `expected`; False when past it or out of the pipeline (skip);
+    NotReadyYet when it has not reached it yet."""
+    if item.status == expected:
+        return True
+    if item.status in STATUS_ORDER and STATUS_ORDER[item.status] < STATUS_ORDER[expected]:
+        raise NotReadyYet(f"item {item.id} is {item.status.value}, not yet {expected.value}")
+    return False
+
+
+def advance(session: Session, item_id: uuid.UUID, expected: ItemStatus, values: dict[str, Any]) -> bool:
+    """Set `values` only if the item is still at `expected`; True when this call won."""
+    statement = (
+        update(Item)
+        .where(Item.id == item_id, Item.status == expected)
+        .values(**values, updated_at=func.now())
+        .returning(Item.id)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).first() is not None
+
+
+def fail(session: Session, item_id: uuid.UUID, expected: ItemStatus, stage: Stage, reason: str) -> bool:
+    """Mark the item failed at `stage` with a reason, if it is still at `expected`."""
+    return advance(
+        session,
+        item_id,
+        expected,
+        {"status": ItemStatus.failed, "failed_stage": stage, "failure_reason": reason[:MAX_REASON]},
+    )
+
+
+def find_duplicate(session: Session, owner_id: str, sha256: str, exclude_id: uuid.UUID) -> Item | None:
+    """The owner's earliest live item with the same content that got past processing."""
+    return session.execute(
+        select(Item)
+        .where(
+            Item.owner_id == owner_id,
+            Item.sha256 == sha256,
+            Item.id != exclude_id,
+            Item.status.in_((ItemStatus.processed, ItemStatus.analyzed, ItemStatus.ready)),
+        )
+        .order_by(Item.created_at, Item.id)
+        .limit(1)
+    ).scalar_one_or_none()

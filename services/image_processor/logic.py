@@ -1,0 +1,225 @@
+"""Image processor: an uploaded original → validated facts, WebP thumbnails, `processed`.
+
+Trust nothing about the upload (moto does not enforce presigned POST policies, and AWS users can
+be creative): the key must be uploads/{sub}/{item_id}/{filename} and exactly the item's
+original_key, the item must exist, belong to {sub} and be pending, and the object must be under
+the size limit; the bytes must decode as JPEG, PNG, WebP or GIF within the pixel limit.
+
+Refusals:
+- An object that cannot be attributed to its item (bad key, unknown item, another owner's item,
+  a second object beside the item's original) is DELETED, with a warning log line that records
+  key, size and reason. Nobody can reach such an object through the API, so keeping it would
+  only keep cost and possibly abusive content; with bucket versioning on, S3 still has it.
+  It is never attributed to anyone: no item is touched.
+- An attributable upload that is bad (too large, not an image, a bomb, corrupt) marks the item
+  failed (stage process) with the reason; the original is kept so the user can see what they
+  sent and retry; cleanup removes it with the failed item after the retention period.
+- A repeated event for an item that is no longer pending is skipped; nothing is deleted.
+
+Duplicates: the same bytes (sha256) as an earlier live item of the same owner are not processed
+again. The new item gets duplicate_of, its own copies of the first item's thumbnails (server-side
+S3 copies, so deleting either item never breaks the other), and everything the first item has
+already earned: it takes the first item's status when that is analyzed or ready (analysis and
+embedding copied, no model called) and emits the event of that status; if the first is only
+processed, the duplicate is processed too and continues through the pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote_plus
+
+from services.core import pipeline_store as store
+from services.core.contracts import (
+    Detail,
+    ImageAnalyzed,
+    ImageProcessed,
+    ImageReady,
+    ItemFailed,
+    ProcessingRequested,
+    S3ObjectCreated,
+)
+from services.core.database import session_scope
+from services.core.events import EventPublisher, get_publisher
+from services.core.models import Item, ItemStatus, Stage
+from services.core.settings import Settings, get_settings
+from services.core.storage import InvalidKey, ObjectTooLarge, Storage, get_storage, parse_upload_key, thumbnail_key
+from services.image_processor.imaging import ImageRejected, process_image, sha256_of
+
+log = logging.getLogger(__name__)
+
+THUMBNAIL_CONTENT_TYPE = "image/webp"
+ANALYSIS_FIELDS = ("title", "description", "category", "tags", "colors", "visible_text", "analysis", "analysis_model")
+
+
+class ImageProcessor:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        storage: Storage | None = None,
+        publisher: EventPublisher | None = None,
+    ):
+        self.settings = settings or get_settings()
+        self.storage = storage or get_storage()
+        self.publisher = publisher or get_publisher()
+
+    # --- entry points -----------------------------------------------------------------------
+    def object_created(self, upload: S3ObjectCreated) -> store.Outcome:
+        """An S3 "Object Created" event for the bucket."""
+        if upload.bucket != self.storage.bucket:
+            # Another bucket's event (a misrouted rule): not ours to judge, and never ours to delete.
+            return store.Outcome(None, "skipped", f"bucket {upload.bucket!r} is not {self.storage.bucket!r}")
+        key = self._resolve_key(upload.key)
+        try:
+            parsed = parse_upload_key(key)
+        except InvalidKey as error:
+            return self._remove_unattributable(key, upload.size, str(error))
+        with session_scope() as session:
+            if not store.try_lock(session, Stage.process.value, str(parsed.item_id)):
+                return store.Outcome(parsed.item_id, "skipped", "another delivery is processing this item")
+            item = store.get_item(session, parsed.item_id)
+            if item is None:
+                return self._remove_unattributable(key, upload.size, "no item has this id", parsed.item_id)
+            if item.owner_id != parsed.owner_id:
+                return self._remove_unattributable(key, upload.size, "the item belongs to another owner", item.id)
+            if item.original_key != key:
+                return self._remove_unattributable(key, upload.size, "not the item's upload key", item.id)
+            if item.status != ItemStatus.pending:
+                return store.Outcome(item.id, "skipped", f"item is {item.status.value}, not pending")
+            return self._process(session, item, upload.size)
+
+    def processing_requested(self, request: ProcessingRequested) -> store.Outcome:
+        """A retry of the first stage (the API re-emits this; the S3 event cannot be replayed)."""
+        with session_scope() as session:
+            if not store.try_lock(session, Stage.process.value, str(request.item_id)):
+                return store.Outcome(request.item_id, "skipped", "another delivery is processing this item")
+            item = store.get_item(session, request.item_id)
+            if item is None or item.owner_id != request.owner_id or item.original_key != request.key:
+                return store.Outcome(request.item_id, "skipped", "the request does not match the item")
+            if item.status != ItemStatus.pending:
+                return store.Outcome(item.id, "skipped", f"item is {item.status.value}, not pending")
+            return self._process(session, item, None)
+
+    # --- the work -----------------------------------------------------------------------------
+    def _process(self, session: Any, item: Item, size_hint: int | None) -> store.Outcome:
+        limit = self.settings.max_upload_bytes
+        if size_hint is not None and size_hint > limit:
+            return self._fail(session, item, f"file too large: {size_hint} bytes; the limit is {limit}")
+        try:
+            data = self.storage.read(item.original_key, max_bytes=limit)
+        except ObjectTooLarge as error:
+            return self._fail(session, item, f"file too large: {error}")
+        except self.storage.s3.exceptions.NoSuchKey:
+            return self._fail(session, item, "the original upload is missing")
+
+        sha256 = sha256_of(data)
+        # Same content uploaded twice at once: one of the two becomes the other's duplicate.
+        store.lock(session, "sha256", item.owner_id, sha256)
+        first = store.find_duplicate(session, item.owner_id, sha256, item.id)
+        if first is not None and first.thumbnail_keys:
+            return self._duplicate(session, item, first, len(data))
+
+        try:
+            image = process_image(
+                data, sizes=tuple(self.settings.thumbnail_sizes), max_pixels=self.settings.max_image_pixels
+            )
+        except ImageRejected as error:
+            return self._fail(session, item, str(error))
+
+        keys: dict[str, str] = {}
+        for size, thumb in image.thumbnails.items():
+            keys[str(size)] = thumbnail_key(item.owner_id, item.id, size)
+            self.storage.write(keys[str(size)], thumb.data, THUMBNAIL_CONTENT_TYPE)
+        values = {
+            "status": ItemStatus.processed,
+            "width": image.width,
+            "height": image.height,
+            "format": image.format,
+            "sha256": sha256,
+            "bytes": image.bytes,
+            "thumbnail_keys": keys,
+            "processed_at": datetime.now(UTC),
+        }
+        if not store.advance(session, item.id, ItemStatus.pending, values):
+            return store.Outcome(item.id, "skipped", "the item changed while it was processed")
+        self.publisher.publish(
+            [
+                ImageProcessed(
+                    item_id=item.id, owner_id=item.owner_id, thumbnail_key=self.analysis_key(keys), sha256=sha256
+                )
+            ]
+        )
+        log.info("processed item %s: %s %dx%d", item.id, image.format, image.width, image.height)
+        return store.Outcome(item.id, "processed", extra={"format": image.format, "width": image.width})
+
+    def analysis_key(self, keys: dict[str, str]) -> str:
+        """The thumbnail the analyzer reads: the largest one ("1024")."""
+        return keys[str(max(self.settings.thumbnail_sizes))]
+
+    def _duplicate(self, session: Any, item: Item, first: Item, size: int) -> store.Outcome:
+        keys: dict[str, str] = {}
+        for name, source in first.thumbnail_keys.items():
+            keys[name] = thumbnail_key(item.owner_id, item.id, int(name))
+            self.storage.copy(source, keys[name])
+        status = first.status
+        values: dict[str, Any] = {
+            "status": status,
+            "duplicate_of": first.id,
+            "width": first.width,
+            "height": first.height,
+            "format": first.format,
+            "sha256": first.sha256,
+            "bytes": size,
+            "thumbnail_keys": keys,
+            "processed_at": datetime.now(UTC),
+        }
+        event: Detail
+        if status in (ItemStatus.analyzed, ItemStatus.ready):
+            values |= {name: getattr(first, name) for name in ANALYSIS_FIELDS}
+            values["analyzed_at"] = first.analyzed_at
+            event = ImageAnalyzed(item_id=item.id, owner_id=item.owner_id, analysis_model=first.analysis_model or "")
+        else:
+            event = ImageProcessed(
+                item_id=item.id,
+                owner_id=item.owner_id,
+                thumbnail_key=self.analysis_key(keys),
+                sha256=first.sha256 or "",
+            )
+        if status == ItemStatus.ready:
+            values |= {
+                "embedding": first.embedding,
+                "embedding_model": first.embedding_model,
+                "ready_at": first.ready_at,
+            }
+            event = ImageReady(item_id=item.id, owner_id=item.owner_id, embedding_model=first.embedding_model or "")
+        if not store.advance(session, item.id, ItemStatus.pending, values):
+            return store.Outcome(item.id, "skipped", "the item changed while it was processed")
+        self.publisher.publish([event])
+        log.info("item %s duplicates %s: took its results (%s)", item.id, first.id, status.value)
+        return store.Outcome(item.id, "duplicate", extra={"duplicate_of": str(first.id), "status": status.value})
+
+    def _fail(self, session: Any, item: Item, reason: str) -> store.Outcome:
+        if not store.fail(session, item.id, ItemStatus.pending, Stage.process, reason):
+            return store.Outcome(item.id, "skipped", "the item changed while it was processed")
+        self.publisher.publish([ItemFailed(item_id=item.id, owner_id=item.owner_id, stage="process", reason=reason)])
+        log.warning("item %s failed processing: %s", item.id, reason)
+        return store.Outcome(item.id, "failed", reason)
+
+    def _remove_unattributable(
+        self, key: str, size: int | None, reason: str, item_id: uuid.UUID | None = None
+    ) -> store.Outcome:
+        log.warning("deleting unattributable upload %r (%s bytes): %s", key, size, reason)
+        self.storage.delete([key])
+        return store.Outcome(item_id, "refused", reason, extra={"key": key, "deleted": True})
+
+    def _resolve_key(self, key: str) -> str:
+        """S3 notifications may URL-encode keys ("a b" → "a+b"); the API's keys never need it, so
+        only a key that does not exist as given is tried decoded."""
+        if "%" in key or "+" in key:
+            decoded = unquote_plus(key)
+            if decoded != key and self.storage.head(key) is None and self.storage.head(decoded) is not None:
+                return decoded
+        return key
