@@ -1,5 +1,7 @@
 """AI ports: what the pipeline and the API need from a vision model and an embedding model.
 
+Ports: `Analyzer.analyze(image, media_type) -> AnalysisResult` and `Embedder`; factories
+`get_analyzer()` and `get_embedder()` pick the adapter from the settings.
 Adapters: Anthropic Claude (services/core/ai/claude.py) and Voyage AI (services/core/ai/voyage.py)
 when their API keys are set; otherwise the deterministic local stand-ins (services/core/ai/local.py),
 and the runtime says so. Adapters import their SDKs lazily: the API handler must not pay for
@@ -9,11 +11,75 @@ anthropic or Pillow at cold start.
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+# The fixed category list the analyzer must choose from (the API can filter on it).
+Category = Literal[
+    "people", "animals", "nature", "landscape", "food", "architecture", "city", "interior",
+    "vehicle", "art", "document", "screenshot", "product", "sport", "event", "other",
+]  # fmt: skip
+CATEGORIES: tuple[str, ...] = get_args(Category)
+
+
+class ModelOutputRejected(ValueError):
+    """The model answered but the answer is unusable (refused, malformed, invalid, or the input was
+    rejected as bad): a permanent failure of this item, never retried."""
+
+
+class ImageAnalysis(BaseModel):
+    """What the analyzer stores about an image; also the JSON schema the model must fill."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    title: str = Field(min_length=1, max_length=120, description="A short title, at most ~8 words.")
+    description: str = Field(min_length=1, max_length=2000, description="One to three factual sentences.")
+    category: Category = Field(description="The single best category.")
+    tags: list[str] = Field(default_factory=list, max_length=20, description="Lowercase keywords, 3-12 of them.")
+    colors: list[str] = Field(
+        default_factory=list, max_length=8, description="Dominant colours as plain names, most dominant first."
+    )
+    visible_text: str | None = Field(
+        default=None, max_length=2000, description="Text legible in the image, verbatim; null if none."
+    )
+
+    @field_validator("tags", "colors")
+    @classmethod
+    def _clean_words(cls, values: list[str]) -> list[str]:
+        # Lowercase, trimmed, unique, in order; the database columns hold at most 64/32 characters.
+        seen: dict[str, None] = {}
+        for value in values:
+            word = " ".join(str(value).split()).lower()
+            if not word:
+                continue
+            if len(word) > 32:
+                raise ValueError(f"{word[:40]!r}... is longer than 32 characters")
+            seen.setdefault(word, None)
+        return list(seen)
+
+    @field_validator("visible_text")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    analysis: ImageAnalysis
+    model: str  # the model id that answered ("local-..." for the local stand-in)
+    usage: dict[str, Any] = field(default_factory=dict)  # token counts as the provider reports them
+
+
+class Analyzer(Protocol):
+    model: str
+
+    def analyze(self, image: bytes, media_type: str) -> AnalysisResult: ...
 
 
 class Embedder(Protocol):
@@ -40,3 +106,21 @@ def get_embedder(settings: Settings | None = None) -> Embedder:
 
     log.warning("VOYAGE_API_KEY is not set: using the local deterministic embedder")
     return LocalEmbedder(settings.embedding_dimension)
+
+
+def get_analyzer(settings: Settings | None = None) -> Analyzer:
+    """Claude when a key is configured (ANTHROPIC_API_KEY or the secret), else the local stand-in."""
+    settings = settings or get_settings()
+    key = settings.anthropic_api_key
+    if key is None and settings.anthropic_secret_arn:
+        from services.core.secrets import secret_string
+
+        key = secret_string(settings.anthropic_secret_arn)
+    if key is not None and key.get_secret_value():
+        from services.core.ai.claude import AnthropicAnalyzer
+
+        return AnthropicAnalyzer(settings, key.get_secret_value())
+    from services.core.ai.local import LocalAnalyzer
+
+    log.warning("ANTHROPIC_API_KEY is not set: using the local analyzer (%s)", LocalAnalyzer.model)
+    return LocalAnalyzer()

@@ -1,0 +1,238 @@
+"""Analyzer: the real anthropic SDK against a fake Messages API on 127.0.0.1, the local analyzer,
+transient vs permanent failures, and idempotency."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import uuid
+
+import anthropic
+import pytest
+
+from services.core.ai.claude import TOOL_NAME, AnthropicAnalyzer
+from services.core.contracts import ImageProcessed
+from services.core.models import ItemStatus, Stage
+from services.core.pipeline_store import NotReadyYet
+from services.core.storage import thumbnail_key
+from tests.services.pipeline.conftest import image_bytes, load_item, make_item, pipeline_event, put_object
+
+ANSWER = {
+    "title": "Red kite over a beach",
+    "description": "A red kite flies above a sandy beach under a clear sky.",
+    "category": "nature",
+    "tags": ["Kite", "beach", "sky", "kite"],
+    "colors": ["blue", "red", "beige"],
+    "visible_text": "",
+}
+SERVED_MODEL = "claude-haiku-4-5-20251001"
+
+
+def message(tool_input=ANSWER, stop_reason="tool_use", content=None) -> dict:
+    blocks = content if content is not None else [
+        {"type": "tool_use", "id": "toolu_01", "name": TOOL_NAME, "input": tool_input}
+    ]  # fmt: skip
+    return {
+        "id": "msg_01",
+        "type": "message",
+        "role": "assistant",
+        "model": SERVED_MODEL,
+        "content": blocks,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 1234, "output_tokens": 56},
+    }
+
+
+def error(status: int, kind: str, text: str) -> tuple:
+    # retry-after-ms keeps the SDK's retries fast (it honours the header).
+    return (status, {"type": "error", "error": {"type": kind, "message": text}}, {"retry-after-ms": "5"})
+
+
+@pytest.fixture
+def claude(env, fake_api):
+    settings = env.model_copy(update={"anthropic_base_url": fake_api.url, "analyzer_max_retries": 2})
+    return AnthropicAnalyzer(settings, "sk-test-key")
+
+
+@pytest.fixture
+def analyzer_for(publisher):
+    from services.analyzer.logic import ImageAnalyzer
+
+    return lambda model: ImageAnalyzer(analyzer=model, publisher=publisher)
+
+
+def processed_item(owner: str, **values):
+    """A processed item whose 1024 px thumbnail is on S3."""
+    item_id = uuid.uuid4()
+    keys = {str(s): thumbnail_key(owner, item_id, s) for s in (256, 1024)}
+    thumb = image_bytes("WEBP", (1024, 683), (40, 90, 200))
+    for key in keys.values():
+        put_object(key, thumb, "image/webp")
+    item = make_item(owner, id=item_id, status=ItemStatus.processed, thumbnail_keys=keys, sha256="ab" * 32, **values)
+    return item, thumb
+
+
+def event_for(item) -> ImageProcessed:
+    return ImageProcessed(
+        item_id=item.id, owner_id=item.owner_id, thumbnail_key=item.thumbnail_keys["1024"], sha256="x"
+    )
+
+
+def test_claude_analysis_is_validated_and_stored(claude, analyzer_for, fake_api, publisher, owner, env):
+    fake_api.script((200, message()))
+    item, thumb = processed_item(owner)
+
+    outcome = analyzer_for(claude).image_processed(event_for(item))
+
+    assert outcome.result == "analyzed"
+    item = load_item(item.id)
+    assert item.status == ItemStatus.analyzed
+    assert (item.title, item.category, item.visible_text) == (ANSWER["title"], "nature", None)
+    assert item.tags == ["kite", "beach", "sky"]  # lowercased, de-duplicated
+    assert item.colors == ["blue", "red", "beige"]
+    assert item.analysis_model == SERVED_MODEL
+    assert item.analysis["usage"] == {"input_tokens": 1234, "output_tokens": 56}
+    (event,) = publisher.details
+    assert (event.DETAIL_TYPE, event.analysis_model) == ("ImageAnalyzed", SERVED_MODEL)
+
+    (request,) = fake_api.requests
+    assert request["path"] == "/v1/messages"
+    assert fake_api.api_key(request) == "sk-test-key"
+    body = request["json"]
+    assert body["model"] == env.analyzer_model
+    assert body["tool_choice"] == {"type": "tool", "name": TOOL_NAME}
+    assert body["tools"][0]["input_schema"]["properties"]["category"]["enum"][0] == "people"
+    image = body["messages"][0]["content"][0]
+    assert image["source"]["media_type"] == "image/webp"
+    assert base64.b64decode(image["source"]["data"]) == thumb
+
+
+def test_rate_limit_then_success_is_retried_by_the_sdk(claude, analyzer_for, fake_api, owner):
+    fake_api.script(error(429, "rate_limit_error", "slow down"), (200, message()))
+    item, _ = processed_item(owner)
+    assert analyzer_for(claude).image_processed(event_for(item)).result == "analyzed"
+    assert len(fake_api.requests) == 2
+
+
+def test_repeated_server_errors_raise_and_leave_the_item_for_a_retry(claude, analyzer_for, fake_api, publisher, owner):
+    fake_api.script(error(500, "api_error", "internal"))
+    item, _ = processed_item(owner)
+    with pytest.raises(anthropic.InternalServerError):
+        analyzer_for(claude).image_processed(event_for(item))
+    assert len(fake_api.requests) == 3  # one attempt and analyzer_max_retries=2 retries
+    assert load_item(item.id).status == ItemStatus.processed
+    assert publisher.details == []
+
+
+PERMANENT = [
+    ("invalid category", (200, message({**ANSWER, "category": "spaceships"})), "invalid model output: category"),
+    ("missing title", (200, message({k: v for k, v in ANSWER.items() if k != "title"})), "invalid model output: title"),
+    (
+        "no tool call",
+        (200, message(content=[{"type": "text", "text": "A kite."}], stop_reason="end_turn")),
+        "did not call record_image_analysis",
+    ),
+    ("refusal", (200, message(content=[], stop_reason="refusal")), "refused"),
+    ("cut off", (200, message(stop_reason="max_tokens")), "cut off"),
+    ("bad request", error(400, "invalid_request_error", "Could not process image"), "Could not process image"),
+]
+
+
+@pytest.mark.parametrize(("case", "response", "reason"), PERMANENT, ids=[p[0] for p in PERMANENT])
+def test_unusable_answers_fail_the_item_with_a_reason(
+    claude, analyzer_for, fake_api, publisher, owner, case, response, reason
+):
+    fake_api.script(response)
+    item, _ = processed_item(owner)
+
+    outcome = analyzer_for(claude).image_processed(event_for(item))
+
+    assert outcome.result == "failed"
+    item = load_item(item.id)
+    assert (item.status, item.failed_stage) == (ItemStatus.failed, Stage.analyze)
+    assert reason in item.failure_reason
+    assert item.title is None
+    assert [e.DETAIL_TYPE for e in publisher.details] == ["ItemFailed"]
+
+
+def test_user_edited_fields_are_kept(claude, analyzer_for, fake_api, owner):
+    fake_api.script((200, message()))
+    item, _ = processed_item(owner, title="My kite", user_edited=True)
+    analyzer_for(claude).image_processed(event_for(item))
+    item = load_item(item.id)
+    assert item.title == "My kite"
+    assert item.analysis["title"] == ANSWER["title"]
+    assert item.status == ItemStatus.analyzed
+
+
+def test_event_ahead_of_the_database_is_retried_not_dropped(claude, analyzer_for, owner):
+    item = make_item(owner)  # still pending: the producer has not committed yet
+    with pytest.raises(NotReadyYet):
+        analyzer_for(claude).image_processed(
+            ImageProcessed(item_id=item.id, owner_id=owner, thumbnail_key="thumbnails/x/1024.webp", sha256="x")
+        )
+
+
+def test_event_for_an_item_already_analyzed_is_skipped(claude, analyzer_for, fake_api, owner):
+    fake_api.script((200, message()))
+    item, _ = processed_item(owner)
+    analyzer = analyzer_for(claude)
+    assert analyzer.image_processed(event_for(item)).result == "analyzed"
+    assert analyzer.image_processed(event_for(item)).result == "skipped"
+    assert len(fake_api.requests) == 1
+
+
+def test_concurrent_deliveries_call_the_model_once(claude, analyzer_for, fake_api, publisher, owner):
+    fake_api.script((200, message()))
+    item, _ = processed_item(owner)
+    analyzer = analyzer_for(claude)
+    barrier = threading.Barrier(3)
+    results = []
+
+    def deliver():
+        barrier.wait()
+        results.append(analyzer.image_processed(event_for(item)).result)
+
+    threads = [threading.Thread(target=deliver) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(results) == ["analyzed", "skipped", "skipped"]
+    assert len(fake_api.requests) == 1
+    assert len(publisher.of("ImageAnalyzed")) == 1
+
+
+def test_handler_uses_claude_when_a_key_is_set(env, fake_api, owner, monkeypatch):
+    from services.analyzer.handler import handler
+    from services.core.settings import get_settings
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-from-env")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_api.url)
+    get_settings.cache_clear()
+    try:
+        fake_api.script((200, message()))
+        item, _ = processed_item(owner)
+        assert handler(pipeline_event(event_for(item)), None)["result"] == "analyzed"
+        assert fake_api.api_key(fake_api.requests[0]) == "sk-from-env"
+        assert load_item(item.id).analysis_model == SERVED_MODEL
+    finally:
+        monkeypatch.delenv("ANTHROPIC_API_KEY")
+        get_settings.cache_clear()
+
+
+def test_without_a_key_the_local_analyzer_describes_the_pixels_and_says_so(env, owner, caplog):
+    from services.analyzer.handler import handler
+
+    item, _ = processed_item(owner)
+    with caplog.at_level("WARNING"):
+        result = handler(pipeline_event(event_for(item)), None)
+    assert result["result"] == "analyzed"
+    item = load_item(item.id)
+    assert item.analysis_model.startswith("local-")
+    assert item.colors[0] == "blue"  # the thumbnail is a blue rectangle
+    assert "landscape" in item.tags
+    assert "no vision model" in item.description
+    assert any("ANTHROPIC_API_KEY is not set" in r.getMessage() for r in caplog.records)
