@@ -6,7 +6,7 @@
     collections-release promote  --service S
     collections-release prune    --service S --keep N [--slot blue|green] [--dry-run]
     collections-release flip     --service S --to blue|green
-    collections-release guard    PREVIEW.json [--allow URN_OR_NAME ...]
+    collections-release guard    PREVIEW.json [--allow URN_OR_NAME ...] [--allow-file FILE]
 
 Every command but guard reads the stack outputs: --outputs FILE, COLLECTIONS_STACK_OUTPUTS, or
 `pulumi stack output --json --stack S`. Exit codes are in pipelines/errors.py.
@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     guard.add_argument("preview", metavar="PREVIEW.json")
     guard.add_argument("--allow", action="append", default=[], metavar="URN_OR_NAME",
                        help="a URN (glob allowed) or resource name that may be replaced (repeatable)")
+    guard.add_argument("--allow-file", metavar="FILE", help="more --allow entries, one per line (# comments)")
     return parser
 
 
@@ -162,9 +163,10 @@ def _flip(args: argparse.Namespace) -> int:
 
 
 def _guard(args: argparse.Namespace) -> int:
-    from pipelines.guard import check_file, enforce
+    from pipelines.guard import check_file, enforce, read_allow_file
 
-    report = check_file(args.preview, args.allow)
+    allow = args.allow + (read_allow_file(args.allow_file) if args.allow_file else [])
+    report = check_file(args.preview, allow)
     enforce(report)
     print(report.render())
     return errors.EXIT_OK

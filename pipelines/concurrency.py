@@ -1,8 +1,10 @@
-"""Provisioned concurrency: a new version gets its warm environments before it gets traffic.
+"""Provisioned concurrency: traffic moves only onto warm environments.
 
-Where the stack configures provisioned concurrency for a service, a shift first allocates the same
-count on the target version (if it has none) and waits until Lambda says READY, so the first
-shifted requests do not meet cold starts.
+The Pulumi program configures provisioned concurrency on the `live` alias; Lambda spreads an
+alias's provisioned environments over its versions by routing weight, and reports the
+configuration IN_PROGRESS while it (re)allocates. A version may also carry its own configuration.
+Before each step a shift waits until the target version's configuration (if it has one), else the
+alias's, is READY; FAILED or a timeout stops the shift before traffic moves.
 """
 
 from __future__ import annotations
@@ -26,41 +28,41 @@ def status(lambda_client: Any, function_name: str, qualifier: str) -> dict[str, 
 def wait_ready(
     lambda_client: Any,
     function_name: str,
-    version: str,
-    count: int,
+    qualifier: str,
     clock: Clock,
     *,
     poll_s: float = 10,
     timeout_s: float = 900,
     progress: Callable[[str], None] = print,
-) -> None:
-    current = status(lambda_client, function_name, version)
+) -> bool:
+    """Wait until the qualifier's configuration is READY; False if it has none."""
+    current = status(lambda_client, function_name, qualifier)
     if current is None:
-        progress(f"allocating provisioned concurrency {count} on {function_name}:{version}")
-        with aws_errors(f"allocating provisioned concurrency on {function_name}:{version}"):
-            lambda_client.put_provisioned_concurrency_config(
-                FunctionName=function_name, Qualifier=version, ProvisionedConcurrentExecutions=count
-            )
-        current = status(lambda_client, function_name, version) or {"Status": "IN_PROGRESS"}
+        return False
     deadline = clock.now() + timeout_s
+    where = f"{function_name}:{qualifier}"
     while True:
         state = current.get("Status", "IN_PROGRESS")
         if state == "READY":
-            progress(f"provisioned concurrency on {function_name}:{version} is READY")
-            return
+            progress(f"provisioned concurrency on {where} is READY")
+            return True
         if state == "FAILED":
-            raise ReleaseError(
-                f"provisioned concurrency on {function_name}:{version} FAILED: {current.get('StatusReason', '?')}; "
-                "nothing was shifted"
-            )
+            raise ReleaseError(f"provisioned concurrency on {where} FAILED: {current.get('StatusReason', '?')}")
         if clock.now() >= deadline:
-            raise ReleaseError(
-                f"provisioned concurrency on {function_name}:{version} not READY after {timeout_s:g} s "
-                f"(still {state}); nothing was shifted"
-            )
-        progress(f"waiting for provisioned concurrency on {function_name}:{version} ({state})")
+            raise ReleaseError(f"provisioned concurrency on {where} not READY after {timeout_s:g} s (still {state})")
+        progress(f"waiting for provisioned concurrency on {where} ({state})")
         clock.sleep(poll_s)
-        current = status(lambda_client, function_name, version) or {"Status": "IN_PROGRESS"}
+        current = status(lambda_client, function_name, qualifier) or {"Status": "READY"}  # removed meanwhile
+
+
+def wait_before_shift(lambda_client: Any, function_name: str, target: str, alias: str, clock: Clock,
+                      **options: Any) -> str:
+    """The target version's configuration if it has one, else the alias's; returns which was awaited."""
+    if wait_ready(lambda_client, function_name, target, clock, **options):
+        return target
+    if wait_ready(lambda_client, function_name, alias, clock, **options):
+        return alias
+    return ""
 
 
 def referenced_versions(lambda_client: Any, function_name: str) -> set[str]:

@@ -152,6 +152,15 @@ def check_file(path: str, allow: list[str] | None = None) -> GuardReport:
     return check(preview, allow)
 
 
+def read_allow_file(path: str) -> list[str]:
+    """URNs or names, one per line; `#` starts a comment. A missing file allows nothing."""
+    file = Path(path)
+    if not file.is_file():
+        return []
+    entries = (line.split("#", 1)[0].strip() for line in file.read_text().splitlines())
+    return [e for e in entries if e]
+
+
 def enforce(report: GuardReport) -> None:
     if not report.ok:
         raise Blocked(report.render())

@@ -1,7 +1,7 @@
 """The traffic shift: move a service's `live` alias to a new version step by step, watching alarms.
 
-    resolve target -> lock -> (provisioned concurrency READY) -> for each step:
-        alarms? -> route weight -> bake, polling alarms and renewing the lock
+    resolve target -> lock -> for each step:
+        provisioned concurrency READY? -> alarms? -> route weight -> bake, polling alarms, renewing the lock
     -> alias on target, weights cleared -> stable version recorded -> unlock
 
 An alarm in ALARM at any check rolls back (alias on the stable version, weights cleared) and ends
@@ -94,13 +94,9 @@ class Shift:
         try:
             self._record_initial_stable(stable)
             self._check_alarms(stable, target, before="before the first step")
-            if ctx.service.provisioned_concurrency > 0:
-                concurrency.wait_ready(
-                    ctx.lambda_client, ctx.service.function_name, target, ctx.service.provisioned_concurrency,
-                    ctx.clock, poll_s=self.poll_s, timeout_s=self.pc_timeout_s, progress=say,
-                )
             self._expected = alias
             for step in steps:
+                self._wait_for_provisioned_concurrency(target)
                 self._check_unchanged()
                 self._check_alarms(stable, target, before=f"before {step.percent}")
                 self._expected = self.traffic.route(stable, target, step.weight)
@@ -133,6 +129,14 @@ class Shift:
             lock.renew()
             self._check_unchanged()
             self._check_alarms(stable, target, before=f"while holding {step.percent}")
+
+    def _wait_for_provisioned_concurrency(self, target: str) -> None:
+        """Where the stack configures it, the next share of traffic goes to warm environments only."""
+        if self.ctx.service.provisioned_concurrency > 0:
+            concurrency.wait_before_shift(
+                self.ctx.lambda_client, self.ctx.service.function_name, target, self.ctx.service.alias_name,
+                self.ctx.clock, poll_s=self.poll_s, timeout_s=self.pc_timeout_s, progress=self.ctx.progress,
+            )
 
     def _record_initial_stable(self, stable: str) -> None:
         """The first shift of a function records what was live before it, so rollback has a target."""

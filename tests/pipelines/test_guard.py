@@ -73,3 +73,17 @@ def test_guard_command_exit_codes(capsys):
     assert "BLOCKED" in capsys.readouterr().err
     assert main(["guard", str(PREVIEWS / "replace_alias.json"), "--allow", "api-blue-live"]) == 0
     assert main(["guard", str(PREVIEWS / "missing.json")]) == 1
+
+
+def test_allow_file_entries_and_comments(tmp_path):
+    allow = tmp_path / "allow.txt"
+    allow.write_text("# intended: alias renamed in PR 42\napi-blue-live  # the old alias goes\n\n")
+    preview = str(PREVIEWS / "replace_alias.json")
+    assert main(["guard", preview, "--allow-file", str(allow)]) == 0
+    assert main(["guard", preview, "--allow-file", str(tmp_path / "absent.txt")]) == 8
+
+
+def test_the_repository_allow_file_allows_nothing_by_default():
+    from pipelines.guard import read_allow_file
+
+    assert read_allow_file(str(Path(__file__).resolve().parents[2] / ".github" / "preview-allow.txt")) == []
