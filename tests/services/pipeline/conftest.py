@@ -186,7 +186,8 @@ def pipeline_event(detail) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 class FakeAPI:
     """A threaded HTTP server on 127.0.0.1 answering scripted responses in order (the last one
-    repeats), recording every request (path, headers, JSON body)."""
+    repeats; a callable body is computed from the request), recording every request (path,
+    headers, JSON body)."""
 
     def __init__(self):
         self.requests: list[dict[str, Any]] = []
@@ -206,6 +207,8 @@ class FakeAPI:
                     }
                 )
                 status, body, headers = api._next()
+                if callable(body):  # computed from the request, e.g. one embedding per input text
+                    body = body(api.requests[-1]["json"])
                 payload = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")

@@ -1,0 +1,26 @@
+"""Lambda entry point of the embedder: ImageAnalyzed → Voyage (or the local embedder).
+
+The logic (SQLAlchemy, and voyageai when a key is set) is imported on the first event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from services.core.contracts import EventBridgeEvent, ImageAnalyzed
+
+logger = Logger(service="embedder")
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    logger.append_keys(request_id=getattr(context, "aws_request_id", None))
+    detail = EventBridgeEvent.model_validate(event).pipeline_detail()
+    if not isinstance(detail, ImageAnalyzed):
+        raise ValueError(f"the embedder does not handle {type(detail).__name__} events")
+    from services.embedder.logic import ItemEmbedder
+
+    outcome = ItemEmbedder().image_analyzed(detail)
+    logger.info("embedder outcome", extra=outcome.as_dict())
+    return outcome.as_dict()
