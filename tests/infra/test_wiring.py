@@ -1,0 +1,176 @@
+"""Every consumer targets the active slot's `live` alias, and the program builds exactly what the
+catalog lists: a service per function, a route per API route, a rule per event trigger."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from services import catalog
+from services.core.migrations import migrations_hash
+from tests.infra.conftest import slots
+
+INTEGRATION = "aws:apigatewayv2/integration:Integration"
+TARGET = "aws:cloudwatch/eventTarget:EventTarget"
+RULE = "aws:cloudwatch/eventRule:EventRule"
+PERMISSION = "aws:lambda/permission:Permission"
+ALIAS = "aws:lambda/alias:Alias"
+
+
+def alias_of(run, function_name: str):
+    (alias,) = [a for a in run.of_type(ALIAS) if a.inputs["functionName"] == function_name]
+    return alias
+
+
+def alias_arn(run, function_name: str) -> str:
+    return f"arn:aws:lambda:eu-west-1:123456789012:function:{function_name}:{alias_of(run, function_name).inputs['name']}"
+
+
+def check_consumers(run, service: str, active_function: str) -> None:
+    arn = alias_arn(run, active_function)
+    assert run.outputs["services"][service]["alias_arn"] == arn
+    fn = catalog.function(service)
+    if fn.triggers_of("http"):
+        (integration,) = run.of_type(INTEGRATION)
+        assert integration.inputs["integrationUri"] == (
+            f"arn:aws:apigateway:eu-west-1:lambda:path/2015-03-31/functions/{arn}/invocations")
+        assert (integration.inputs["integrationType"], integration.inputs["payloadFormatVersion"]) == (
+            "AWS_PROXY", "2.0")
+    targets = [t for t in run.of_type(TARGET) if t.inputs["targetId"] == f"{service.replace('_', '-')}-live"]
+    assert len(targets) == sum(1 for t in fn.triggers if t.kind != "http")
+    for target in targets:
+        assert target.inputs["arn"] == arn
+        assert target.inputs["retryPolicy"]["maximumRetryAttempts"] > 0
+        assert target.inputs["deadLetterConfig"]["arn"].startswith("arn:aws:sqs:")
+    grants = [p for p in run.of_type(PERMISSION) if p.inputs["function"] in run.outputs["services"][service][
+        "function_names"].values()]
+    assert len(grants) == len(fn.triggers)
+    for grant in grants:
+        assert (grant.inputs["function"], grant.inputs["qualifier"]) == (active_function, "live")
+        assert grant.inputs["sourceArn"].startswith(("arn:aws:events:", "arn:aws:execute-api:"))
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_consumer_targets_the_active_live_alias(program, stack):
+    run = program(stack)
+    for fn in catalog.FUNCTIONS:
+        check_consumers(run, fn.name, f"collections-{stack}-{fn.name.replace('_', '-')}-blue")
+
+
+@pytest.mark.parametrize("service", ["api", "image_processor"])
+def test_consumers_follow_the_active_slot_to_green(program, service):
+    run = program("dev", slots(service, "green", blue="zip", green="image"))
+    slug = service.replace("_", "-")
+    check_consumers(run, service, f"collections-dev-{slug}-green")
+    # Both slots exist and are published behind their own alias; the idle one serves nobody.
+    assert run.outputs["services"][service]["function_names"] == {
+        "blue": f"collections-dev-{slug}-blue", "green": f"collections-dev-{slug}-green"}
+    idle_arn = alias_arn(run, f"collections-dev-{slug}-blue")
+    consumers = run.of_type(INTEGRATION) + run.of_type(TARGET)
+    assert not [c for c in consumers if idle_arn in json.dumps(c.inputs)]
+
+
+def test_image_slots_run_a_digest_pinned_single_platform_image(program):
+    run = program("dev", slots("image_processor", "blue", blue="zip", green="image"))
+    green = run.one("aws:lambda/function:Function", "collections-dev-image-processor-green")
+    assert green.inputs["packageType"] == "Image"
+    assert "@sha256:" in green.inputs["imageUri"] and ":" not in green.inputs["imageUri"].split("@")[0].rsplit(
+        "/", 1)[1]
+    assert "handler" not in green.inputs and "runtime" not in green.inputs
+    (image,) = run.of_type("docker:index/image:Image")
+    assert image.inputs["build"]["platform"] == "linux/arm64"  # the function's architecture, exactly one
+    assert image.inputs["registry"]["username"] == "AWS"
+    (repository,) = run.of_type("aws:ecr/repository:Repository")
+    assert repository.inputs["imageTagMutability"] == "IMMUTABLE"
+    assert repository.inputs["imageScanningConfiguration"]["scanOnPush"] is True
+    (lifecycle,) = run.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")
+    rule = json.loads(lifecycle.inputs["policy"])["rules"][0]
+    assert rule["selection"]["countNumber"] == 5  # dev keeps 5 (Pulumi.dev.yaml ecrKeepImages)
+
+
+def test_each_catalog_function_is_a_service(program):
+    run = program("dev")
+    services = {r.name for r in run.of_type("collections:lambda:LambdaService")}
+    assert services == {f"collections-dev-{f.name.replace('_', '-')}" for f in catalog.FUNCTIONS}
+
+
+def test_each_api_route_is_a_route_with_the_right_authorization(program):
+    run = program("dev")
+    routes = {r.inputs["routeKey"]: r.inputs for r in run.of_type("aws:apigatewayv2/route:Route")}
+    assert set(routes) == {r.route_key for r in catalog.API_ROUTES}
+    (authorizer,) = run.of_type("aws:apigatewayv2/authorizer:Authorizer")
+    assert authorizer.inputs["jwtConfiguration"]["audiences"] == [run.outputs["user_pool_client_id"]]
+    assert authorizer.inputs["jwtConfiguration"]["issuer"].endswith(run.outputs["user_pool_id"])
+    for route in catalog.API_ROUTES:
+        inputs = routes[route.route_key]
+        assert inputs["authorizationType"] == ("JWT" if route.authorized else "NONE"), route.route_key
+        assert ("authorizerId" in inputs) is route.authorized
+        assert inputs["target"].startswith("integrations/")
+    (stage,) = run.of_type("aws:apigatewayv2/stage:Stage")
+    assert stage.inputs["name"] == "$default" and stage.inputs["autoDeploy"] is True
+    assert stage.inputs["defaultRouteSettings"]["throttlingBurstLimit"] == 40
+    assert json.loads(stage.inputs["accessLogSettings"]["format"])["status"] == "$context.status"
+
+
+def test_each_event_trigger_is_a_rule_with_the_catalog_pattern(program):
+    run = program("dev")
+    rules = run.of_type(RULE)
+    targets = {t.inputs["rule"]: t.inputs for t in run.of_type(TARGET)}
+    bucket, bus = run.outputs["bucket"], run.outputs["event_bus"]
+    for fn in catalog.FUNCTIONS:
+        for trigger in fn.triggers:
+            if trigger.kind == "http":
+                continue
+            if trigger.kind == "s3":
+                expected = {"pattern": trigger.event_pattern(bucket), "bus": "default"}
+            elif trigger.kind == "event":
+                expected = {"pattern": trigger.event_pattern(), "bus": bus}
+            else:
+                expected = {"schedule": trigger.expression, "bus": "default"}
+            matching = [
+                r for r in rules
+                if (r.inputs.get("eventBusName") or "default") == expected["bus"]
+                and ("pattern" not in expected or json.loads(r.inputs.get("eventPattern", "null")) == expected[
+                    "pattern"])
+                and ("schedule" not in expected or r.inputs.get("scheduleExpression") == expected["schedule"])
+            ]
+            assert len(matching) == 1, f"{fn.name}: {trigger}"
+            # The target names its rule by the rule's physical name, which starts with the resource name.
+            (target,) = [t for name, t in targets.items() if name.startswith(matching[0].name)]
+            assert target["arn"] == run.outputs["services"][fn.name]["alias_arn"]
+
+
+def test_uploads_rule_matches_only_this_buckets_uploads_prefix(program):
+    run = program("dev")
+    (rule,) = [r for r in run.of_type(RULE) if "aws.s3" in r.inputs.get("eventPattern", "")]
+    pattern = json.loads(rule.inputs["eventPattern"])
+    assert pattern == {"source": ["aws.s3"], "detail-type": ["Object Created"],
+                       "detail": {"bucket": {"name": [run.outputs["bucket"]]},
+                                  "object": {"key": [{"prefix": "uploads/"}]}}}
+
+
+def test_migrate_runs_on_deploy_keyed_by_the_migrations(program):
+    run = program("dev")
+    (invocation,) = run.of_type("aws:lambda/invocation:Invocation")
+    deployed = [f for f in catalog.FUNCTIONS if f.invoke_on_deploy]
+    assert [f.name for f in deployed] == ["migrate"]
+    assert invocation.inputs["functionName"] == "collections-dev-migrate-blue"
+    assert invocation.inputs["qualifier"] == "live"
+    assert invocation.inputs["triggers"] == {"migrations_hash": migrations_hash()}
+    assert any("rds/instance" in d for d in invocation.dependencies)  # after the database exists
+
+
+def test_failed_async_invocations_go_to_the_dead_letter_queue(program):
+    run = program("dev")
+    configs = {c.inputs["functionName"]: c.inputs for c in run.of_type(
+        "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig")}
+    (queue,) = run.of_type("aws:sqs/queue:Queue")
+    for fn in catalog.FUNCTIONS:
+        name = f"collections-dev-{fn.name.replace('_', '-')}-blue"
+        if fn.triggers_of("http") or not fn.triggers:
+            assert name not in configs
+            continue
+        assert configs[name]["qualifier"] == "live"
+        assert configs[name]["destinationConfig"]["onFailure"]["destination"].startswith("arn:aws:sqs:")
+    assert queue.inputs["messageRetentionSeconds"] == 14 * 24 * 3600
