@@ -24,7 +24,8 @@ def alias_of(run, function_name: str):
 
 
 def alias_arn(run, function_name: str) -> str:
-    return f"arn:aws:lambda:eu-west-1:123456789012:function:{function_name}:{alias_of(run, function_name).inputs['name']}"
+    name = alias_of(run, function_name).inputs["name"]
+    return f"arn:aws:lambda:eu-west-1:123456789012:function:{function_name}:{name}"
 
 
 def check_consumers(run, service: str, active_function: str) -> None:
