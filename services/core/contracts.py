@@ -107,3 +107,41 @@ class S3ObjectCreated(BaseModel):
             size=obj.get("size"),
             etag=obj.get("etag"),
         )
+
+
+class ScheduledInvocation(BaseModel):
+    """A scheduled run, whichever way the schedule delivers it:
+
+    - an EventBridge rule: the envelope with source "aws.events", detail-type "Scheduled Event"
+      and detail {};
+    - EventBridge Scheduler: the target's Input as given (by default nothing, i.e. {}); some
+      setups wrap it in an envelope with source "aws.scheduler" whose detail is a JSON *string*;
+    - a direct invoke or the local CLI: a plain object such as {"dry_run": true}.
+    Options (`dry_run`) are read from the detail, or from the top level of a plain object.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    source: str = "direct"
+    dry_run: bool = False
+
+    @classmethod
+    def from_event(cls, event: Any) -> ScheduledInvocation:
+        import json
+
+        if event is None:
+            return cls()
+        if not isinstance(event, dict):
+            raise ValueError(f"a scheduled event must be a JSON object, not {type(event).__name__}")
+        options: Any = event
+        if "detail-type" in event and "source" in event:
+            options = event.get("detail") or {}
+            if isinstance(options, str):
+                try:
+                    options = json.loads(options or "{}")
+                except json.JSONDecodeError:
+                    raise ValueError(f"the scheduled event's detail is not JSON: {options[:100]!r}") from None
+            if not isinstance(options, dict):
+                raise ValueError("the scheduled event's detail must be a JSON object")
+            return cls(source=event["source"], dry_run=options.get("dry_run", False))
+        return cls(dry_run=options.get("dry_run", False))

@@ -1,0 +1,183 @@
+"""Cleanup (hourly): what the pipeline and the API leave behind, within a bounded amount of work.
+
+Per run, at most `cleanup_batch` of each kind:
+- soft-deleted items: their objects (original and thumbnails), then the row;
+- failed items older than `cleanup_failed_retention_days` (by updated_at): objects, then row;
+- pending rows older than `cleanup_orphan_hours` whose upload never arrived: the row
+  (a pending row whose object exists is left alone and counted as stuck: retry can still save it);
+- objects under uploads/ and thumbnails/ older than `cleanup_orphan_hours` that belong to no
+  row (no such item, another owner, or an upload that is not the item's original).
+Rows are locked (FOR UPDATE SKIP LOCKED) while their objects go, so a retry or a second cleanup
+cannot interleave; objects go before rows, so a crash leaves a row to try again, never an
+unreachable object. dry_run counts the same things and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from services import catalog
+from services.core.database import session_scope
+from services.core.models import Item, ItemStatus
+from services.core.settings import Settings, get_settings
+from services.core.storage import InvalidKey, Storage, get_storage, parse_upload_key, thumbnail_prefix, upload_prefix
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CleanupReport:
+    dry_run: bool
+    deleted_items: int = 0
+    expired_failed: int = 0
+    stale_pending: int = 0
+    stuck_pending: int = 0  # pending past the cut-off but the upload exists: left for a retry
+    orphan_objects: int = 0
+    objects_removed: int = 0  # every object removed (or, in a dry run, that would be)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def item_of_key(key: str) -> tuple[str, uuid.UUID] | None:
+    """(owner, item id) of an uploads/ or thumbnails/ key; None when it has no such shape."""
+    if key.startswith(catalog.UPLOADS_PREFIX):
+        try:
+            parsed = parse_upload_key(key)
+        except InvalidKey:
+            return None
+        return parsed.owner_id, parsed.item_id
+    parts = key.split("/")
+    if len(parts) == 4 and key.startswith(catalog.THUMBNAILS_PREFIX) and parts[1] and parts[3]:
+        try:
+            return parts[1], uuid.UUID(parts[2])
+        except ValueError:
+            return None
+    return None
+
+
+class Cleanup:
+    def __init__(self, settings: Settings | None = None, storage: Storage | None = None, now: datetime | None = None):
+        self.settings = settings or get_settings()
+        self.storage = storage or get_storage()
+        self.now = now or datetime.now(UTC)
+        self.batch = self.settings.cleanup_batch
+        self.orphan_cutoff = self.now - timedelta(hours=self.settings.cleanup_orphan_hours)
+        self.failed_cutoff = self.now - timedelta(days=self.settings.cleanup_failed_retention_days)
+
+    def run(self, dry_run: bool) -> CleanupReport:
+        report = CleanupReport(dry_run=dry_run)
+        report.deleted_items = self._remove_items(Item.status == ItemStatus.deleted, dry_run, report)
+        report.expired_failed = self._remove_items(
+            (Item.status == ItemStatus.failed) & (Item.updated_at < self.failed_cutoff), dry_run, report
+        )
+        self._stale_pending(dry_run, report)
+        self._orphan_objects(dry_run, report)
+        log.info("cleanup %s", report.as_dict())
+        return report
+
+    def _item_keys(self, item: Item) -> list[str]:
+        keys = [o["Key"] for o in self.storage.list(upload_prefix(item.owner_id, item.id))]
+        keys += [o["Key"] for o in self.storage.list(thumbnail_prefix(item.owner_id, item.id))]
+        return keys
+
+    def _remove_items(self, condition: Any, dry_run: bool, report: CleanupReport) -> int:
+        with session_scope() as session:
+            ids = (
+                session.execute(select(Item.id).where(condition).order_by(Item.updated_at, Item.id).limit(self.batch))
+                .scalars()
+                .all()
+            )
+        removed = 0
+        for item_id in ids:
+            # One transaction per item, holding its row while its objects go, then the row.
+            with session_scope() as session:
+                item = session.execute(
+                    select(Item).where(Item.id == item_id, condition).with_for_update(skip_locked=True)
+                ).scalar_one_or_none()
+                if item is None:
+                    continue  # changed meanwhile (e.g. retried) or another cleanup has it
+                keys = self._item_keys(item)
+                removed += 1
+                report.objects_removed += len(keys)
+                if dry_run:
+                    continue
+                self.storage.delete(keys)
+                session.execute(delete(Item).where(Item.id == item.id).execution_options(synchronize_session=False))
+        return removed
+
+    def _stale_pending(self, dry_run: bool, report: CleanupReport) -> None:
+        with session_scope() as session:
+            items = (
+                session.execute(
+                    select(Item)
+                    .where(Item.status == ItemStatus.pending, Item.created_at < self.orphan_cutoff)
+                    .order_by(Item.created_at, Item.id)
+                    .limit(self.batch)
+                    .with_for_update(skip_locked=True)
+                )
+                .scalars()
+                .all()
+            )
+            stale = [item for item in items if self.storage.head(item.original_key) is None]
+            report.stale_pending = len(stale)
+            report.stuck_pending = len(items) - len(stale)
+            if stale and not dry_run:
+                session.execute(
+                    delete(Item)
+                    .where(Item.id.in_([item.id for item in stale]), Item.status == ItemStatus.pending)
+                    .execution_options(synchronize_session=False)
+                )
+
+    def _orphan_objects(self, dry_run: bool, report: CleanupReport) -> None:
+        found: list[str] = []
+        for prefix in (catalog.UPLOADS_PREFIX, catalog.THUMBNAILS_PREFIX):
+            page: list[dict[str, Any]] = []
+            for obj in self.storage.list(prefix):
+                if obj["LastModified"] < self.orphan_cutoff:
+                    page.append(obj)
+                if len(page) >= 1000:
+                    found += self._orphans_in(page)
+                    page = []
+                if len(found) >= self.batch:
+                    break
+            found += self._orphans_in(page)
+            if len(found) >= self.batch:
+                break
+        found = found[: self.batch]
+        report.orphan_objects = len(found)
+        report.objects_removed += len(found)
+        if found and not dry_run:
+            log.info("removing %d orphan objects, e.g. %s", len(found), found[:3])
+            self.storage.delete(found)
+
+    def _orphans_in(self, objects: list[dict[str, Any]]) -> list[str]:
+        """Keys among `objects` that no row owns."""
+        if not objects:
+            return []
+        owners = {obj["Key"]: item_of_key(obj["Key"]) for obj in objects}
+        ids = {parsed[1] for parsed in owners.values() if parsed}
+        with session_scope() as session:
+            rows = {
+                row.id: (row.owner_id, row.original_key)
+                for row in session.execute(select(Item.id, Item.owner_id, Item.original_key).where(Item.id.in_(ids)))
+            }
+        orphans = []
+        for key, parsed in owners.items():
+            row = rows.get(parsed[1]) if parsed else None
+            if row is None or row[0] != parsed[0]:
+                orphans.append(key)
+            elif key.startswith(catalog.UPLOADS_PREFIX) and key != row[1]:
+                orphans.append(key)  # a second object beside the item's original
+        return orphans
+
+
+def run(dry_run: bool = False, *, settings: Settings | None = None, storage: Storage | None = None) -> dict[str, Any]:
+    """One cleanup pass; returns the counts (what was removed, or would be in a dry run)."""
+    return Cleanup(settings=settings, storage=storage).run(dry_run).as_dict()
