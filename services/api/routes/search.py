@@ -13,6 +13,7 @@ from services.api.params import CommonFilters, K, search_query
 from services.api.presenters import search_hit
 from services.api.queries import embedding_of, nearest
 from services.api.schemas import ErrorResponse, SearchResults
+from services.core.models import ItemStatus
 
 router = APIRouter(tags=["search"])
 
@@ -51,7 +52,7 @@ def similar(
     item, vector = embedding_of(session, user.sub, item_id)
     if item is None:
         raise not_found()
-    if vector is None:
+    if item.status is not ItemStatus.ready or vector is None:
         raise ApiError(409, "conflict", f"item {item_id} is {item.status.value}; only ready items have neighbours")
     hits = nearest(session, user.sub, vector, k, filters, exclude=item_id)
     return SearchResults(items=[search_hit(i, d, storage) for i, d in hits], model=item.embedding_model or "")

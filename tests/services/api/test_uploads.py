@@ -1,0 +1,113 @@
+"""POST /uploads: a pending item plus a presigned POST that really uploads to S3 (moto)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from services.core.database import session_scope
+from services.core.models import Item, ItemStatus
+from services.core.settings import get_settings
+from services.core.storage import Storage
+
+
+def _upload(client, user, **body):
+    return client.post(
+        "/uploads", headers=user.headers, json={"filename": "cat.png", "content_type": "image/png", **body}
+    )
+
+
+def test_upload_creates_a_pending_item_of_the_caller(client, alice):
+    response = _upload(client, alice, size=1234)
+    assert response.status_code == 201, response.text
+    item = response.json()["item"]
+    assert item["status"] == "pending" and item["filename"] == "cat.png" and item["bytes"] == 1234
+    with session_scope() as session:
+        stored = session.get(Item, item["id"])
+        assert stored.owner_id == alice.sub and stored.status is ItemStatus.pending
+        assert stored.original_key == response.json()["upload"]["key"]
+    listed = client.get("/items", headers=alice.headers, params={"status": "pending"}).json()["items"]
+    assert item["id"] in [i["id"] for i in listed]
+
+
+def test_presigned_post_uploads_under_the_callers_prefix(client, alice):
+    payload = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    upload = _upload(client, alice, size=len(payload)).json()
+    item_id, post = upload["item"]["id"], upload["upload"]
+    response = httpx.post(post["url"], data=post["fields"], files={"file": ("cat.png", payload, "image/png")})
+    assert response.status_code in (200, 201, 204), response.text
+    key = post["key"]
+    assert key == f"uploads/{alice.sub}/{item_id}/cat.png"
+    stored = Storage().s3.get_object(Bucket=get_settings().bucket, Key=key)
+    assert stored["Body"].read() == payload
+    assert stored["ContentType"] == "image/png"
+
+
+def test_policy_pins_prefix_type_size_and_a_short_expiry(client, alice):
+    settings = get_settings()
+    before = datetime.now(UTC).replace(microsecond=0)
+    upload = _upload(client, alice).json()
+    item_id, post = upload["item"]["id"], upload["upload"]
+    policy = json.loads(base64.b64decode(post["fields"]["policy"]))
+    conditions = policy["conditions"]
+    assert ["starts-with", "$key", f"uploads/{alice.sub}/{item_id}/"] in conditions
+    assert ["starts-with", "$Content-Type", "image/"] in conditions
+    assert ["content-length-range", settings.min_upload_bytes, settings.max_upload_bytes] in conditions
+    assert {"bucket": settings.bucket} in conditions
+    expires = datetime.strptime(policy["expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    lifetime = (expires - before).total_seconds()
+    assert 0 < lifetime <= settings.upload_url_ttl_s + 1
+    assert post["expires_in"] == settings.upload_url_ttl_s <= 3600
+
+
+def test_filename_cannot_escape_the_prefix(client, alice):
+    upload = _upload(client, alice, filename="../../bob/secrets/../x y.png").json()
+    assert upload["upload"]["key"] == f"uploads/{alice.sub}/{upload['item']['id']}/x-y.png"
+
+
+def test_declared_size_over_the_limit_is_413(client, alice):
+    response = _upload(client, alice, size=get_settings().max_upload_bytes + 1)
+    assert response.status_code == 413
+    assert response.json()["error"] == {
+        "code": "too_large",
+        "message": f"size {get_settings().max_upload_bytes + 1} is over the limit of "
+        f"{get_settings().max_upload_bytes} bytes",
+    }
+
+
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ({"content_type": "text/html"}, "image/*"),
+        ({"content_type": "image/"}, "image/*"),
+        ({"content_type": "application/octet-stream"}, "image/*"),
+        ({"size": 0}, "size"),
+        ({"size": -5}, "size"),
+        ({"filename": ""}, "filename"),
+        ({"filename": "f" * 256}, "filename"),
+        ({"filename": "a\x00.png"}, "NUL"),
+        ({"bucket": "someone-elses"}, "bucket"),  # unknown field
+    ],
+)
+def test_bad_upload_requests_are_422(client, alice, body, fragment):
+    response = _upload(client, alice, **body)
+    assert response.status_code == 422, response.text
+    assert fragment in response.json()["error"]["message"]
+
+
+def test_missing_fields_are_422(client, alice):
+    response = client.post("/uploads", headers=alice.headers, json={"filename": "x.png"})
+    assert response.status_code == 422 and "content_type" in response.json()["error"]["message"]
+
+
+def test_form_body_is_415(client, alice):
+    response = client.post("/uploads", headers=alice.headers, data={"filename": "x.png", "content_type": "image/png"})
+    assert response.status_code == 415
+
+
+def test_upload_needs_a_token(client):
+    assert client.post("/uploads", json={"filename": "x.png", "content_type": "image/png"}).status_code == 401
