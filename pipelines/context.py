@@ -55,16 +55,30 @@ class ServiceContext:
         )
 
 
+class LazyClient:
+    """A boto3 client made on first use: `rollback` needs two services, and making a client costs
+    a few hundred milliseconds (it loads the service's API model)."""
+
+    def __init__(self, service: str, settings: Any):
+        self._service, self._settings, self._client = service, settings, None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            from services.core.aws import client
+
+            self._client = client(self._service, self._settings)
+        return getattr(self._client, name)
+
+
 def aws_clients(outputs: StackOutputs) -> dict[str, Any]:
     """lambda, cloudwatch and ssm clients for the stack's region (AWS_ENDPOINT_URL honoured)."""
-    from services.core.aws import client
     from services.core.settings import get_settings
 
     settings = get_settings().model_copy(update={"aws_region": outputs.region})
     return {
-        "lambda_client": client("lambda", settings),
-        "cloudwatch": client("cloudwatch", settings),
-        "ssm": client("ssm", settings),
+        "lambda_client": LazyClient("lambda", settings),
+        "cloudwatch": LazyClient("cloudwatch", settings),
+        "ssm": LazyClient("ssm", settings),
     }
 
 
