@@ -244,6 +244,18 @@ class Resource:
     ignore_changes: tuple[str, ...] = ()
     delete_before_replace: bool = False
     dependencies: tuple[str, ...] = ()
+    property_dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def _reveal(value: Any) -> Any:
+    """Inputs with Pulumi's secret wrappers replaced by their values (tests read them)."""
+    if isinstance(value, Mapping):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            return _reveal(value.get("value"))
+        return {k: _reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_reveal(v) for v in value]
+    return value
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -261,11 +273,12 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             type=request.type,
             name=request.name,
             custom=bool(request.custom),
-            inputs=rpc.deserialize_properties(request.object) if request.custom else {},
+            inputs=_reveal(rpc.deserialize_properties(request.object)) if request.custom else {},
             parent=request.parent,
             ignore_changes=tuple(request.ignoreChanges),
             delete_before_replace=bool(request.deleteBeforeReplace),
             dependencies=tuple(request.dependencies),
+            property_dependencies={k: tuple(v.urns) for k, v in request.propertyDependencies.items()},
         )
         return response
 

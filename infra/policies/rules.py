@@ -72,15 +72,18 @@ def _consumers_use_alias(args: ResourceValidationArgs, report_violation: ReportV
 
 
 def _buckets_block_public_access(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    # A block names its bucket by value, or (in a preview, where the name is not known yet) by
+    # depending on the bucket resource for its `bucket` property.
     blocked: set[str] = set()
     for resource in args.resources:
         if resource.resource_type == PUBLIC_ACCESS_BLOCK and all(
             resource.props.get(setting) is True for setting in PUBLIC_ACCESS_SETTINGS
         ):
             blocked.add(resource.props.get("bucket"))
+            blocked.update(dep.urn for dep in (resource.property_dependencies or {}).get("bucket", []))
     for resource in args.resources:
         if resource.resource_type in BUCKET_TYPES:
-            names = {resource.props.get("bucket"), resource.props.get("id")}
+            names = {resource.props.get("bucket"), resource.props.get("id"), resource.urn}
             if not names & blocked:
                 report_violation(
                     f"bucket {resource.name!r} has no public access block with {', '.join(PUBLIC_ACCESS_SETTINGS)} "

@@ -1,0 +1,99 @@
+"""Lambda artifacts: a real zip built with pip for Lambda's platform, determinism, caching,
+the size limits and the image build context."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import zipfile
+
+import pytest
+
+from infra import artifacts
+from infra.artifacts import ArtifactError, build_zip, image_context
+from infra.mocks import code_only_installer
+from services import catalog
+
+
+def test_real_zip_of_the_image_processor_for_arm64(tmp_path_factory):
+    """pip fetches the `image` group's manylinux aarch64 / cp312 wheels from PyPI."""
+    fn = catalog.function("image_processor")
+    artifact = build_zip(fn, "arm64", build_dir=tmp_path_factory.mktemp("real-build"))
+    with zipfile.ZipFile(artifact.path) as archive:
+        names = archive.namelist()
+        infos = archive.infolist()
+    assert "services/image_processor/handler.py" in names
+    assert "services/catalog.py" in names and "services/core/settings.py" in names
+    assert not [n for n in names if n.startswith("services/local/") or "__pycache__" in n or n.endswith(".pyc")]
+    pillow = [n for n in names if n.startswith("PIL/_imaging.") and n.endswith(".so")]
+    assert pillow and all("cpython-312-aarch64-linux-gnu" in n for n in pillow)  # Lambda's CPU, not ours
+    assert any(n.startswith("pydantic_core/_pydantic_core.cpython-312-aarch64") for n in names)
+    assert any(n.startswith("psycopg_binary/") for n in names) and any(n.startswith("sqlalchemy/") for n in names)
+    assert not [n for n in names if n.startswith(("boto3/", "fastapi/", "anthropic/"))]  # not in its group
+    assert artifact.zipped_bytes < artifacts.MAX_ZIPPED_BYTES
+    assert artifact.unzipped_bytes == sum(i.file_size for i in infos) < artifacts.MAX_UNZIPPED_BYTES
+    digest = hashlib.sha256(artifact.path.read_bytes()).digest()
+    assert artifact.source_code_hash == base64.b64encode(digest).decode()
+
+
+def test_zip_is_deterministic_and_dependencies_are_cached(tmp_path):
+    calls: list[tuple] = []
+
+    def counting(requirements, platform, target):
+        calls.append((tuple(requirements), platform))
+        code_only_installer(requirements, platform, target)
+
+    fn = catalog.function("embedder")
+    with artifacts.use_installer(counting):
+        first = build_zip(fn, build_dir=tmp_path)
+        second = build_zip(fn, build_dir=tmp_path)
+        other = build_zip(fn, "x86_64", build_dir=tmp_path)
+    assert first.source_code_hash == second.source_code_hash and first.path == second.path
+    assert calls == [(catalog.DEPENDENCY_GROUPS["embedder"], "manylinux2014_aarch64"),
+                     (catalog.DEPENDENCY_GROUPS["embedder"], "manylinux2014_x86_64")]
+    assert other.source_code_hash != first.source_code_hash
+    with zipfile.ZipFile(first.path) as archive:
+        assert {i.date_time for i in archive.infolist()} == {artifacts.ZIP_EPOCH}
+        assert "voyageai>=0.3" in archive.read("REQUIREMENTS.txt").decode()
+
+
+def test_a_failed_install_leaves_no_complete_cache(tmp_path):
+    def broken(requirements, platform, target):
+        (target / "half.py").write_text("")
+        raise ArtifactError("pip could not install")
+
+    with artifacts.use_installer(broken), pytest.raises(ArtifactError):
+        build_zip(catalog.function("cleanup"), build_dir=tmp_path)
+    assert not list((tmp_path / "deps").glob("*/.complete"))
+
+
+def test_pip_failure_is_reported_with_its_output(tmp_path):
+    with pytest.raises(ArtifactError, match="pip could not install no-such-package-collections-x==0.0.0"):
+        artifacts.pip_install(["no-such-package-collections-x==0.0.0"], "manylinux2014_aarch64", tmp_path)
+
+
+@pytest.mark.parametrize(("limit", "words"), [("MAX_ZIPPED_BYTES", "MB zipped"), ("MAX_UNZIPPED_BYTES", "unzipped")])
+def test_oversized_artifacts_fail_with_the_limit(tmp_path, monkeypatch, limit, words):
+    monkeypatch.setattr(artifacts, limit, 1024)
+    with artifacts.use_installer(code_only_installer), pytest.raises(ArtifactError) as error:
+        build_zip(catalog.function("api"), build_dir=tmp_path)
+    assert words in str(error.value) and "container image slot" in str(error.value)
+    assert str(error.value).startswith("api: ")
+
+
+def test_unknown_dependency_group_is_named(monkeypatch):
+    fn = catalog.Function(name="x", handler="services.x.handler.handler", description="", dependency_group="gpu")
+    with pytest.raises(ArtifactError, match="x: unknown dependency group 'gpu'"):
+        artifacts.requirements_of(fn)
+
+
+def test_image_context_has_a_single_platform_dockerfile(tmp_path):
+    fn = catalog.function("analyzer")
+    context = image_context(fn, build_dir=tmp_path)
+    dockerfile = context.dockerfile.read_text()
+    assert "FROM public.ecr.aws/lambda/python:3.12" in dockerfile
+    assert f'CMD ["{fn.handler}"]' in dockerfile
+    assert context.platform == "linux/arm64"
+    assert (context.path / "requirements.txt").read_text().split() == list(catalog.DEPENDENCY_GROUPS["analyzer"])
+    assert (context.path / "services" / "analyzer" / "handler.py").exists()
+    assert not (context.path / "services" / "local").exists()

@@ -1,0 +1,175 @@
+"""The zip → image move, its rollback and code releases, classified resource by resource.
+
+Each scenario runs the program for the config before and after (the second run sees what the
+first deployed) and classifies every URN by the replace-forcing inputs (infra/plan.py).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from infra.mocks import Resource
+from infra.plan import classify, diff, plan_between
+from tests.infra.conftest import slots
+
+FUNCTION = "aws:lambda/function:Function"
+ALIAS = "aws:lambda/alias:Alias"
+PERMISSION = "aws:lambda/permission:Permission"
+# Resources whose ARN is exported or that consumers point at: never replaced, never deleted.
+CONSUMED_OR_EXPORTED = {
+    FUNCTION, ALIAS, "aws:apigatewayv2/api:Api", "aws:apigatewayv2/integration:Integration",
+    "aws:apigatewayv2/route:Route", "aws:apigatewayv2/stage:Stage", "aws:cloudwatch/eventRule:EventRule",
+    "aws:cloudwatch/eventTarget:EventTarget", "aws:cloudwatch/eventBus:EventBus", "aws:s3/bucket:Bucket",
+    "aws:cognito/userPool:UserPool", "aws:cognito/userPoolClient:UserPoolClient",
+    "aws:cloudwatch/metricAlarm:MetricAlarm", "aws:cloudwatch/dashboard:Dashboard",
+}
+
+
+def step1(service: str) -> dict:
+    return slots(service, "blue", blue="zip", green="image")
+
+
+def step2(service: str) -> dict:
+    return slots(service, "green", blue="zip", green="image")
+
+
+@pytest.mark.parametrize("service", ["api", "image_processor"])
+def test_step1_adds_the_image_slot_with_creates_only(build_dir, service):
+    plan = plan_between("dev", None, step1(service), build_dir=build_dir)
+    slug = service.replace("_", "-")
+    assert plan.actions("update", "replace", "delete") == []
+    created = {(c.type, c.name) for c in plan.actions("create")}
+    assert (FUNCTION, f"collections-dev-{slug}-green") in created
+    assert (ALIAS, f"collections-dev-{slug}-green") in created
+    assert ("docker:index/image:Image", f"collections-dev-{slug}-image") in created
+    assert ("aws:ecr/repository:Repository", f"collections-dev-{slug}-repo") in created
+    # Only the new slot's name appears in the outputs; what consumers use is unchanged.
+    assert plan.output_changes == {
+        f"services.{service}.function_names.green": (None, f"collections-dev-{slug}-green")}
+
+
+@pytest.mark.parametrize("service", ["api", "image_processor"])
+def test_step2_moves_consumers_in_place_and_swaps_permissions(build_dir, service):
+    plan = plan_between("dev", step1(service), step2(service), build_dir=build_dir)
+    slug = service.replace("_", "-")
+    assert plan.actions("replace") == []
+    touched = plan.actions("create", "update", "delete")
+    assert {c.type for c in plan.actions("create", "delete")} == {PERMISSION}
+    assert all(c.name.endswith("-green") for c in plan.actions("create"))
+    assert all(c.name.endswith("-blue") for c in plan.actions("delete"))
+    assert len(plan.actions("create")) == len(plan.actions("delete")) >= 1
+    assert not [c for c in touched if c.type in CONSUMED_OR_EXPORTED and c.action != "update"]
+    updated = {c.type: c.inputs for c in plan.actions("update")}
+    if service == "api":
+        assert updated["aws:apigatewayv2/integration:Integration"] == ("integrationUri",)
+    else:
+        assert updated["aws:cloudwatch/eventTarget:EventTarget"] == ("arn",)
+    assert updated["aws:cloudwatch/metricAlarm:MetricAlarm"] == ("dimensions",)
+    assert FUNCTION not in updated and ALIAS not in updated  # the slots themselves stay as they are
+    green_alias = f"arn:aws:lambda:eu-west-1:123456789012:function:collections-dev-{slug}-green:live"
+    assert plan.output_changes == {
+        f"services.{service}.active_slot": ("blue", "green"),
+        f"services.{service}.alias_arn": (plan.before.outputs["services"][service]["alias_arn"], green_alias),
+    }
+
+
+def test_rollback_of_step2_is_the_mirror_image(build_dir):
+    forward = plan_between("dev", step1("api"), step2("api"), build_dir=build_dir)
+    back = plan_between("dev", step2("api"), step1("api"), build_dir=build_dir,
+                        deployed={"collections-dev-api-blue": "zip", "collections-dev-api-green": "image"})
+    assert back.actions("replace") == []
+    assert {(c.name, c.action) for c in back.actions("create", "delete")} == {
+        (c.name, {"create": "delete", "delete": "create"}[c.action]) for c in forward.actions("create", "delete")}
+    assert {c.urn for c in back.actions("update")} == {c.urn for c in forward.actions("update")}
+    assert back.after.outputs == forward.before.outputs
+
+
+def test_changing_the_active_slots_package_directly_is_refused_before_anything_runs(build_dir):
+    from infra.config import ConfigError
+
+    with pytest.raises(ConfigError, match="two steps"):
+        plan_between("dev", None, slots("api", "blue", blue="image"), build_dir=build_dir)
+
+
+@pytest.fixture
+def changed_source(tmp_path):
+    """A copy of the services package with one handler edited: a code release."""
+    from infra import artifacts
+
+    source = tmp_path / "services"
+    shutil.copytree(artifacts.SOURCE_PACKAGE, source, ignore=shutil.ignore_patterns("__pycache__"))
+    handler = source / "api" / "handler.py"
+    handler.write_text(handler.read_text() + "\n# release 2\n")
+    return source
+
+
+def test_code_release_in_gradual_mode_updates_functions_and_leaves_aliases(build_dir, changed_source):
+    plan = plan_between("prod", build_dir=build_dir, after_source=changed_source)
+    assert plan.actions("create", "replace", "delete") == []
+    updates = plan.actions("update")
+    assert {c.type for c in updates} == {FUNCTION}
+    assert all(set(c.inputs) == {"code", "sourceCodeHash"} for c in updates)
+    # The new version was published, but `live` stays where the release tooling put it.
+    after_alias = plan.after.one(ALIAS, "collections-prod-api-blue")
+    assert after_alias.ignore_changes == ("functionVersion", "routingConfig")
+    assert plan.output_changes == {}
+
+
+def test_code_release_in_direct_mode_moves_each_alias_in_place(build_dir, changed_source):
+    plan = plan_between("dev", build_dir=build_dir, after_source=changed_source)
+    assert plan.actions("create", "replace", "delete") == []
+    by_type: dict[str, list] = {}
+    for change in plan.actions("update"):
+        by_type.setdefault(change.type, []).append(change)
+    assert set(by_type) == {FUNCTION, ALIAS}
+    assert all(c.inputs == ("functionVersion",) for c in by_type[ALIAS])
+    assert len(by_type[ALIAS]) == len(by_type[FUNCTION]) == 6
+    old = plan.before.one(ALIAS, "collections-dev-api-blue").inputs["functionVersion"]
+    new = plan.after.one(ALIAS, "collections-dev-api-blue").inputs["functionVersion"]
+    assert old != new
+    assert plan.output_changes == {}
+
+
+def test_an_unchanged_config_plans_nothing(build_dir):
+    plan = plan_between("dev", build_dir=build_dir)
+    assert plan.summary().keys() == {"same"}
+
+
+# -- the classifier on its own ---------------------------------------------------------------------
+def resource(typ: str, inputs: dict, ignore: tuple[str, ...] = ()) -> Resource:
+    return Resource(urn=f"urn:pulumi:dev::collections::{typ}::x", type=typ, name="x", custom=True,
+                    inputs=inputs, parent="", ignore_changes=ignore)
+
+
+def test_classifier_replaces_on_forcing_inputs_only():
+    before = resource(FUNCTION, {"name": "f", "packageType": "Zip", "memorySize": 512})
+    assert classify(before, resource(FUNCTION, {"name": "f", "packageType": "Zip", "memorySize": 1024})).action \
+        == "update"
+    change = classify(before, resource(FUNCTION, {"name": "f", "packageType": "Image", "memorySize": 512}))
+    assert (change.action, change.inputs) == ("replace", ("packageType",))
+
+
+def test_classifier_replaces_a_permission_on_any_change():
+    before = resource(PERMISSION, {"function": "a", "qualifier": "live"})
+    assert classify(before, resource(PERMISSION, {"function": "b", "qualifier": "live"})).action == "replace"
+
+
+def test_classifier_honours_ignore_changes_and_json_spelling():
+    before = resource(ALIAS, {"functionName": "f", "name": "live", "functionVersion": "1"})
+    after = resource(ALIAS, {"functionName": "f", "name": "live", "functionVersion": "2"}, ignore=("functionVersion",))
+    assert classify(before, after).action == "same"
+    policy = "aws:iam/rolePolicy:RolePolicy"
+    assert classify(resource(policy, {"policy": '{"a": 1, "b": 2}'}),
+                    resource(policy, {"policy": '{"b":2,"a":1}'})).action == "same"
+
+
+def test_classifier_sees_creates_and_deletes_and_compares_outputs(program):
+    one = program("dev")
+    two = program("dev", step1("embedder"))
+    plan = diff(two, one)  # going back: the green slot is deleted
+    assert {c.name for c in plan.actions("delete")} >= {"collections-dev-embedder-green"}
+    assert plan.output_changes == {"services.embedder.function_names.green": ("collections-dev-embedder-green", None)}
+    with pytest.raises(ValueError):
+        classify(None, None)
