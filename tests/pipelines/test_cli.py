@@ -161,3 +161,30 @@ def test_throttling_that_outlasts_the_retries_is_a_clear_error(throttling_server
     with pytest.raises(Throttled, match="throttling") as caught:
         Traffic(lam, "f").alias()
     assert caught.value.exit_code == 7
+
+
+def test_ctrl_c_mid_shift_releases_the_lock_and_says_how_to_resume(outputs_file, aws):
+    """A real process, a real SIGINT while it bakes the canary step."""
+    import signal
+    import time
+
+    d, path = outputs_file
+    env = {**os.environ, "AWS_ENDPOINT_URL": aws}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines", "shift", "--outputs", path, "--service", "api", "--strategy",
+         "canary:10:5", "--poll", "1"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):
+            if d.alias()["weights"]:
+                break
+            time.sleep(0.05)
+        assert d.alias()["weights"] == {"2": 0.1}
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert "resume:" in err and "--to 2 --strategy canary:10:5" in err and "Traceback" not in err
+    assert d.alias() == {"version": "1", "weights": {"2": 0.1}}
+    assert d.context().lock().current() is None

@@ -141,3 +141,35 @@ def test_config_key_matches_the_pulumi_program():
         values = {parent: values}
     config = infra_config.parse("dev", "eu-west-1", values)
     assert config.services["api"].active == "green"
+
+
+def test_automation_stack_sets_the_path_config_and_runs_up(monkeypatch, tmp_path):
+    """AutomationStack against the real pulumi.automation API surface (select_stack faked: no CLI here)."""
+    from pulumi import automation
+
+    from pipelines.flip import AutomationStack
+
+    calls = []
+
+    class Stack:
+        def set_config(self, key, value, *, path=False):
+            calls.append(("set_config", key, value, path))
+
+        def up(self, on_output=None):
+            on_output("Updating (dev)")
+            calls.append(("up",))
+
+    def select_stack(stack_name, work_dir):
+        calls.append(("select_stack", stack_name, work_dir))
+        return Stack()
+
+    monkeypatch.setattr(automation, "select_stack", select_stack)
+    printed = []
+    stack = AutomationStack("dev", tmp_path, printed.append)
+    stack.set_active("image_processor", "green")
+    stack.up()
+    assert calls[0] == ("select_stack", "dev", str(tmp_path))
+    _, key, value, path = calls[1]
+    assert (key, path) == ("collections:services.image_processor.active", True)
+    assert isinstance(value, automation.ConfigValue) and value.value == "green" and not value.secret
+    assert calls[2] == ("up",) and printed == ["Updating (dev)"]
