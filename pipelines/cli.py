@@ -99,7 +99,14 @@ def _status(args: argparse.Namespace) -> int:
     from pipelines.status import service_status, table
 
     stack_outputs = _outputs(args)
-    rows = [service_status(_context(args, stack_outputs, s)) for s in stack_outputs.select(args.service)]
+    rows = []
+    for service in stack_outputs.select(args.service):
+        try:
+            rows.append(service_status(_context(args, stack_outputs, service)))
+        except (errors.NotFound, errors.CredentialsMissing, errors.Throttled) as error:
+            if args.service not in (None, "all") or not isinstance(error, errors.NotFound):
+                raise
+            rows.append({"service": service.name, "error": str(error)})  # one broken service, not the report
     if args.json:
         print(json.dumps({"stack": stack_outputs.stack, "services": rows}, indent=2))
     else:

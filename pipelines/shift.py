@@ -15,8 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pipelines import concurrency
+from pipelines.clock import Clock
 from pipelines.context import ServiceContext
 from pipelines.errors import Interrupted, ReleaseError, RolledBack
+from pipelines.lock import Lock
 from pipelines.records import StableRecord
 from pipelines.strategies import Step, Strategy
 from pipelines.traffic import AliasState
@@ -33,6 +35,20 @@ class ShiftResult:
 
 class AliasChanged(ReleaseError):
     pass
+
+
+class _RenewingClock:
+    """The context's clock, renewing the lock after every wait (provisioned concurrency can take minutes)."""
+
+    def __init__(self, clock: Clock, lock: Lock):
+        self.clock, self.lock = clock, lock
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def sleep(self, seconds: float) -> None:
+        self.clock.sleep(seconds)
+        self.lock.renew()
 
 
 class Shift:
@@ -96,17 +112,14 @@ class Shift:
             self._check_alarms(stable, target, before="before the first step")
             self._expected = alias
             for step in steps:
-                self._wait_for_provisioned_concurrency(target)
+                self._wait_for_provisioned_concurrency(target, lock)
                 self._check_unchanged()
                 self._check_alarms(stable, target, before=f"before {step.percent}")
                 self._expected = self.traffic.route(stable, target, step.weight)
                 say(f"{self.name}: {self._expected.describe()}")
                 self._bake(step, stable, target, lock)
-            previous = ctx.records.read(ctx.service.function_name)
             ctx.records.write(StableRecord(
-                function=ctx.service.function_name, stable=target,
-                previous=stable if stable != target else (previous.previous if previous else ""),
-                at=ctx.clock.now(), by=lock.owner,
+                function=ctx.service.function_name, stable=target, previous=stable, at=ctx.clock.now(), by=lock.owner,
             ))
             say(f"{self.name}: done, version {target} is live and recorded as stable")
             return result
@@ -121,7 +134,7 @@ class Shift:
         finally:
             lock.release()
 
-    def _bake(self, step: Step, stable: str, target: str, lock) -> None:
+    def _bake(self, step: Step, stable: str, target: str, lock: Lock) -> None:
         clock = self.ctx.clock
         end = clock.now() + step.bake_s
         while clock.now() < end:
@@ -129,13 +142,17 @@ class Shift:
             lock.renew()
             self._check_unchanged()
             self._check_alarms(stable, target, before=f"while holding {step.percent}")
+            left = max(0.0, end - clock.now())
+            if left:
+                self.ctx.progress(f"{self.name}: holding {step.percent} on v{target}, {left:.0f}s left, alarms OK")
 
-    def _wait_for_provisioned_concurrency(self, target: str) -> None:
+    def _wait_for_provisioned_concurrency(self, target: str, lock: Lock) -> None:
         """Where the stack configures it, the next share of traffic goes to warm environments only."""
         if self.ctx.service.provisioned_concurrency > 0:
             concurrency.wait_before_shift(
                 self.ctx.lambda_client, self.ctx.service.function_name, target, self.ctx.service.alias_name,
-                self.ctx.clock, poll_s=self.poll_s, timeout_s=self.pc_timeout_s, progress=self.ctx.progress,
+                _RenewingClock(self.ctx.clock, lock), poll_s=self.poll_s, timeout_s=self.pc_timeout_s,
+                progress=self.ctx.progress,
             )
 
     def _record_initial_stable(self, stable: str) -> None:

@@ -52,6 +52,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             ", ".join(f"{a['name']}={a['state']}" for a in r["alarms"]) or "-",
             (r["lock"]["owner"] if r["lock"] else "-"),
         )
+        if "error" not in r
+        else (r["service"], "-", "-", f"ERROR: {r['error']}", "-", "-", "-", "-", "-")
         for r in rows
     ]
     widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]

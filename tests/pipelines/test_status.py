@@ -37,3 +37,15 @@ def test_status_command_prints_json_and_table(deploy, tmp_path, capsys):
     assert main(["status", "--outputs", str(outputs), "--service", "api"]) == 0
     table = capsys.readouterr().out
     assert "v1 100%" in table and d.alarms[0] + "=OK" in table
+
+
+def test_status_of_all_services_reports_a_missing_alias_and_goes_on(deploy, tmp_path, capsys):
+    d = deploy(versions=1)
+    broken = d.outputs.model_dump()
+    broken["services"]["cleanup"] = {**broken["services"]["api"], "function_names": {"blue": "collections-x-gone"}}
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(broken))
+    assert main(["status", "--outputs", str(outputs)]) == 0
+    table = capsys.readouterr().out
+    assert "v1 100%" in table and "ERROR:" in table and "collections-x-gone" in table
+    assert main(["status", "--outputs", str(outputs), "--service", "cleanup"]) == 4
