@@ -124,7 +124,10 @@ class ImageProcessor:
 
         try:
             image = process_image(
-                data, sizes=tuple(self.settings.thumbnail_sizes), max_pixels=self.settings.max_image_pixels
+                data,
+                sizes=tuple(self.settings.thumbnail_sizes),
+                max_pixels=self.settings.max_image_pixels,
+                sha256=sha256,
             )
         except ImageRejected as error:
             return self._fail(session, item, str(error))
