@@ -11,6 +11,7 @@ is interrupted.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import socket
@@ -27,8 +28,12 @@ def default_owner() -> str:
     """Who holds the lock, as a person reads it: user@host:pid (plus the CI run when there is one)."""
     import getpass
 
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # containers often run as a uid without a passwd entry
+        user = f"uid{os.getuid()}"
     run = os.environ.get("GITHUB_RUN_ID")
-    where = f"{getpass.getuser()}@{socket.gethostname()}:{os.getpid()}"
+    where = f"{user}@{socket.gethostname()}:{os.getpid()}"
     return f"{where} (GitHub run {run})" if run else where
 
 
@@ -53,7 +58,8 @@ class LockRecord:
                        took_over=data.get("took_over", ""))
         except (ValueError, KeyError, TypeError):
             # Unreadable: treat as expired long ago so it can be taken over, not as held forever.
-            return cls(id=f"unreadable-{abs(hash(text))}", owner="(unreadable lock record)", expires_at=0)
+            digest = hashlib.sha256(text.encode()).hexdigest()[:16]  # the same id in every racer's process
+            return cls(id=f"unreadable-{digest}", owner="(unreadable lock record)", expires_at=0)
 
 
 class Lock:
