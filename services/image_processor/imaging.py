@@ -41,7 +41,6 @@ class ProcessedImage:
     height: int
     sha256: str
     bytes: int
-    frames: int = 1
     thumbnails: dict[int, Thumbnail] = field(default_factory=dict)
 
 
@@ -132,8 +131,8 @@ def process_image(
 
     sizes = tuple(sorted(set(sizes), reverse=True))
     image = _open(data, max_pixels)
-    fmt = image.format or "?"
-    frames = getattr(image, "n_frames", 1)
+    # Multi-picture JPEGs (MPO, from some cameras) are JPEGs whose first picture is the photo.
+    fmt = "JPEG" if image.format == "MPO" else (image.format or "?")
     stored_w, stored_h = image.size
     largest = _fit(stored_w, stored_h, sizes[0])
     try:
@@ -176,7 +175,6 @@ def process_image(
         height=display_h,
         sha256=sha256 or sha256_of(data),
         bytes=len(data),
-        frames=frames,
         thumbnails=thumbnails,
     )
 
