@@ -45,11 +45,14 @@ def test_zip_is_deterministic_and_dependencies_are_cached(tmp_path):
 
     fn = catalog.function("embedder")
     with artifacts.use_installer(counting):
-        first = build_zip(fn, build_dir=tmp_path)
-        second = build_zip(fn, build_dir=tmp_path)
-        other = build_zip(fn, "x86_64", build_dir=tmp_path)
-    assert first.source_code_hash == second.source_code_hash and first.path == second.path
+        first = build_zip(fn, build_dir=tmp_path / "a")
+        again = build_zip(fn, build_dir=tmp_path / "a")  # cached: neither pip nor zip again
+        elsewhere = build_zip(fn, build_dir=tmp_path / "b")  # built from scratch: the same bytes
+        other = build_zip(fn, "x86_64", build_dir=tmp_path / "a")
+    assert first == again
+    assert elsewhere.source_code_hash == first.source_code_hash and elsewhere.path != first.path
     assert calls == [(catalog.DEPENDENCY_GROUPS["embedder"], "manylinux2014_aarch64"),
+                     (catalog.DEPENDENCY_GROUPS["embedder"], "manylinux2014_aarch64"),
                      (catalog.DEPENDENCY_GROUPS["embedder"], "manylinux2014_x86_64")]
     assert other.source_code_hash != first.source_code_hash
     with zipfile.ZipFile(first.path) as archive:
