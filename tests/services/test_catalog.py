@@ -1,0 +1,54 @@
+"""The catalog is the topology: dependency-free, consistent, and every handler it names exists."""
+
+import importlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+from services import catalog
+
+
+def test_catalog_imports_nothing_third_party():
+    code = (
+        "import sys, json; before = set(sys.modules); import services.catalog; "
+        "print(json.dumps(sorted(set(sys.modules) - before)))"
+    )
+    loaded = json.loads(subprocess.check_output([sys.executable, "-c", code], text=True))
+    third_party = [m for m in loaded if not m.startswith("services") and m.split(".")[0] not in sys.stdlib_module_names]
+    assert third_party == []
+
+
+def test_function_names_are_unique_and_lambda_sized():
+    names = [f.name for f in catalog.FUNCTIONS]
+    assert len(names) == len(set(names))
+    for fn in catalog.FUNCTIONS:
+        assert 128 <= fn.memory_mb <= 10240, fn.name
+        assert 1 <= fn.timeout_s <= 900, fn.name
+        assert fn.dependency_group in catalog.DEPENDENCY_GROUPS, fn.name
+
+
+@pytest.mark.parametrize("fn", catalog.FUNCTIONS, ids=lambda f: f.name)
+def test_every_handler_is_importable_and_callable(fn):
+    module = importlib.import_module(fn.module)
+    assert callable(getattr(module, fn.attribute))
+
+
+def test_every_pipeline_detail_type_has_a_contract_and_a_consumer_or_is_terminal():
+    from services.core.contracts import DETAIL_MODELS
+
+    assert set(DETAIL_MODELS) == set(catalog.DETAIL_TYPES)
+    consumed = {dt for fn in catalog.FUNCTIONS for t in fn.triggers_of("event") for dt in t.detail_types}
+    # ImageReady and ItemFailed are facts for observers (and future consumers), not stage inputs.
+    assert consumed == set(catalog.DETAIL_TYPES) - {catalog.IMAGE_READY, catalog.ITEM_FAILED}
+
+
+def test_unknown_function_names_the_known_ones():
+    with pytest.raises(KeyError, match="api"):
+        catalog.function("nope")
+
+
+def test_object_created_pattern_filters_bucket_and_prefix():
+    pattern = catalog.ObjectCreatedTrigger().event_pattern("my-bucket")
+    assert pattern["detail"] == {"bucket": {"name": ["my-bucket"]}, "object": {"key": [{"prefix": "uploads/"}]}}
