@@ -121,7 +121,10 @@ def cmd_reembed(args: argparse.Namespace) -> int:
     with _environment(needs_aws=False):
         from services.embedder import reembed
 
-        result = reembed.run(batch_size=args.batch_size, only_stale=not args.all, limit=args.limit)
+        batch_size = args.batch_size or reembed.DEFAULT_BATCH
+        if batch_size > reembed.MAX_BATCH:
+            raise CommandError(f"--batch-size must be at most {reembed.MAX_BATCH}, not {batch_size}")
+        result = reembed.run(batch_size=batch_size, only_stale=not args.all, limit=args.limit)
     print(json.dumps(result, default=str, indent=2))
     return 0
 
@@ -173,7 +176,7 @@ def parser() -> argparse.ArgumentParser:
 
     reembed = commands.add_parser("reembed", help="re-embed items with the current embedding model")
     reembed.add_argument("--all", action="store_true", help="every ready item, not only other models' vectors")
-    reembed.add_argument("--batch-size", type=_positive, default=64)
+    reembed.add_argument("--batch-size", type=_positive, default=None, help="items per transaction (default 128)")
     reembed.add_argument("--limit", type=_positive, default=None, help="stop after this many items")
     reembed.set_defaults(func=cmd_reembed)
 

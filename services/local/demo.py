@@ -143,10 +143,20 @@ def run(timeout: float = 120, out: TextIO | None = None) -> int:
     """`collections demo` against the running `make dev`."""
     import httpx
 
+    out = out or sys.stdout
+    try:
+        return _run(timeout, out)
+    except (ApiError, TimeoutError, httpx.HTTPError) as error:
+        print(f"collections demo: {error}", file=sys.stderr)
+        return 1
+
+
+def _run(timeout: float, out: TextIO) -> int:
+    import httpx
+
     from services.local import aws as local_aws
     from services.local.dev import apply_environment, read_state
 
-    out = out or sys.stdout
     state = read_state()
     apply_environment(state.environment(), override=False)
     from services.core.settings import get_settings

@@ -1,7 +1,8 @@
 """`make dev`: the whole service on one machine, in one process.
 
 Embedded PostgreSQL (data in `{data_dir}/pgdata`, kept across runs), moto's AWS server on
-127.0.0.1 with the bucket, bus, Cognito pool and demo user, migrations, the catalog's triggers
+127.0.0.1 with the bucket (its objects saved to `{data_dir}/s3` on stop and put back on start,
+since moto keeps them in memory), bus, Cognito pool and demo user, migrations, the catalog's triggers
 wired as EventBridge rules → SQS queues with the worker's threads invoking the handlers, and the
 API under uvicorn. Ctrl-C (or SIGTERM) stops everything it started.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -31,11 +33,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RUNTIME_FILE = "runtime.json"
+OBJECTS_FOLDER = "s3"  # the bucket's objects between runs
 EMBEDDED_DATABASE = "collections"
 DEMO_USER = "demo@example.com"
 # moto draws ids from its own seeded random: with a fixed seed the pool id and the demo user's
 # `sub` are the same on every run, so items kept in PostgreSQL still belong to the demo user.
 MOTO_SEED = 461
+# A handler that raises is retried after this many seconds (SQS visibility timeout). On AWS the
+# retry comes after Lambda's backoff (a minute or more); locally a short wait keeps `make dev`
+# responsive, e.g. when a stage sees an item whose previous stage has not committed yet.
+DEV_RETRY_DELAY_S = 3
 
 
 class DevError(RuntimeError):
@@ -143,6 +150,42 @@ def _seed_moto(endpoint_url: str) -> None:
     httpx.post(f"{endpoint_url}/moto-api/seed", params={"a": MOTO_SEED}, timeout=10).raise_for_status()
 
 
+def save_objects(settings: Settings, folder: Path) -> int:
+    """Copy every object of the bucket to `folder` (moto keeps S3 in memory only)."""
+    from services.core.storage import Storage
+
+    storage = Storage(settings)
+    staging = folder.with_name(folder.name + ".new")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    index: dict[str, dict[str, str]] = {}
+    for number, summary in enumerate(storage.list("")):
+        key = summary["Key"]
+        response = storage.s3.get_object(Bucket=storage.bucket, Key=key)
+        # Files are numbered, not named by key: a key is not a safe path.
+        name = f"{number:08d}"
+        (staging / name).write_bytes(response["Body"].read())
+        index[key] = {"file": name, "content_type": response.get("ContentType") or "application/octet-stream"}
+    (staging / "index.json").write_text(json.dumps(index, indent=1))
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    return len(index)
+
+
+def restore_objects(settings: Settings, folder: Path) -> int:
+    """Put back what save_objects kept. Run before the rules exist, so nothing is reprocessed."""
+    from services.core.storage import Storage
+
+    index_path = folder / "index.json"
+    if not index_path.exists():
+        return 0
+    storage = Storage(settings)
+    index = json.loads(index_path.read_text())
+    for key, entry in index.items():
+        storage.write(key, (folder / entry["file"]).read_bytes(), entry["content_type"])
+    return len(index)
+
+
 def ai_mode(settings: Settings) -> str:
     analyzer = "Claude" if settings.anthropic_api_key or settings.anthropic_secret_arn else "local stand-in"
     embedder = "Voyage" if settings.voyage_api_key or settings.voyage_secret_arn else "local stand-in"
@@ -189,7 +232,9 @@ class DevEnvironment:
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
-    def start(self) -> RuntimeState:
+    def start(self, *, run_worker: bool = True) -> RuntimeState:
+        """Everything but the API server. `run_worker=False` leaves `self.worker` unstarted, for
+        callers that drive it themselves (`Worker.drain`, benchmarks)."""
         from services.core import migrations
         from services.local import aws as local_aws
         from services.local.runtime import wire
@@ -224,6 +269,9 @@ class DevEnvironment:
         local_aws.ensure_event_bus(settings)
         app = local_aws.ensure_cognito(settings)
         local_aws.ensure_user(settings, app, DEMO_USER)
+        restored = restore_objects(settings, self.objects_folder)
+        if restored:
+            self.say(f"Restored {restored} object(s) into the bucket from {self.objects_folder}")
         jwks_url = local_aws.jwks_url(settings, app)
         apply_environment(
             {
@@ -237,9 +285,12 @@ class DevEnvironment:
         self.say("Applying database migrations ...")
         migrations.upgrade(database_url)
 
-        wiring = wire(settings)
-        self.worker = Worker(wiring, settings)
-        self.worker.start()
+        wiring = wire(settings, visibility_timeout_s=DEV_RETRY_DELAY_S)
+        # One message at a time per queue: a message never waits in a local batch while its
+        # visibility timeout runs out.
+        self.worker = Worker(wiring, settings, batch_size=1)
+        if run_worker:
+            self.worker.start()
 
         self.state = RuntimeState(
             pid=os.getpid(),
@@ -273,14 +324,21 @@ class DevEnvironment:
         self.say(banner(self.state, self.token, self.settings, self.database_note))
         server.run()
 
+    @property
+    def objects_folder(self) -> Path:
+        return Path(self.settings.data_dir).expanduser() / OBJECTS_FOLDER
+
+    def _save_objects(self) -> None:
+        saved = save_objects(self.settings, self.objects_folder)
+        self.say(f"Saved {saved} object(s) from the bucket to {self.objects_folder}")
+
     def stop(self) -> None:
         from services.core import database
 
         errors: list[str] = []
-        if self.state is not None:
-            state_path(self.settings).unlink(missing_ok=True)
         for name, action in (
             ("worker", self.worker.stop if self.worker else None),
+            ("saving the bucket", self._save_objects if self.state and self.moto else None),
             ("database connections", database.reset),
             ("moto", self.moto.stop if self.moto else None),
             ("PostgreSQL", self.postgres.stop if self.postgres else None),
@@ -291,6 +349,8 @@ class DevEnvironment:
                 action()
             except Exception as error:  # keep stopping the rest
                 errors.append(f"{name}: {error}")
+        if self.state is not None:
+            state_path(self.settings).unlink(missing_ok=True)
         self.worker = self.moto = self.postgres = None
         self.state = None
         if errors:

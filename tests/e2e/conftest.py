@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,11 +101,20 @@ class DevProcess:
 
 
 @pytest.fixture
-def dev_factory(tmp_path) -> Iterator:
+def scratch() -> Iterator[Path]:
+    """A folder for data the embedded PostgreSQL must reach. Not tmp_path: as root, PostgreSQL runs
+    as another user, and each new pytest session resets /tmp/pytest-of-<user> to mode 0700."""
+    folder = Path(tempfile.mkdtemp(prefix="collections-e2e-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def dev_factory(scratch) -> Iterator:
     started: list[DevProcess] = []
 
     def make(data_dir: Path | None = None) -> DevProcess:
-        dev = DevProcess(data_dir or tmp_path / "data")
+        dev = DevProcess(data_dir or scratch / "data")
         started.append(dev)
         return dev
 
@@ -114,3 +125,45 @@ def dev_factory(tmp_path) -> Iterator:
                 dev.interrupt(timeout=30)
             except Exception:
                 dev.kill()
+
+
+# --- in-process pipeline: the API app, moto, the catalog wiring and the worker ----------------
+@pytest.fixture(scope="module")
+def demo_token(db_url, aws, monkeypatch_module) -> str:
+    """A Cognito pool of this module's own on moto, the API configured to trust it, a user's token."""
+    import uuid
+
+    from services.core.settings import get_settings
+    from services.local.aws import access_token, ensure_cognito, ensure_user, jwks_url
+    from tests.conftest import reset_caches
+
+    settings = get_settings()
+    app = ensure_cognito(settings, pool_name=f"collections-e2e-{uuid.uuid4().hex[:8]}")
+    ensure_user(settings, app, "demo@example.com")
+    monkeypatch_module.setenv("COLLECTIONS_AUTH_MODE", "jwks")
+    monkeypatch_module.setenv("COLLECTIONS_COGNITO_USER_POOL_ID", app.user_pool_id)
+    monkeypatch_module.setenv("COLLECTIONS_COGNITO_CLIENT_ID", app.client_id)
+    monkeypatch_module.setenv("COLLECTIONS_COGNITO_JWKS_URL", jwks_url(settings, app))
+    reset_caches()
+    return access_token(get_settings(), app, "demo@example.com")
+
+
+@pytest.fixture(scope="module")
+def worker(demo_token):
+    from services.core.settings import get_settings
+    from services.local.runtime import wire
+    from services.local.worker import Worker
+
+    # Real catalog handlers; a short visibility timeout so a transient failure retries quickly.
+    return Worker(wire(get_settings(), visibility_timeout_s=1), get_settings())
+
+
+@pytest.fixture(scope="module")
+def api(demo_token):
+    from fastapi.testclient import TestClient
+
+    from services.api.app import create_app
+    from services.local.demo import ApiSession
+
+    with TestClient(create_app()) as client:
+        yield ApiSession(client, demo_token)

@@ -83,15 +83,22 @@ def test_dev_serves_and_its_printed_commands_work(dev_factory):
     assert dev.interrupt() == 0
 
 
-def test_ctrl_c_stops_everything_and_a_second_run_works(dev_factory, tmp_path):
-    data_dir = tmp_path / "shared"
+def test_ctrl_c_stops_everything_and_a_second_run_works(dev_factory, scratch):
+    data_dir = scratch / "shared"
     first = dev_factory(data_dir)
     banner = first.start()
     first_token = _banner_token(banner)
     assert _postgres_running(data_dir / "pgdata")
 
+    # `make demo`: uploads through the API, the worker threads run the pipeline, search finds them.
+    demo = first.cli("demo", "--timeout", "120")
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert demo.stdout.count(" ready: ") == 3
+    assert "1. sunset.png" in demo.stdout  # the search is for "red"
+
     assert first.interrupt() == 0
     assert "Stopped." in first.lines
+    assert any(line.startswith("Saved 9 object(s) from the bucket") for line in first.lines)
     assert not (data_dir / "runtime.json").exists()
     assert not _postgres_running(data_dir / "pgdata")
     with httpx.Client(timeout=2) as client:
@@ -114,5 +121,14 @@ def test_ctrl_c_stops_everything_and_a_second_run_works(dev_factory, tmp_path):
     assert health.status_code == 200
     second_token = _banner_token(banner)
     assert _sub(second_token) == _sub(first_token)
+    assert "Restored 9 object(s)" in banner  # 3 originals and their 256/1024 thumbnails
+    # The demo's items survived: same owner, rows in PostgreSQL, objects put back into moto's S3.
+    api_url = f"http://127.0.0.1:{second.api_port}"
+    listed = httpx.get(f"{api_url}/items", headers={"Authorization": f"Bearer {second_token}"}, timeout=30)
+    items = listed.json()["items"]
+    assert sorted(i["filename"] for i in items) == ["forest.png", "ocean.png", "sunset.png"]
+    assert {i["status"] for i in items} == {"ready"}
+    thumbnail = httpx.get(items[0]["thumbnail_url"], timeout=30)
+    assert thumbnail.status_code == 200 and thumbnail.content[8:12] == b"WEBP"
     assert second.interrupt() == 0
     assert not _postgres_running(data_dir / "pgdata")
