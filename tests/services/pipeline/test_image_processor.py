@@ -413,3 +413,58 @@ def test_handler_refuses_events_it_does_not_handle(env):
     event = pipeline_event(ImageAnalyzed(item_id=uuid.uuid4(), owner_id="x", analysis_model="m"))
     with pytest.raises(ValueError, match="does not handle 'ImageAnalyzed'"):
         handler(event, None)
+
+
+# --------------------------------------------------------------------------------------------
+# Transient failures raise (the event is retried); nothing is marked failed
+# --------------------------------------------------------------------------------------------
+def test_s3_throttling_raises_and_leaves_the_item_pending(env, publisher, owner):
+    from botocore.exceptions import ClientError
+
+    from services.core.storage import Storage
+    from services.image_processor.logic import ImageProcessor
+
+    class ThrottledStorage(Storage):
+        def read(self, key, max_bytes=None):
+            raise ClientError(
+                {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "GetObject"
+            )
+
+    item = upload(owner, textured_jpeg((200, 200), seed=30))
+    processor = ImageProcessor(storage=ThrottledStorage(), publisher=publisher)
+    with pytest.raises(ClientError, match="SlowDown"):
+        processor.object_created(created(processor, item.original_key))
+    assert load_item(item.id).status == ItemStatus.pending
+    assert publisher.details == []
+
+
+def test_database_unavailable_raises(env, publisher, owner, monkeypatch):
+    import uuid
+
+    from sqlalchemy.exc import OperationalError
+
+    from services.image_processor.logic import ImageProcessor
+    from tests.conftest import reset_caches
+
+    key = f"uploads/{owner}/{uuid.uuid4()}/photo.jpg"
+    put_object(key, textured_jpeg((100, 100), seed=31))
+    processor = ImageProcessor(publisher=publisher)
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://nobody:x@127.0.0.1:9/none?connect_timeout=2")
+    reset_caches()
+    try:
+        with pytest.raises(OperationalError):
+            processor.object_created(created(processor, key))
+    finally:
+        monkeypatch.setenv("DATABASE_URL", env.database_url)
+        reset_caches()
+    assert object_exists(key)  # nothing was judged while the database was away
+
+
+def test_url_encoded_key_in_the_event_finds_the_object(processor, owner):
+    import uuid
+
+    real_key = f"uploads/{owner}/{uuid.uuid4()}/my photo.jpg"
+    put_object(real_key, textured_jpeg((100, 100), seed=32))
+    outcome = processor.object_created(created(processor, real_key.replace(" ", "+")))
+    assert (outcome.result, outcome.extra["key"]) == ("refused", real_key)  # no such item: removed
+    assert not object_exists(real_key)
