@@ -82,7 +82,7 @@ class LocalAnalyzer:
     def analyze(self, image: bytes, media_type: str):
         import io
 
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image, ImageStat, UnidentifiedImageError
 
         from services.core.ai import AnalysisResult, ImageAnalysis, ModelOutputRejected
 
@@ -107,7 +107,7 @@ class LocalAnalyzer:
             name = nearest_colour_name(rgb)  # type: ignore[arg-type]
             shares[name] = shares.get(name, 0) + count
         colours = [name for name, _ in sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))][:4]
-        brightness = sum(sample.convert("L").getdata()) / (64 * 64)
+        brightness = ImageStat.Stat(sample.convert("L")).mean[0]
         tone = "dark" if brightness < 70 else "bright" if brightness > 185 else "mid-tone"
 
         colour_text = ", ".join(colours[:-1]) + f" and {colours[-1]}" if len(colours) > 1 else colours[0]
