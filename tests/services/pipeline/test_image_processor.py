@@ -468,3 +468,17 @@ def test_url_encoded_key_in_the_event_finds_the_object(processor, owner):
     outcome = processor.object_created(created(processor, real_key.replace(" ", "+")))
     assert (outcome.result, outcome.extra["key"]) == ("refused", real_key)  # no such item: removed
     assert not object_exists(real_key)
+
+
+def test_rgb_colour_profiles_are_kept_and_others_dropped():
+    from PIL import ImageCms
+
+    from services.image_processor.imaging import process_image
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    not_rgb = bytearray(srgb)
+    not_rgb[16:20] = b"CMYK"  # what a CMYK original's profile says about itself
+    for profile, kept in ((srgb, True), (bytes(not_rgb), False)):
+        data = image_bytes("JPEG", (300, 200), icc_profile=profile)
+        for thumb in process_image(data).thumbnails.values():
+            assert (decode(thumb.data).info.get("icc_profile") == profile) is kept
