@@ -365,6 +365,8 @@ def _terminate_as_interrupt(signum: int, frame: Any) -> None:
 
 def run(settings: Settings | None = None, out: TextIO | None = None) -> int:
     """`collections dev`: start, serve until interrupted, stop. Returns the exit code."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("services.local").setLevel(logging.INFO)
     # moto's request log would print a line per queue poll.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     # SIGTERM behaves like Ctrl-C, so what was started is stopped either way.

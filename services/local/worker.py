@@ -146,12 +146,17 @@ class Worker:
             with self._lock:
                 self.stats[name].failed += 1
                 self.stats[name].last_error = f"{type(error).__name__}: {error}"
-            where = (
-                "it goes to the dead-letter queue"
-                if attempt >= queue.max_receive_count
-                else f"retried in {queue.visibility_timeout_s}s"
-            )
-            log.exception("%s failed (attempt %d of %d); %s", name, attempt, queue.max_receive_count, where)
+            if attempt >= queue.max_receive_count:
+                log.exception(
+                    "%s failed (attempt %d of %d); the event goes to the dead-letter queue %s",
+                    name, attempt, queue.max_receive_count, queue.dlq_url,
+                )  # fmt: skip
+            else:
+                # Usually transient (that is why it raised): one line, the traceback only on the last attempt.
+                log.warning(
+                    "%s failed (attempt %d of %d): %s: %s; retried in %ss",
+                    name, attempt, queue.max_receive_count, type(error).__name__, error, queue.visibility_timeout_s,
+                )  # fmt: skip
             return False
         self.sqs.delete_message(QueueUrl=queue.queue_url, ReceiptHandle=message["ReceiptHandle"])
         with self._lock:

@@ -16,6 +16,7 @@ Two ways of running the worker:
 from __future__ import annotations
 
 import io
+import logging
 import os
 import random
 import tempfile
@@ -87,6 +88,7 @@ def run() -> dict:
     from services.local.demo import ApiSession
     from services.local.dev import DevEnvironment
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request log
     n = int(os.environ.get("BENCH_E2E_IMAGES", "24"))
     data_dir = Path(tempfile.mkdtemp(prefix="collections-bench-e2e-"))
     for key in ("DATABASE_URL", "AWS_ENDPOINT_URL", "ANTHROPIC_API_KEY", "VOYAGE_API_KEY"):
