@@ -1,29 +1,40 @@
 """FastAPI dependencies: settings, a database session, the caller, and the ports the routes use.
 
+They are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker thread, and on
+Lambda each of those hops costs more than the work (they are all cheap, non-blocking lookups).
+The routes themselves stay `def`: their database work runs in the thread pool.
 Tests swap any of them with `app.dependency_overrides` (e.g. a fake embedder).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from services.api.signing import UrlSigner
+from services.core import events
 from services.core.ai import Embedder
 from services.core.auth import Principal, bearer_token, get_verifier, principal_from_authorizer
 from services.core.database import get_sessionmaker
-from services.core.events import EventPublisher, get_publisher
+from services.core.events import EventPublisher
 from services.core.settings import Settings, get_settings
 from services.core.storage import Storage
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+async def settings() -> Settings:
+    return get_settings()
 
 
-def get_session() -> Iterator[Session]:
-    """One session per request; routes commit what they change, anything else is rolled back on close."""
+SettingsDep = Annotated[Settings, Depends(settings)]
+
+
+async def get_session() -> AsyncIterator[Session]:
+    """One session per request; routes commit what they change, anything else is rolled back on close.
+    (Creating it does no I/O: the connection is checked out by the route's first query.)"""
     session = get_sessionmaker()()
     try:
         yield session
@@ -37,11 +48,12 @@ SessionDep = Annotated[Session, Depends(get_session)]
 _bearer = HTTPBearer(auto_error=False, description="A Cognito access token.")
 
 
-def get_current_user(
+async def get_current_user(
     request: Request,
     settings: SettingsDep,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
 ) -> Principal:
+    # jwks mode blocks on the network only to (re)fetch the JWKS: once per container and key rotation.
     if settings.auth_mode == "apigateway":
         return principal_from_authorizer(request.scope.get("aws.event"), settings.cognito_client_id)
     return get_verifier(settings).verify(bearer_token(request.headers.get("authorization")))
@@ -49,24 +61,40 @@ def get_current_user(
 
 CurrentUser = Annotated[Principal, Depends(get_current_user)]
 
-_storage: tuple[Settings, Storage] | None = None
+_storage: tuple[Settings, Storage, UrlSigner] | None = None
 
 
-def get_storage(settings: SettingsDep) -> Storage:
-    """One Storage per settings object (the boto3 client behind it is cached anyway)."""
+def _storage_for(settings: Settings) -> tuple[Settings, Storage, UrlSigner]:
+    """One Storage (and URL signer) per settings object: built once per container, not per request."""
     global _storage
     if _storage is None or _storage[0] is not settings:
-        _storage = (settings, Storage(settings))
-    return _storage[1]
+        storage = Storage(settings)
+        _storage = (settings, storage, UrlSigner(storage))
+    return _storage
+
+
+async def get_storage(settings: SettingsDep) -> Storage:
+    return _storage_for(settings)[1]
+
+
+async def get_url_signer(settings: SettingsDep) -> UrlSigner:
+    return _storage_for(settings)[2]
 
 
 StorageDep = Annotated[Storage, Depends(get_storage)]
+SignerDep = Annotated[UrlSigner, Depends(get_url_signer)]
+
+
+async def get_publisher() -> EventPublisher:
+    return events.get_publisher()
+
+
 PublisherDep = Annotated[EventPublisher, Depends(get_publisher)]
 
 _embedder: tuple[Settings, Embedder] | None = None
 
 
-def get_embedder(settings: SettingsDep) -> Embedder:
+async def get_embedder(settings: SettingsDep) -> Embedder:
     """The query embedder, built on first use: Voyage's SDK is imported lazily, off the cold start."""
     global _embedder
     if _embedder is None or _embedder[0] is not settings:

@@ -36,7 +36,7 @@ def _created_range(created_after: datetime | None, created_before: datetime | No
     return after, before
 
 
-def common_filters(
+async def common_filters(
     category: Annotated[Text | None, Query(max_length=64, description="Exact category.")] = None,
     tag: Annotated[
         list[Tag] | None, Query(max_length=MAX_TAG_FILTERS, description="Items carrying every given tag.")
@@ -55,7 +55,7 @@ def common_filters(
 CommonFilters = Annotated[ItemFilters, Depends(common_filters)]
 
 
-def list_filters(
+async def list_filters(
     settings: SettingsDep,
     common: CommonFilters,
     status: Annotated[VisibleStatus | None, Query(description="Only items in this state.")] = None,
@@ -75,7 +75,7 @@ def list_filters(
 ListFilters = Annotated[ItemFilters, Depends(list_filters)]
 
 
-def page_size(
+async def page_size(
     settings: SettingsDep,
     limit: Annotated[int | None, Query(ge=1, description="Page size (default and maximum from settings).")] = None,
 ) -> int:
@@ -89,7 +89,7 @@ def page_size(
 PageSize = Annotated[int, Depends(page_size)]
 
 
-def neighbours(
+async def neighbours(
     settings: SettingsDep,
     k: Annotated[int, Query(ge=1, description="How many results (at most search_k_max).")] = 10,
 ) -> int:
@@ -101,7 +101,7 @@ def neighbours(
 K = Annotated[int, Depends(neighbours)]
 
 
-def search_query(
+async def search_query(
     settings: SettingsDep,
     q: Annotated[Text, Query(description="What to look for, in words.")],
 ) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import func
 
-from services.api.deps import CurrentUser, PublisherDep, SessionDep, StorageDep
+from services.api.deps import CurrentUser, PublisherDep, SessionDep, SignerDep
 from services.api.errors import ApiError, invalid, not_found
 from services.api.params import ListFilters, PageSize
 from services.api.presenters import item_detail, item_out
@@ -26,7 +26,7 @@ NOT_FOUND = {404: {"model": ErrorResponse, "description": "No such item of the c
 def list_items(
     user: CurrentUser,
     session: SessionDep,
-    storage: StorageDep,
+    signer: SignerDep,
     filters: ListFilters,
     limit: PageSize,
     cursor: Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page.")] = None,
@@ -35,20 +35,20 @@ def list_items(
         items, next_cursor = list_page(session, user.sub, filters, limit, cursor)
     except InvalidCursor as error:
         raise invalid(str(error), 400) from None
-    return ItemPage(items=[item_out(item, storage) for item in items], next_cursor=next_cursor)
+    return ItemPage(items=[item_out(item, signer) for item in items], next_cursor=next_cursor)
 
 
 @router.get("/{item_id}", response_model=ItemDetail, responses=NOT_FOUND)
-def get_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep, storage: StorageDep) -> ItemDetail:
+def get_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep, signer: SignerDep) -> ItemDetail:
     item = get_visible(session, user.sub, item_id)
     if item is None:
         raise not_found()
-    return item_detail(item, storage)
+    return item_detail(item, signer)
 
 
 @router.patch("/{item_id}", response_model=ItemOut, responses=NOT_FOUND)
 def update_item(
-    item_id: uuid.UUID, patch: ItemPatch, user: CurrentUser, session: SessionDep, storage: StorageDep
+    item_id: uuid.UUID, patch: ItemPatch, user: CurrentUser, session: SessionDep, signer: SignerDep
 ) -> ItemOut:
     changes = patch.model_dump(exclude_unset=True)
     if not changes:
@@ -63,7 +63,7 @@ def update_item(
     # The analyzer keeps user edits when an item is analysed again.
     item.user_edited = True
     session.commit()
-    return item_out(item, storage)
+    return item_out(item, signer)
 
 
 @router.delete("/{item_id}", status_code=204, responses=NOT_FOUND)
@@ -85,7 +85,7 @@ def delete_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> R
     responses={**NOT_FOUND, 409: {"model": ErrorResponse, "description": "The item is not failed"}},
 )
 def retry_item(
-    item_id: uuid.UUID, user: CurrentUser, session: SessionDep, storage: StorageDep, publisher: PublisherDep
+    item_id: uuid.UUID, user: CurrentUser, session: SessionDep, signer: SignerDep, publisher: PublisherDep
 ) -> ItemOut:
     """Resume a failed item at the stage that failed (its event is published again)."""
     try:
@@ -98,4 +98,4 @@ def retry_item(
         session.rollback()
         raise ApiError(503, "unavailable", "the retry could not be queued; try again shortly") from None
     session.commit()
-    return item_out(item, storage)
+    return item_out(item, signer)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from services.api.deps import CurrentUser, EmbedderDep, SessionDep, StorageDep
+from services.api.deps import CurrentUser, EmbedderDep, SessionDep, SignerDep
 from services.api.errors import ApiError, not_found
 from services.api.params import CommonFilters, K, search_query
 from services.api.presenters import search_hit
@@ -25,12 +25,12 @@ def search(
     filters: CommonFilters,
     user: CurrentUser,
     session: SessionDep,
-    storage: StorageDep,
+    signer: SignerDep,
     embedder: EmbedderDep,
 ) -> SearchResults:
     vector = embedder.embed_query(q)
     hits = nearest(session, user.sub, vector, k, filters)
-    return SearchResults(items=[search_hit(item, d, storage) for item, d in hits], model=embedder.model)
+    return SearchResults(items=[search_hit(item, d, signer) for item, d in hits], model=embedder.model)
 
 
 @router.get(
@@ -47,7 +47,7 @@ def similar(
     filters: CommonFilters,
     user: CurrentUser,
     session: SessionDep,
-    storage: StorageDep,
+    signer: SignerDep,
 ) -> SearchResults:
     item, vector = embedding_of(session, user.sub, item_id)
     if item is None:
@@ -55,4 +55,4 @@ def similar(
     if item.status is not ItemStatus.ready or vector is None:
         raise ApiError(409, "conflict", f"item {item_id} is {item.status.value}; only ready items have neighbours")
     hits = nearest(session, user.sub, vector, k, filters, exclude=item_id)
-    return SearchResults(items=[search_hit(i, d, storage) for i, d in hits], model=item.embedding_model or "")
+    return SearchResults(items=[search_hit(i, d, signer) for i, d in hits], model=item.embedding_model or "")

@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter
 
-from services.api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep
+from services.api.deps import CurrentUser, SessionDep, SettingsDep, SignerDep, StorageDep
 from services.api.errors import ApiError
 from services.api.presenters import item_out
 from services.api.schemas import ErrorResponse, PresignedPost, UploadRequest, UploadResponse
@@ -23,7 +23,12 @@ router = APIRouter(tags=["uploads"])
     responses={413: {"model": ErrorResponse, "description": "Declared size over the upload limit"}},
 )
 def create_upload(
-    body: UploadRequest, user: CurrentUser, session: SessionDep, storage: StorageDep, settings: SettingsDep
+    body: UploadRequest,
+    user: CurrentUser,
+    session: SessionDep,
+    storage: StorageDep,
+    signer: SignerDep,
+    settings: SettingsDep,
 ) -> UploadResponse:
     if body.size is not None and body.size > settings.max_upload_bytes:
         raise ApiError(413, "too_large", f"size {body.size} is over the limit of {settings.max_upload_bytes} bytes")
@@ -42,4 +47,4 @@ def create_upload(
     )
     session.add(item)
     session.commit()
-    return UploadResponse(item=item_out(item, storage), upload=PresignedPost(**post))
+    return UploadResponse(item=item_out(item, signer), upload=PresignedPost(**post))

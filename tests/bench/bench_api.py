@@ -1,0 +1,544 @@
+"""API latency through the Lambda path: payload 2.0 events → Mangum → FastAPI → PostgreSQL.
+
+100,000 items with 1024-d embeddings in an embedded PostgreSQL of its own (binary COPY, HNSW built
+after loading); 10,000 belong to the measured user. p50/p95/p99 of GET /items, GET /items/{id} and
+GET /search (query embedded by the local embedder), in auth_mode=apigateway (authorizer claims),
+plus one request set in jwks mode (RS256 verification), the cold import of services.api.handler
+and the first request of a fresh process, and the query plans.
+
+Run: .venv/bin/python -m tests.bench bench_api
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+TOTAL_ITEMS = 100_000
+USER_ITEMS = 10_000
+OTHER_USERS = 30
+DIMENSION = 1024
+CLUSTERS = 256
+REQUESTS = {"list": 400, "get": 400, "search": 300}
+WARMUP = 30
+TARGET_P95_MS = {
+    "GET /items": 15.0,
+    "GET /items?cursor (page 5)": 15.0,
+    "GET /items?filters": 15.0,
+    "GET /items/{id}": 15.0,
+    "GET /search": 30.0,
+    "GET /search?filters": 30.0,
+}
+HEAVY_MODULES = ("anthropic", "voyageai", "PIL")
+USER = "bench-user-0000"
+CLIENT_ID = "bench-client"
+WORDS = (
+    "cat dog bicycle beach sunset mountain ramen coffee street night snow forest river bridge city car "
+    "flower garden portrait market train window book guitar bird boat lighthouse desert rain harbour"
+).split()
+CATEGORIES = ("animal", "food", "landscape", "people", "vehicle", "architecture", "object", "plant")
+
+
+def _percentiles(samples_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_ms)
+
+    def pct(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))], 2)
+
+    return {
+        "n": len(ordered),
+        "p50_ms": pct(50),
+        "p95_ms": pct(95),
+        "p99_ms": pct(99),
+        "mean_ms": round(statistics.fmean(ordered), 2),
+    }
+
+
+# --- data -----------------------------------------------------------------------------------
+def _load(url: str) -> dict[str, float]:
+    """Bulk-load with binary COPY, then build the indexes the migration made (HNSW after the data)."""
+    import numpy as np
+    import psycopg
+    from pgvector.psycopg import register_vector
+    from psycopg.types.enum import EnumInfo, register_enum
+
+    from services.core.models import ItemStatus
+
+    libpq = url.replace("postgresql+psycopg://", "postgresql://")
+    timings: dict[str, float] = {}
+    rng = np.random.default_rng(7)
+    centers = rng.standard_normal((CLUSTERS, DIMENSION)).astype(np.float32)
+    owners = [USER] * USER_ITEMS + [f"bench-other-{n:04d}" for n in range(OTHER_USERS)] * (
+        (TOTAL_ITEMS - USER_ITEMS) // OTHER_USERS
+    )
+    random.Random(7).shuffle(owners)  # interleave users through the heap, as real traffic would
+    now = datetime.now(UTC)
+    pyrandom = random.Random(11)
+    started = time.perf_counter()
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        register_vector(conn)
+        register_enum(EnumInfo.fetch(conn, "item_status"), conn, ItemStatus)
+        # The migration's indexes slow a bulk load down: drop them, load, build them again.
+        index_defs = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'items' AND indexname LIKE 'ix_%'"
+        ).fetchall()
+        for name, _ in index_defs:
+            conn.execute(f'DROP INDEX "{name}"')
+        columns = (
+            "id, owner_id, status, filename, original_key, content_type, bytes, width, height, format, sha256, "
+            "thumbnail_keys, title, description, category, tags, colors, analysis_model, embedding_model, "
+            "embedding, created_at, updated_at, ready_at"
+        )
+        types = [
+            "uuid",
+            "varchar",
+            "item_status",
+            "varchar",
+            "varchar",
+            "varchar",
+            "int8",
+            "int4",
+            "int4",
+            "varchar",
+            "varchar",
+            "jsonb",
+            "varchar",
+            "text",
+            "varchar",
+            "varchar[]",
+            "varchar[]",
+            "varchar",
+            "varchar",
+            "vector",
+            "timestamptz",
+            "timestamptz",
+            "timestamptz",
+        ]
+        from psycopg.types.json import Jsonb
+
+        with conn.cursor() as cur, cur.copy(f"COPY items ({columns}) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(types)
+            batch = 5000
+            for start in range(0, TOTAL_ITEMS, batch):
+                size = min(batch, TOTAL_ITEMS - start)
+                labels = rng.integers(0, CLUSTERS, size)
+                vectors = centers[labels] + 0.6 * rng.standard_normal((size, DIMENSION)).astype(np.float32)
+                vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+                for offset in range(size):
+                    n = start + offset
+                    owner = owners[n]
+                    item_id = uuid.UUID(int=pyrandom.getrandbits(128), version=4)
+                    # The measured user has some items in flight or failed: no embedding for those.
+                    ready = owner != USER or n % 10 != 0
+                    status = "ready" if ready else pyrandom.choice(("pending", "processed", "failed"))
+                    words = pyrandom.sample(WORDS, 4)
+                    created = now - timedelta(seconds=pyrandom.randrange(365 * 86400))
+                    thumbs = {s: f"thumbnails/{owner}/{item_id}/{s}.webp" for s in ("256", "1024")}
+                    copy.write_row(
+                        (
+                            item_id,
+                            owner,
+                            ItemStatus(status),
+                            "photo.jpg",
+                            f"uploads/{owner}/{item_id}/photo.jpg",
+                            "image/jpeg",
+                            200_000,
+                            1024,
+                            768,
+                            "JPEG",
+                            f"{n:064x}",
+                            Jsonb(thumbs) if status != "pending" else None,
+                            " ".join(words[:2]).title(),
+                            f"A photo of a {words[0]} near a {words[1]} with a {words[2]}",
+                            CATEGORIES[labels[offset] % len(CATEGORIES)],
+                            words[1:4],
+                            ["#aabbcc"],
+                            "local-vision-v1" if ready else None,
+                            "local-hash-v1" if ready else None,
+                            vectors[offset] if ready else None,
+                            created,
+                            created,
+                            created if ready else None,
+                        )
+                    )
+        timings["load_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        conn.execute("SET maintenance_work_mem = '2GB'")
+        conn.execute("SET max_parallel_maintenance_workers = 2")
+        for name, definition in sorted(index_defs, key=lambda d: "hnsw" in d[1]):  # HNSW last
+            step = time.perf_counter()
+            conn.execute(definition)
+            timings[f"index_{name}_s"] = time.perf_counter() - step
+        conn.execute("VACUUM ANALYZE items")
+        timings["indexes_s"] = time.perf_counter() - started
+    return timings
+
+
+# --- requests through the handler -----------------------------------------------------------
+def _timed(handler: Callable, make_event: Callable[[int], dict], count: int) -> tuple[list[float], list[dict]]:
+    from tests.services.api.lambda_events import LambdaContext
+
+    context = LambdaContext()
+    for n in range(WARMUP):
+        handler(make_event(n), context)
+    samples, responses = [], []
+    for n in range(count):
+        event = make_event(n)
+        started = time.perf_counter()
+        response = handler(event, context)
+        samples.append((time.perf_counter() - started) * 1000)
+        if response["statusCode"] != 200:
+            raise RuntimeError(f"{event['rawPath']} answered {response['statusCode']}: {response.get('body')}")
+        responses.append(response)
+    return samples, responses
+
+
+def _scenarios(user_item_ids: list[str], cursors: list[str]) -> dict[str, tuple[Callable[[int], dict], int]]:
+    from tests.services.api.lambda_events import access_claims, http_api_event
+
+    claims = access_claims(USER, CLIENT_ID)
+    rng = random.Random(3)
+    queries = [" ".join(rng.sample(WORDS, 3)) for _ in range(50)]
+
+    def event(path: str, query: dict | None = None, route: str | None = None) -> dict:
+        return http_api_event("GET", path, query=query, claims=claims, route_key=route)
+
+    return {
+        "GET /items": (lambda n: event("/items", {"limit": 20}), REQUESTS["list"]),
+        "GET /items?cursor (page 5)": (
+            lambda n: event("/items", {"limit": 20, "cursor": cursors[n % len(cursors)]}),
+            REQUESTS["list"],
+        ),
+        "GET /items?filters": (
+            lambda n: event(
+                "/items", {"limit": 20, "status": "ready", "category": CATEGORIES[n % 8], "tag": WORDS[n % len(WORDS)]}
+            ),
+            REQUESTS["list"],
+        ),
+        "GET /items/{id}": (
+            lambda n: event(f"/items/{user_item_ids[n % len(user_item_ids)]}", route="GET /items/{item_id}"),
+            REQUESTS["get"],
+        ),
+        "GET /search": (lambda n: event("/search", {"q": queries[n % len(queries)], "k": 10}), REQUESTS["search"]),
+        "GET /search?filters": (
+            lambda n: event("/search", {"q": queries[n % len(queries)], "k": 10, "category": CATEGORIES[n % 8]}),
+            REQUESTS["search"],
+        ),
+    }
+
+
+class _JwksServer:
+    """A JWKS document on 127.0.0.1 and tokens signed with its key: the jwks auth mode, for real."""
+
+    def __init__(self):
+        import jwt
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
+        document = json.dumps({"keys": [{**jwk, "kid": "bench", "alg": "RS256", "use": "sig"}]}).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(document)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/.well-known/jwks.json"
+
+    def token(self, issuer: str) -> str:
+        import jwt
+
+        now = int(time.time())
+        claims = {
+            "iss": issuer,
+            "sub": USER,
+            "client_id": CLIENT_ID,
+            "token_use": "access",
+            "exp": now + 3600,
+            "iat": now,
+            "username": USER,
+        }
+        return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": "bench"})
+
+    def stop(self):
+        self.server.shutdown()
+
+
+def _cold_start(env: dict[str, str], runs: int = 5) -> dict[str, float | list[str]]:
+    """Fresh interpreters: import of the handler module, then the first request (route set-up,
+    engine, connection) — what a Lambda cold start pays in our code."""
+    code = f"""
+import json, sys, time
+t0 = time.perf_counter()
+import services.api.handler as h
+t1 = time.perf_counter()
+heavy = [m for m in {HEAVY_MODULES!r} if m in sys.modules]
+from tests.services.api.lambda_events import LambdaContext, access_claims, http_api_event
+event = http_api_event("GET", "/items", query={{"limit": 20}}, claims=access_claims({USER!r}, {CLIENT_ID!r}))
+t2 = time.perf_counter()
+status = h.handler(event, LambdaContext())["statusCode"]
+t3 = time.perf_counter()
+h.handler(event, LambdaContext())
+t4 = time.perf_counter()
+print(json.dumps({{"import": t1 - t0, "first": t3 - t2, "second": t4 - t3, "status": status, "heavy": heavy,
+                  "modules": sorted(m for m in ("boto3", "jwt", "psycopg", "numpy") if m in sys.modules)}}))
+"""
+    results = []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {
+        "import_ms": round(statistics.median(r["import"] for r in results) * 1000, 1),
+        "import_min_ms": round(min(r["import"] for r in results) * 1000, 1),
+        "first_request_ms": round(statistics.median(r["first"] for r in results) * 1000, 1),
+        "second_request_ms": round(statistics.median(r["second"] for r in results) * 1000, 1),
+        "status": results[0]["status"],
+        "heavy_imported": sorted({m for r in results for m in r["heavy"]}),
+        "loaded_after_first_request": results[0]["modules"],
+    }
+
+
+def _plans(url: str, vector_text: str) -> dict[str, str]:
+    import psycopg
+
+    libpq = url.replace("postgresql+psycopg://", "postgresql://")
+    queries = {
+        "list": "SELECT id FROM items WHERE owner_id = %(o)s AND status != 'deleted' "
+        "ORDER BY created_at DESC, id DESC LIMIT 21",
+        "search": "SELECT id FROM items WHERE owner_id = %(o)s AND status = 'ready' AND embedding IS NOT NULL "
+        "ORDER BY embedding <=> %(v)s::vector LIMIT 10",
+    }
+    plans = {}
+    with psycopg.connect(libpq) as conn:
+        conn.execute(
+            "SELECT set_config('hnsw.ef_search', '40', true), set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+        )
+        for name, sql in queries.items():
+            rows = conn.execute("EXPLAIN (COSTS OFF) " + sql, {"o": USER, "v": vector_text}).fetchall()
+            steps = [r[0].strip().lstrip("-> ").strip() for r in rows[:4]]
+            plans[name] = " → ".join(s if len(s) < 160 else s[:70] + " ... " + s[-60:] for s in steps)
+    return plans
+
+
+def _recall(url: str, queries: list[list[float]], k: int = 10) -> float:
+    """Recall@k of the HNSW search (iterative scan, as the API runs it) against exact search."""
+    import psycopg
+
+    libpq = url.replace("postgresql+psycopg://", "postgresql://")
+    sql = (
+        "SELECT id FROM items WHERE owner_id = %(o)s AND status = 'ready' AND embedding IS NOT NULL "
+        "ORDER BY embedding <=> %(v)s::vector LIMIT %(k)s"
+    )
+    found = total = 0
+    with psycopg.connect(libpq) as conn:
+        for vector in queries:
+            text = "[" + ",".join(f"{x:.6f}" for x in vector) + "]"
+            with conn.transaction():
+                conn.execute(
+                    "SELECT set_config('hnsw.ef_search', '40', true), "
+                    "set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+                )
+                approx = {r[0] for r in conn.execute(sql, {"o": USER, "v": text, "k": k})}
+            with conn.transaction():
+                conn.execute("SET LOCAL enable_indexscan = off")
+                exact = {r[0] for r in conn.execute(sql, {"o": USER, "v": text, "k": k})}
+            found += len(approx & exact)
+            total += len(exact)
+    return found / total if total else 0.0
+
+
+def run() -> dict:
+    from services.local.aws import FAKE_CREDENTIALS
+    from services.local.postgres import start
+
+    notes: list[str] = []
+    rows: list[dict] = []
+    workdir = Path(tempfile.mkdtemp(prefix="collections-bench-api-"))
+    server = start(workdir / "data", delete_on_stop=True)
+    jwks = None
+    try:
+        url = server.create_database("bench_api", exist_ok=False)
+        env = {
+            **FAKE_CREDENTIALS,
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "DATABASE_URL": url,
+            "COLLECTIONS_AUTH_MODE": "apigateway",
+            "COLLECTIONS_COGNITO_USER_POOL_ID": "us-east-1_bench",
+            "COLLECTIONS_COGNITO_CLIENT_ID": CLIENT_ID,
+            "COLLECTIONS_EMBEDDING_DIMENSION": str(DIMENSION),
+        }
+        for key in ("VOYAGE_API_KEY", "ANTHROPIC_API_KEY", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
+            os.environ.pop(key, None)
+        os.environ.update(env)
+
+        from services.core import database, migrations
+        from services.core.settings import get_settings
+
+        get_settings.cache_clear()
+        database.reset()
+        migrations.upgrade(url)
+        timings = _load(url)
+        notes.append(
+            f"loaded {TOTAL_ITEMS:,} items ({USER_ITEMS:,} of the measured user, 90% of them ready) with "
+            f"{DIMENSION}-d embeddings in {timings['load_s']:.1f} s (binary COPY); indexes rebuilt in "
+            f"{timings['indexes_s']:.1f} s, of which HNSW {timings.get('index_ix_items_embedding_hnsw_s', 0):.1f} s"
+        )
+
+        from services.api.handler import handler
+        from tests.services.api.lambda_events import LambdaContext, access_claims, http_api_event
+
+        # Ids and cursors to request, taken through the API itself.
+        claims = access_claims(USER, CLIENT_ID)
+        first = json.loads(
+            handler(http_api_event("GET", "/items", query={"limit": 100}, claims=claims), LambdaContext())["body"]
+        )
+        user_item_ids = [i["id"] for i in first["items"]]
+        cursors, cursor = [], None
+        for _ in range(5):
+            page = json.loads(
+                handler(
+                    http_api_event(
+                        "GET", "/items", query={"limit": 20, **({"cursor": cursor} if cursor else {})}, claims=claims
+                    ),
+                    LambdaContext(),
+                )["body"]
+            )
+            cursor = page["next_cursor"]
+        cursors.append(cursor)
+
+        for name, (make_event, count) in _scenarios(user_item_ids, cursors).items():
+            samples, responses = _timed(handler, make_event, count)
+            results = len(json.loads(responses[-1]["body"])["items"]) if "items" in responses[-1]["body"] else 1
+            stats = _percentiles(samples)
+            target = TARGET_P95_MS.get(name)
+            rows.append(
+                {
+                    "request": name,
+                    "auth": "apigateway",
+                    **stats,
+                    "results": results,
+                    "target_p95_ms": target,
+                    "ok": "yes" if target and stats["p95_ms"] <= target else "NO",
+                }
+            )
+
+        # The same item reads with full RS256 verification (JWKS cached after the first request).
+        jwks = _JwksServer()
+        os.environ.update(
+            {
+                "COLLECTIONS_AUTH_MODE": "jwks",
+                "COLLECTIONS_COGNITO_JWKS_URL": jwks.url,
+                "COLLECTIONS_COGNITO_ISSUER": "https://issuer.bench",
+            }
+        )
+        get_settings.cache_clear()
+        token = jwks.token("https://issuer.bench")
+        samples, _ = _timed(
+            handler,
+            lambda n: http_api_event(
+                "GET",
+                f"/items/{user_item_ids[n % len(user_item_ids)]}",
+                headers={"authorization": f"Bearer {token}"},
+                route_key="GET /items/{item_id}",
+            ),
+            REQUESTS["get"],
+        )
+        stats = _percentiles(samples)
+        rows.append(
+            {
+                "request": "GET /items/{id}",
+                "auth": "jwks (RS256)",
+                **stats,
+                "results": 1,
+                "target_p95_ms": 15.0,
+                "ok": "yes" if stats["p95_ms"] <= 15.0 else "NO",
+            }
+        )
+        os.environ["COLLECTIONS_AUTH_MODE"] = "apigateway"
+        get_settings.cache_clear()
+
+        from services.core.ai.local import LocalEmbedder
+
+        embedder = LocalEmbedder(DIMENSION)
+        recall_queries = [embedder.embed_query(" ".join(random.Random(q).sample(WORDS, 3))) for q in range(20)]
+        notes.append(
+            f"search recall@10 vs exact (ef_search 40, iterative relaxed_order): "
+            f"{_recall(url, recall_queries):.2f} over 20 queries"
+        )
+        vector_text = "[" + ",".join(f"{x:.6f}" for x in recall_queries[0]) + "]"
+        for name, plan in _plans(url, vector_text).items():
+            notes.append(f"plan {name}: {plan}")
+
+        cold_env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
+        cold = _cold_start(cold_env)
+        rows.append(
+            {
+                "request": "cold import services.api.handler",
+                "auth": "-",
+                "n": 5,
+                "p50_ms": cold["import_ms"],
+                "p95_ms": "",
+                "p99_ms": "",
+                "mean_ms": "",
+                "results": f"min {cold['import_min_ms']} ms",
+                "target_p95_ms": 400.0,
+                "ok": "yes" if cold["import_ms"] <= 400 else "NO",
+            }
+        )
+        rows.append(
+            {
+                "request": "first GET /items of a fresh process",
+                "auth": "apigateway",
+                "n": 5,
+                "p50_ms": cold["first_request_ms"],
+                "p95_ms": "",
+                "p99_ms": "",
+                "mean_ms": "",
+                "results": f"2nd: {cold['second_request_ms']} ms",
+                "target_p95_ms": "",
+                "ok": "",
+            }
+        )
+        notes.append(
+            f"heavy modules imported by the handler at cold start: {cold['heavy_imported'] or 'none'} "
+            f"(checked: {', '.join(HEAVY_MODULES)})"
+        )
+        notes.append(f"loaded after the first request: {cold['loaded_after_first_request']}")
+        if cold["heavy_imported"]:
+            raise AssertionError(f"the handler imports heavy modules at cold start: {cold['heavy_imported']}")
+        notes.append(
+            f"PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}: our own modules "
+            "are compiled on each cold import when set (a Lambda package can ship .pyc files)"
+        )
+    finally:
+        if jwks:
+            jwks.stop()
+        from services.core import database
+
+        database.reset()
+        server.stop()
+    return {
+        "title": "API latency through the Lambda handler (Mangum → FastAPI → PostgreSQL)",
+        "rows": rows,
+        "notes": notes,
+    }
