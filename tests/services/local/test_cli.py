@@ -172,3 +172,18 @@ class TestWithDatabase:
             )  # fmt: skip
         assert main(["retry", str(item_id)]) == 2
         assert "only failed items can be retried" in _error(capsys)
+
+    def test_cleanup_dry_run_prints_the_report(self, db_url, aws, data_dir, capsys):
+        assert main(["cleanup", "--dry-run"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["dry_run"] is True
+        assert {"deleted_items", "orphan_objects", "stale_pending"} <= set(report)
+
+    def test_reembed_reports_the_model(self, db_url, data_dir, capsys):
+        assert main(["reembed", "--limit", "5"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["model"] == "local-hash-v1" and report["remaining"] == 0
+
+    def test_reembed_batch_size_over_the_limit_is_refused(self, db_url, data_dir, capsys):
+        assert main(["reembed", "--batch-size", "5000"]) == 2
+        assert "--batch-size must be at most 1000" in _error(capsys)

@@ -55,20 +55,38 @@ def test_every_catalog_trigger_has_a_rule_with_its_pattern_targeting_the_functio
 
 
 def test_nothing_is_wired_that_the_catalog_lacks(wiring):
+    """Every rule and queue on moto under this environment's prefix traces back to a catalog trigger."""
     settings = get_settings()
-    expected = expected_rules(settings)
-    expected_names = {rule.name for rules in expected.values() for rule in rules}
-    on_moto = set(_rules_on_moto(wiring.prefix, DEFAULT_BUS)) | set(_rules_on_moto(wiring.prefix, settings.event_bus))
-    assert on_moto == expected_names
+    queue_of_arn = {q.queue_arn: name for name, q in wiring.functions.items()}
+    catalog_triggers = {
+        (f.name, json.dumps(t.event_pattern(settings.bucket) if t.kind == "s3" else t.event_pattern(), sort_keys=True))
+        for f in catalog.FUNCTIONS
+        for t in f.triggers
+        if t.kind in ("s3", "event")
+    }
+    catalog_schedules = {(f.name, t.expression) for f in catalog.FUNCTIONS for t in f.triggers if t.kind == "schedule"}
+
+    wired_triggers, wired_schedules = set(), set()
+    for bus in (DEFAULT_BUS, settings.event_bus):
+        for name, rule in _rules_on_moto(wiring.prefix, bus).items():
+            if "ScheduleExpression" in rule:
+                owner = next(f for f, q in wiring.functions.items() if name in q.rule_arns)
+                wired_schedules.add((owner, rule["ScheduleExpression"]))
+                continue
+            [target] = _targets(name, bus)
+            pattern = json.dumps(json.loads(rule["EventPattern"]), sort_keys=True)
+            wired_triggers.add((queue_of_arn[target], pattern))
+    assert wired_triggers == catalog_triggers
+    assert wired_schedules == catalog_schedules
 
     queues = client("sqs").list_queues(QueueNamePrefix=wiring.prefix).get("QueueUrls", [])
     names = {url.rsplit("/", 1)[1] for url in queues}
-    functions = wired_functions()
+    functions = [f for f in catalog.FUNCTIONS if any(t.kind in EVENT_KINDS for t in f.triggers)]
     assert names == {queue_name(wiring.prefix, f) for f in functions} | {
         f"{queue_name(wiring.prefix, f)}-dlq" for f in functions
     }
     # The API (http) and migrate (no trigger) are not queue-driven.
-    assert set(wiring.functions) == {f.name for f in functions}
+    assert set(wiring.functions) == {f.name for f in functions} == set(f.name for f in wired_functions())
     assert "api" not in wiring.functions and "migrate" not in wiring.functions
 
 
