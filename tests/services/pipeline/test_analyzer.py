@@ -236,3 +236,24 @@ def test_without_a_key_the_local_analyzer_describes_the_pixels_and_says_so(env, 
     assert "landscape" in item.tags
     assert "no vision model" in item.description
     assert any("ANTHROPIC_API_KEY is not set" in r.getMessage() for r in caplog.records)
+
+
+def test_the_key_can_come_from_secrets_manager(env, monkeypatch):
+    from services.core.ai import get_analyzer
+    from services.core.aws import client
+
+    arn = client("secretsmanager").create_secret(Name=f"anthropic-{uuid.uuid4().hex[:8]}", SecretString="sk-secret")[
+        "ARN"
+    ]
+    analyzer = get_analyzer(env.model_copy(update={"anthropic_secret_arn": arn}))
+    assert isinstance(analyzer, AnthropicAnalyzer)
+    assert analyzer.client.api_key == "sk-secret"
+
+
+def test_local_analysis_is_deterministic():
+    from services.core.ai.local import LocalAnalyzer
+
+    picture = image_bytes("WEBP", (300, 600), (240, 200, 40))
+    first, second = (LocalAnalyzer().analyze(picture, "image/webp") for _ in range(2))
+    assert first == second
+    assert first.analysis.colors[0] == "yellow" and "portrait" in first.analysis.tags
