@@ -56,8 +56,13 @@ class Database(pulumi.ComponentResource):
 
         self.security_group = aws.ec2.SecurityGroup(
             f"{name}-postgres", vpc_id=args.vpc_id, description="Collections PostgreSQL: functions only",
-            ingress=[aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=5432, to_port=5432,
-                                                      security_groups=[args.client_security_group_id])],
+            ingress=[
+                aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=5432, to_port=5432,
+                                                 security_groups=[args.client_security_group_id]),
+                # The RDS Proxy sits in this group too and must reach the instance.
+                *([aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=5432, to_port=5432, self=True)]
+                  if config.proxy else []),
+            ],
             egress=[aws.ec2.SecurityGroupEgressArgs(protocol="-1", from_port=0, to_port=0,
                                                     cidr_blocks=["0.0.0.0/0"])],
             tags=args.tags, opts=child,

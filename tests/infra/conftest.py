@@ -6,6 +6,7 @@ the program's own work; the real pip build has its own test (test_artifacts.py).
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from infra.mocks import ProgramRun, run_program
+from infra.plan import Plan, plan_between
 
 SERVICES = "collections:services"
 
@@ -22,13 +24,39 @@ def build_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("infra-build")
 
 
+@pytest.fixture(scope="session")
+def source(tmp_path_factory) -> Path:
+    """A snapshot of the services package: a plan compares two runs of the same code unless a
+    test changes it on purpose (the working tree may change while the suite runs)."""
+    from infra import artifacts
+
+    snapshot = tmp_path_factory.mktemp("source") / "services"
+    shutil.copytree(artifacts.SOURCE_PACKAGE, snapshot, ignore=shutil.ignore_patterns("__pycache__"))
+    return snapshot
+
+
 @pytest.fixture
-def program(build_dir) -> Callable[..., ProgramRun]:
+def program(build_dir, source) -> Callable[..., ProgramRun]:
     """program("dev", overrides, deployed=...) → a fresh mock run of infra/__main__.py."""
 
     def run(stack: str, overrides: dict[str, Any] | None = None, **kwargs: Any) -> ProgramRun:
         kwargs.setdefault("build_dir", build_dir)
+        kwargs.setdefault("source_root", source)
         return run_program(stack, overrides, **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def plan_of(build_dir, source) -> Callable[..., Plan]:
+    """plan_of("dev", before_overrides, after_overrides, ...) → infra.plan.plan_between on the snapshot."""
+
+    def run(stack: str, before: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
+            **kwargs: Any) -> Plan:
+        kwargs.setdefault("build_dir", build_dir)
+        kwargs.setdefault("before_source", source)
+        kwargs.setdefault("after_source", source)
+        return plan_between(stack, before, after, **kwargs)
 
     return run
 

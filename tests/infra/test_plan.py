@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from infra.mocks import Resource
-from infra.plan import classify, diff, plan_between
+from infra.plan import classify, diff
 from tests.infra.conftest import slots
 
 FUNCTION = "aws:lambda/function:Function"
@@ -36,8 +36,8 @@ def step2(service: str) -> dict:
 
 
 @pytest.mark.parametrize("service", ["api", "image_processor"])
-def test_step1_adds_the_image_slot_with_creates_only(build_dir, service):
-    plan = plan_between("dev", None, step1(service), build_dir=build_dir)
+def test_step1_adds_the_image_slot_with_creates_only(plan_of, service):
+    plan = plan_of("dev", None, step1(service))
     slug = service.replace("_", "-")
     assert plan.actions("update", "replace", "delete") == []
     created = {(c.type, c.name) for c in plan.actions("create")}
@@ -51,8 +51,8 @@ def test_step1_adds_the_image_slot_with_creates_only(build_dir, service):
 
 
 @pytest.mark.parametrize("service", ["api", "image_processor"])
-def test_step2_moves_consumers_in_place_and_swaps_permissions(build_dir, service):
-    plan = plan_between("dev", step1(service), step2(service), build_dir=build_dir)
+def test_step2_moves_consumers_in_place_and_swaps_permissions(plan_of, service):
+    plan = plan_of("dev", step1(service), step2(service))
     slug = service.replace("_", "-")
     assert plan.actions("replace") == []
     touched = plan.actions("create", "update", "delete")
@@ -75,10 +75,10 @@ def test_step2_moves_consumers_in_place_and_swaps_permissions(build_dir, service
     }
 
 
-def test_rollback_of_step2_is_the_mirror_image(build_dir):
-    forward = plan_between("dev", step1("api"), step2("api"), build_dir=build_dir)
-    back = plan_between("dev", step2("api"), step1("api"), build_dir=build_dir,
-                        deployed={"collections-dev-api-blue": "zip", "collections-dev-api-green": "image"})
+def test_rollback_of_step2_is_the_mirror_image(plan_of):
+    forward = plan_of("dev", step1("api"), step2("api"))
+    back = plan_of("dev", step2("api"), step1("api"),
+                deployed={"collections-dev-api-blue": "zip", "collections-dev-api-green": "image"})
     assert back.actions("replace") == []
     assert {(c.name, c.action) for c in back.actions("create", "delete")} == {
         (c.name, {"create": "delete", "delete": "create"}[c.action]) for c in forward.actions("create", "delete")}
@@ -86,27 +86,25 @@ def test_rollback_of_step2_is_the_mirror_image(build_dir):
     assert back.after.outputs == forward.before.outputs
 
 
-def test_changing_the_active_slots_package_directly_is_refused_before_anything_runs(build_dir):
+def test_changing_the_active_slots_package_directly_is_refused_before_anything_runs(plan_of):
     from infra.config import ConfigError
 
     with pytest.raises(ConfigError, match="two steps"):
-        plan_between("dev", None, slots("api", "blue", blue="image"), build_dir=build_dir)
+        plan_of("dev", None, slots("api", "blue", blue="image"))
 
 
 @pytest.fixture
-def changed_source(tmp_path):
-    """A copy of the services package with one handler edited: a code release."""
-    from infra import artifacts
-
-    source = tmp_path / "services"
-    shutil.copytree(artifacts.SOURCE_PACKAGE, source, ignore=shutil.ignore_patterns("__pycache__"))
-    handler = source / "api" / "handler.py"
+def changed_source(tmp_path, source):
+    """A copy of the services snapshot with one handler edited: a code release."""
+    changed = tmp_path / "services"
+    shutil.copytree(source, changed)
+    handler = changed / "api" / "handler.py"
     handler.write_text(handler.read_text() + "\n# release 2\n")
-    return source
+    return changed
 
 
-def test_code_release_in_gradual_mode_updates_functions_and_leaves_aliases(build_dir, changed_source):
-    plan = plan_between("prod", build_dir=build_dir, after_source=changed_source)
+def test_code_release_in_gradual_mode_updates_functions_and_leaves_aliases(plan_of, changed_source):
+    plan = plan_of("prod", after_source=changed_source)
     assert plan.actions("create", "replace", "delete") == []
     updates = plan.actions("update")
     assert {c.type for c in updates} == {FUNCTION}
@@ -117,8 +115,8 @@ def test_code_release_in_gradual_mode_updates_functions_and_leaves_aliases(build
     assert plan.output_changes == {}
 
 
-def test_code_release_in_direct_mode_moves_each_alias_in_place(build_dir, changed_source):
-    plan = plan_between("dev", build_dir=build_dir, after_source=changed_source)
+def test_code_release_in_direct_mode_moves_each_alias_in_place(plan_of, changed_source):
+    plan = plan_of("dev", after_source=changed_source)
     assert plan.actions("create", "replace", "delete") == []
     by_type: dict[str, list] = {}
     for change in plan.actions("update"):
@@ -132,8 +130,8 @@ def test_code_release_in_direct_mode_moves_each_alias_in_place(build_dir, change
     assert plan.output_changes == {}
 
 
-def test_an_unchanged_config_plans_nothing(build_dir):
-    plan = plan_between("dev", build_dir=build_dir)
+def test_an_unchanged_config_plans_nothing(plan_of):
+    plan = plan_of("dev")
     assert plan.summary().keys() == {"same"}
 
 

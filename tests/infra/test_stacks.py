@@ -198,6 +198,8 @@ def test_database_is_reachable_from_the_functions_only(program):
         assert len(fn.inputs["vpcConfig"]["securityGroupIds"]) == 1
         assert fn.inputs["vpcConfig"]["subnetIds"]
     assert functions_group.inputs["vpcId"] == db_group.inputs["vpcId"]
+    prod = program("prod").one("aws:ec2/securityGroup:SecurityGroup", "collections-prod-postgres")
+    assert [rule.get("self", False) for rule in prod.inputs["ingress"]] == [False, True]  # + the RDS Proxy
 
 
 def test_connection_secret_has_the_shape_the_services_read(program):
