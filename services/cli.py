@@ -19,6 +19,7 @@ import contextlib
 import json
 import sys
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 
 from services.core.settings import get_settings
@@ -191,6 +192,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # pgserver's platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
     from services.local.dev import DEMO_USER, DevError
 
     arguments = parser().parse_args(argv)

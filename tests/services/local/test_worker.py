@@ -185,3 +185,20 @@ def test_background_threads_process_and_stop(wiring, recorder):
 def test_local_context_counts_down():
     context = LocalContext("f", 512, "arn", timeout_s=30)
     assert 0 < context.get_remaining_time_in_millis() <= 30_000
+
+
+def test_background_scheduler_fires_schedule_rules(wiring, recorder, monkeypatch):
+    import services.local.worker as worker_module
+
+    fired = threading.Event()
+    handlers = recorder.handlers()
+    handlers["cleanup"] = lambda event, context: fired.set() if event["detail-type"] == "Scheduled Event" else None
+    # rate(1 hour) in the catalog; a fraction of a second here so the loop fires while we wait.
+    monkeypatch.setattr(worker_module, "rate_seconds", lambda expression: 0.2)
+    worker = Worker(wiring, handlers=handlers, poll_wait_s=1)
+    worker.start()
+    try:
+        assert fired.wait(30), "the scheduler never sent the cleanup schedule's event"
+    finally:
+        worker.stop()
+    Worker(wiring, handlers=recorder.handlers()).drain(timeout=30)  # leave the queues empty
