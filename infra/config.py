@@ -208,7 +208,12 @@ def _service(name: str, data: Any, path: str, release_mode: str) -> ServiceConfi
     memory = section.number("memoryMb", fn.memory_mb, *MEMORY_RANGE_MB, what="Lambda memory in MB")
     timeout = section.number("timeoutS", fn.timeout_s, *TIMEOUT_RANGE_S, what="Lambda timeout in seconds")
     provisioned = section.number("provisionedConcurrency", 0, 0, 1000)
-    mode = section.choice("releaseMode", RELEASE_MODES, release_mode)
+    if fn.invoke_on_deploy:
+        # The deploy invokes it through `live` right away (migrations before new code takes
+        # traffic), so Pulumi must move its alias: it is always released directly.
+        mode = section.choice("releaseMode", ("direct",), "direct")
+    else:
+        mode = section.choice("releaseMode", RELEASE_MODES, release_mode)
     section.done()
     return ServiceConfig(
         name=name,

@@ -77,6 +77,8 @@ BAD = [
     ({"alarmEmail": "not-an-address"}, "collections:alarmEmail: 'not-an-address' is not an e-mail address"),
     ({"deletionProtection": "yes"}, "collections:deletionProtection: expected bool, got str 'yes'"),
     ({"servicez": {}}, "collections:servicez: unknown key"),
+    ({"services": {"migrate": {"slots": {"blue": {}}, "releaseMode": "gradual"}}},
+     "collections:services.migrate.releaseMode: 'gradual' is not one of direct"),
 ]
 
 
