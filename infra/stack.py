@@ -78,7 +78,8 @@ def build(config: StackConfig) -> dict[str, Any]:
     needs_database = config.database.mode == "rds"
 
     zones = aws.get_availability_zones(state="available").names
-    network = Network(prefix, NetworkArgs(config=config.network, availability_zones=list(zones), tags=tags))
+    network = Network(prefix, NetworkArgs(config=config.network, availability_zones=list(zones),
+                                                  region=config.region, tags=tags))
     storage = Storage(prefix, StorageArgs(cors_origins=config.api.cors_origins,
                                           force_destroy=not config.deletion_protection, tags=tags))
     bus = PipelineBus(prefix, PipelineBusArgs(name=prefix, tags=tags))

@@ -15,6 +15,7 @@ from infra.config import NetworkConfig
 class NetworkArgs:
     config: NetworkConfig
     availability_zones: list[str]
+    region: str
     tags: dict[str, str]
 
 
@@ -36,7 +37,7 @@ class Network(pulumi.ComponentResource):
             f"{name}-public", vpc_id=self.vpc.id, tags=args.tags,
             routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=gateway.id)], opts=child,
         )
-        public, private, nats = [], [], []
+        public, private, nats, private_routes = [], [], [], []
         for index, zone in enumerate(zones):
             subnet = aws.ec2.Subnet(f"{name}-public-{zone}", vpc_id=self.vpc.id, availability_zone=zone,
                                     cidr_block=str(blocks[index]), map_public_ip_on_launch=False,
@@ -63,6 +64,12 @@ class Network(pulumi.ComponentResource):
             aws.ec2.RouteTableAssociation(f"{name}-private-{zone}", subnet_id=subnet.id, route_table_id=routes.id,
                                           opts=child)
             private.append(subnet)
+            private_routes.append(routes)
+        # Originals and thumbnails are the bulk of the traffic: a (free) gateway endpoint keeps it
+        # off the NAT gateways.
+        aws.ec2.VpcEndpoint(f"{name}-s3", vpc_id=self.vpc.id, service_name=f"com.amazonaws.{args.region}.s3",
+                            vpc_endpoint_type="Gateway", route_table_ids=[r.id for r in private_routes],
+                            tags=args.tags, opts=child)
 
         # Functions talk out only; the database accepts them and nothing else.
         self.functions_security_group = aws.ec2.SecurityGroup(

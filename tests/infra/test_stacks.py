@@ -36,7 +36,7 @@ COMMON = {
     "aws:s3/bucket:Bucket": 1, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": 1,
     "aws:cloudwatch/eventBus:EventBus": 1, "aws:sqs/queue:Queue": 1,
     "aws:cognito/userPool:UserPool": 1, "aws:cognito/userPoolClient:UserPoolClient": 1,
-    "aws:rds/instance:Instance": 1, "aws:lambda/invocation:Invocation": 1,
+    "aws:rds/instance:Instance": 1, "aws:lambda/invocation:Invocation": 1, "aws:ec2/vpcEndpoint:VpcEndpoint": 1,
     "aws:ecr/repository:Repository": 0, "docker:index/image:Image": 0,
 }
 PER_STACK = {
