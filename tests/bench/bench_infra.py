@@ -70,7 +70,8 @@ def run() -> dict:
             f"program: median and max of {RUNS} fresh runs (runpy of infra/__main__.py) after a warm-up run; "
             "code-only archives so the timing is the program's, not pip's",
             "artifacts: the services package + the function's dependency group, pip-installed for "
-            "manylinux2014 / cp312 / the function's architecture; build_s is 0 when cached",
+            "manylinux2014 / cp312 / the function's architecture; build_s includes pip only on the first "
+            "run (dependencies are cached per group) and zipping whenever the services code changed",
             "Lambda limits: 50 MB zipped (direct upload), 250 MB unzipped",
         ],
     }
