@@ -51,3 +51,35 @@ def test_an_upload_that_is_not_an_image_fails_at_process_without_retries(api, wo
     # A permanent error is recorded, not raised: no retry, nothing dead-lettered.
     assert worker.stats["image_processor"].failed == before
     assert worker.dead_letters("image_processor") == []
+
+
+def test_retry_of_a_failed_item_runs_the_pipeline_again(api, worker):
+    """POST /items/{id}/retry → ProcessingRequested on the bus → the processor's queue → ready."""
+    from services.core.aws import client
+    from services.core.settings import get_settings
+
+    broken = Sample("broken", "later.png", b"\x89PNG but truncated", "image/png", "")
+    item_id = api.upload(broken)
+    [item] = api.wait([item_id], timeout=60, step=lambda: worker.drain(timeout=60)).values()
+    assert item["status"] == "failed"
+
+    # The user uploads the right bytes under the same key; that S3 event finds the item failed
+    # and is skipped (no stage runs for a failed item until it is retried).
+    good = sample_images()[1]
+    s3, bucket = client("s3"), get_settings().bucket
+    [original_key] = [
+        o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="uploads/")["Contents"] if str(item_id) in o["Key"]
+    ]
+    assert original_key.endswith(f"/{item_id}/later.png")
+    s3.put_object(Bucket=bucket, Key=original_key, Body=good.data, ContentType="image/png")
+    worker.drain(timeout=60)
+    assert api.item(item_id)["status"] == "failed"
+
+    retried = api.http.post(f"/items/{item_id}/retry", headers=api.headers)
+    assert retried.status_code in (200, 202), retried.text
+    assert worker.pending()["image_processor"] == 1
+
+    [item] = api.wait([item_id], timeout=60, step=lambda: worker.drain(timeout=60)).values()
+    assert item["status"] == "ready" and item["failure_reason"] is None
+    # Retrying what is not failed is a conflict.
+    assert api.http.post(f"/items/{item_id}/retry", headers=api.headers).status_code == 409
