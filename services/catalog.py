@@ -108,6 +108,9 @@ READ_THUMBNAILS = Access(("s3:GetObject",), "bucket", THUMBNAILS_PREFIX)
 WRITE_THUMBNAILS = Access(("s3:PutObject",), "bucket", THUMBNAILS_PREFIX)
 DELETE_THUMBNAILS = Access(("s3:DeleteObject",), "bucket", THUMBNAILS_PREFIX)
 LIST_BUCKET = Access(("s3:ListBucket",), "bucket")
+# Without ListBucket, S3 answers 403 (not 404) for a missing key: a stage could not tell "gone" from "denied".
+LIST_UPLOADS = Access(("s3:ListBucket",), "bucket", UPLOADS_PREFIX)
+LIST_THUMBNAILS = Access(("s3:ListBucket",), "bucket", THUMBNAILS_PREFIX)
 PUBLISH_EVENTS = Access(("events:PutEvents",), "event_bus")
 
 
@@ -196,7 +199,15 @@ FUNCTIONS: tuple[Function, ...] = (
         memory_mb=2048,
         timeout_s=60,
         dependency_group="image",
-        access=(READ_UPLOADS, DELETE_UPLOADS, WRITE_UPLOADS, WRITE_THUMBNAILS, READ_THUMBNAILS, PUBLISH_EVENTS),
+        access=(
+            READ_UPLOADS,
+            DELETE_UPLOADS,  # objects that cannot be attributed to their item are removed
+            WRITE_THUMBNAILS,
+            READ_THUMBNAILS,
+            LIST_UPLOADS,
+            LIST_THUMBNAILS,
+            PUBLISH_EVENTS,
+        ),
     ),
     Function(
         name="analyzer",
@@ -207,7 +218,7 @@ FUNCTIONS: tuple[Function, ...] = (
         timeout_s=120,
         dependency_group="analyzer",
         secrets=("database", "anthropic"),
-        access=(READ_THUMBNAILS, PUBLISH_EVENTS),
+        access=(READ_THUMBNAILS, LIST_THUMBNAILS, PUBLISH_EVENTS),
     ),
     Function(
         name="embedder",

@@ -77,7 +77,8 @@ class Settings(BaseSettings):
     )
     anthropic_secret_arn: str | None = Field(default=None, description="Secrets Manager secret with the key.")
     analyzer_model: str = Field(default="claude-haiku-4-5", description="Claude model for image analysis.")
-    analyzer_timeout_s: float = Field(default=60.0, gt=0, description="Per-request timeout.")
+    # 30 s × (1 + 2 retries) stays inside the analyzer function's 120 s timeout (services/catalog.py).
+    analyzer_timeout_s: float = Field(default=30.0, gt=0, description="Per-request timeout.")
     analyzer_max_retries: int = Field(default=2, ge=0, description="SDK retries (429/5xx).")
     voyage_api_key: SecretStr | None = Field(
         default=None, validation_alias="VOYAGE_API_KEY", description="Voyage API key; unset: local embedder."

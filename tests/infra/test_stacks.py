@@ -176,7 +176,12 @@ def test_iam_is_least_privilege_per_function(program):
     bucket = f"arn:aws:s3:::{run.outputs['bucket']}"
     processor = _policy(run, "dev", "image-processor")
     s3 = [s for s in processor["Statement"] if any(a.startswith("s3:") for a in s["Action"])]
-    assert {r for s in s3 for r in s["Resource"]} == {f"{bucket}/uploads/*", f"{bucket}/thumbnails/*"}
+    objects = [s for s in s3 if s["Action"] != ["s3:ListBucket"]]
+    assert {r for s in objects for r in s["Resource"]} == {f"{bucket}/uploads/*", f"{bucket}/thumbnails/*"}
+    listings = [s for s in s3 if s["Action"] == ["s3:ListBucket"]]
+    assert {r for s in listings for r in s["Resource"]} == {bucket}
+    prefixes = sorted(p for s in listings for p in s["Condition"]["StringLike"]["s3:prefix"])
+    assert prefixes == ["thumbnails/*", "uploads/*"]
     assert not any(a == "*" or a.endswith(":*") for s in processor["Statement"] for a in s["Action"])
 
     embedder = _policy(run, "dev", "embedder")
