@@ -33,21 +33,48 @@ DIMENSION = 1024
 CLUSTERS = 256
 REQUESTS = {"list": 400, "get": 400, "search": 300}
 WARMUP = 30
+# The brief's targets; the filtered variants have none (reported for the query plans' sake).
 TARGET_P95_MS = {
     "GET /items": 15.0,
     "GET /items?cursor (page 5)": 15.0,
-    "GET /items?filters": 15.0,
     "GET /items/{id}": 15.0,
     "GET /search": 30.0,
-    "GET /search?filters": 30.0,
 }
 HEAVY_MODULES = ("anthropic", "voyageai", "PIL")
 USER = "bench-user-0000"
 CLIENT_ID = "bench-client"
-WORDS = (
-    "cat dog bicycle beach sunset mountain ramen coffee street night snow forest river bridge city car "
-    "flower garden portrait market train window book guitar bird boat lighthouse desert rain harbour"
-).split()
+WORDS = [
+    "cat",
+    "dog",
+    "bicycle",
+    "beach",
+    "sunset",
+    "mountain",
+    "ramen",
+    "coffee",
+    "street",
+    "night",
+    "snow",
+    "forest",
+    "river",
+    "bridge",
+    "city",
+    "car",
+    "flower",
+    "garden",
+    "portrait",
+    "market",
+    "train",
+    "window",
+    "book",
+    "guitar",
+    "bird",
+    "boat",
+    "lighthouse",
+    "desert",
+    "rain",
+    "harbour",
+]
 CATEGORIES = ("animal", "food", "landscape", "people", "vehicle", "architecture", "object", "plant")
 
 
@@ -344,10 +371,10 @@ def _recall(url: str, queries: list[list[float]], k: int = 10) -> float:
     import psycopg
 
     libpq = url.replace("postgresql+psycopg://", "postgresql://")
-    sql = (
-        "SELECT id FROM items WHERE owner_id = %(o)s AND status = 'ready' AND embedding IS NOT NULL "
-        "ORDER BY embedding <=> %(v)s::vector LIMIT %(k)s"
-    )
+    where = "WHERE owner_id = %(o)s AND status = 'ready' AND embedding IS NOT NULL"
+    approx_sql = f"SELECT id FROM items {where} ORDER BY embedding <=> %(v)s::vector LIMIT %(k)s"
+    # "+ 0" keeps the planner off the HNSW index: an exact scan of the user's vectors.
+    exact_sql = f"SELECT id FROM items {where} ORDER BY (embedding <=> %(v)s::vector) + 0 LIMIT %(k)s"
     found = total = 0
     with psycopg.connect(libpq) as conn:
         for vector in queries:
@@ -357,20 +384,22 @@ def _recall(url: str, queries: list[list[float]], k: int = 10) -> float:
                     "SELECT set_config('hnsw.ef_search', '40', true), "
                     "set_config('hnsw.iterative_scan', 'relaxed_order', true)"
                 )
-                approx = {r[0] for r in conn.execute(sql, {"o": USER, "v": text, "k": k})}
-            with conn.transaction():
-                conn.execute("SET LOCAL enable_indexscan = off")
-                exact = {r[0] for r in conn.execute(sql, {"o": USER, "v": text, "k": k})}
+                approx = {r[0] for r in conn.execute(approx_sql, {"o": USER, "v": text, "k": k})}
+            exact = {r[0] for r in conn.execute(exact_sql, {"o": USER, "v": text, "k": k})}
+            if len(exact) != k:
+                raise AssertionError(f"exact search returned {len(exact)} rows, expected {k}")
             found += len(approx & exact)
             total += len(exact)
-    return found / total if total else 0.0
+    return found / total
 
 
 def run() -> dict:
     from services.local.aws import FAKE_CREDENTIALS
     from services.local.postgres import start
 
-    notes: list[str] = []
+    notes: list[str] = [
+        f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
+    ]
     rows: list[dict] = []
     workdir = Path(tempfile.mkdtemp(prefix="collections-bench-api-"))
     server = start(workdir / "data", delete_on_stop=True)
@@ -438,7 +467,7 @@ def run() -> dict:
                     **stats,
                     "results": results,
                     "target_p95_ms": target,
-                    "ok": "yes" if target and stats["p95_ms"] <= target else "NO",
+                    "ok": "" if target is None else ("yes" if stats["p95_ms"] <= target else "NO"),
                 }
             )
 
@@ -529,6 +558,10 @@ def run() -> dict:
         notes.append(
             f"PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}: our own modules "
             "are compiled on each cold import when set (a Lambda package can ship .pyc files)"
+        )
+        notes.append(
+            f"load average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())} (other work on the "
+            "machine inflates every figure; p50 is the least affected)"
         )
     finally:
         if jwks:
