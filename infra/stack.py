@@ -79,7 +79,7 @@ def build(config: StackConfig) -> dict[str, Any]:
 
     zones = aws.get_availability_zones(state="available").names
     network = Network(prefix, NetworkArgs(config=config.network, availability_zones=list(zones),
-                                                  region=config.region, tags=tags))
+                                          region=config.region, tags=tags))
     storage = Storage(prefix, StorageArgs(cors_origins=config.api.cors_origins,
                                           force_destroy=not config.deletion_protection, tags=tags))
     bus = PipelineBus(prefix, PipelineBusArgs(name=prefix, tags=tags))
@@ -103,21 +103,7 @@ def build(config: StackConfig) -> dict[str, Any]:
 
     services: dict[str, LambdaService] = {}
     for service in config.services.values():
-        fn = service.function
-        environment: dict[str, pulumi.Input[str]] = {
-            "COLLECTIONS_BUCKET": storage.bucket.bucket,
-            "COLLECTIONS_EVENT_BUS": bus.bus.name,
-        }
-        env_names = {"database": "COLLECTIONS_DATABASE_SECRET_ARN", "anthropic": "COLLECTIONS_ANTHROPIC_SECRET_ARN",
-                     "voyage": "COLLECTIONS_VOYAGE_SECRET_ARN"}
-        for secret in fn.secrets:
-            environment[env_names[secret]] = secret_arns[secret]
-        if fn.triggers_of("http"):
-            environment.update({
-                "COLLECTIONS_AUTH_MODE": "apigateway",
-                "COLLECTIONS_COGNITO_USER_POOL_ID": auth.user_pool.id,
-                "COLLECTIONS_COGNITO_CLIENT_ID": auth.client.id,
-            })
+        environment = _environment(service.function, storage, bus, auth, secret_arns)
         services[service.name] = LambdaService(f"{prefix}-{service.name.replace('_', '-')}", LambdaServiceArgs(
             stack=config,
             service=service,
@@ -132,19 +118,13 @@ def build(config: StackConfig) -> dict[str, Any]:
             tags=tags,
         ), opts=pulumi.ResourceOptions(depends_on=[database]))
 
-    http_services = [s for s in services.values() if s.function_spec.triggers_of("http")]
-    apis = [
-        HttpApi(f"{prefix}-http", HttpApiArgs(
-            service=s,
-            routes=tuple(r for t in s.function_spec.triggers_of("http") for r in t.routes),  # type: ignore[attr-defined]
-            config=config.api, user_pool_id=auth.user_pool.id, client_id=auth.client.id, region=config.region,
-            log_retention_days=config.log_retention_days, tags=tags,
-        ))
-        for s in http_services
-    ]
-    if len(apis) != 1:
-        raise ValueError(f"the catalog must have exactly one HTTP service, found {len(apis)}")
-    api = apis[0]
+    api_service = _http_service(services)
+    api = HttpApi(f"{prefix}-http", HttpApiArgs(
+        service=api_service,
+        routes=tuple(r for t in api_service.function_spec.triggers_of("http") for r in t.routes),  # type: ignore[attr-defined]
+        config=config.api, user_pool_id=auth.user_pool.id, client_id=auth.client.id, region=config.region,
+        log_retention_days=config.log_retention_days, tags=tags,
+    ))
     EventRouting(f"{prefix}-events", EventRoutingArgs(services=services, bus=bus,
                                                       bucket_name=storage.bucket.bucket, tags=tags))
     monitoring = Monitoring(f"{prefix}-monitoring", MonitoringArgs(
@@ -177,6 +157,39 @@ def build(config: StackConfig) -> dict[str, Any]:
             for name, s in services.items()
         },
     }
+
+
+# Settings (services/core/settings.py) read these: COLLECTIONS_ + the field name.
+SECRET_VARIABLES = {
+    "database": "COLLECTIONS_DATABASE_SECRET_ARN",
+    "anthropic": "COLLECTIONS_ANTHROPIC_SECRET_ARN",
+    "voyage": "COLLECTIONS_VOYAGE_SECRET_ARN",
+}
+
+
+def _environment(fn: catalog.Function, storage: Storage, bus: PipelineBus, auth: Auth,
+                 secret_arns: Mapping[str, pulumi.Output[str]]) -> dict[str, pulumi.Input[str]]:
+    """A function's environment: the stack's resources and only the secrets the catalog gives it."""
+    environment: dict[str, pulumi.Input[str]] = {
+        "COLLECTIONS_BUCKET": storage.bucket.bucket,
+        "COLLECTIONS_EVENT_BUS": bus.bus.name,
+        **{SECRET_VARIABLES[secret]: secret_arns[secret] for secret in fn.secrets},
+    }
+    if fn.triggers_of("http"):
+        # API Gateway's JWT authorizer has verified the token; the api reads its claims.
+        environment.update({
+            "COLLECTIONS_AUTH_MODE": "apigateway",
+            "COLLECTIONS_COGNITO_USER_POOL_ID": auth.user_pool.id,
+            "COLLECTIONS_COGNITO_CLIENT_ID": auth.client.id,
+        })
+    return environment
+
+
+def _http_service(services: Mapping[str, LambdaService]) -> LambdaService:
+    found = [s for s in services.values() if s.function_spec.triggers_of("http")]
+    if len(found) != 1:
+        raise ValueError(f"the catalog must have exactly one HTTP function, found {len(found)}")
+    return found[0]
 
 
 def _slot_code(config: StackConfig, service: str, prefix: str, tags: Mapping[str, str]) -> dict[str, SlotCode]:

@@ -50,7 +50,7 @@ class LambdaServiceArgs:
 
 
 @dataclass
-class Slot:
+class SlotResources:
     name: str
     function: aws.lambda_.Function
     alias: aws.lambda_.Alias
@@ -63,7 +63,7 @@ class LambdaService(pulumi.ComponentResource):
         super().__init__("collections:lambda:LambdaService", name, None, opts)
         self.service = args.service
         self.function_spec: catalog.Function = args.service.function
-        self.slots: dict[str, Slot] = {
+        self.slots: dict[str, SlotResources] = {
             slot: self._slot(name, slot, args) for slot in args.service.slots
         }
         active = self.slots[args.service.active]
@@ -71,7 +71,9 @@ class LambdaService(pulumi.ComponentResource):
         self.alias_arn: pulumi.Output[str] = active.alias.arn
         self.invoke_arn: pulumi.Output[str] = active.alias.invoke_arn
         self.function_name: pulumi.Output[str] = active.function.name
-        self.function_names: dict[str, str] = self._names(args)
+        self.function_names: dict[str, str] = {
+            slot: args.stack.function_name(args.service.name, slot) for slot in args.service.slots
+        }
         self.register_outputs({
             "active_slot": self.active_slot,
             "alias_arn": self.alias_arn,
@@ -79,11 +81,7 @@ class LambdaService(pulumi.ComponentResource):
             "function_name": self.function_name,
         })
 
-    @staticmethod
-    def _names(args: LambdaServiceArgs) -> dict[str, str]:
-        return {slot: args.stack.function_name(args.service.name, slot) for slot in args.service.slots}
-
-    def _slot(self, name: str, slot: str, args: LambdaServiceArgs) -> Slot:
+    def _slot(self, name: str, slot: str, args: LambdaServiceArgs) -> SlotResources:
         child = pulumi.ResourceOptions(parent=self)
         fn, service = self.function_spec, args.service
         function_name = args.stack.function_name(service.name, slot)
@@ -178,7 +176,7 @@ class LambdaService(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-        return Slot(name=slot, function=function, alias=alias, log_group=log_group, role=role)
+        return SlotResources(name=slot, function=function, alias=alias, log_group=log_group, role=role)
 
     @staticmethod
     def _is_async(fn: catalog.Function) -> bool:
