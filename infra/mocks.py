@@ -245,6 +245,8 @@ class Resource:
     delete_before_replace: bool = False
     dependencies: tuple[str, ...] = ()
     property_dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    replace_with: tuple[str, ...] = ()  # replaced whenever one of these is
+    deleted_with: str = ""
 
 
 def _reveal(value: Any) -> Any:
@@ -279,6 +281,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             delete_before_replace=bool(request.deleteBeforeReplace),
             dependencies=tuple(request.dependencies),
             property_dependencies={k: tuple(v.urns) for k, v in request.propertyDependencies.items()},
+            replace_with=tuple(request.replace_with),
+            deleted_with=request.deletedWith,
         )
         return response
 

@@ -136,14 +136,25 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def diff(before: ProgramRun, after: ProgramRun) -> Plan:
     urns = list(dict.fromkeys([*before.resources, *after.resources]))
-    changes = tuple(classify(before.resources.get(u), after.resources.get(u)) for u in urns)
+    changes = {u: classify(before.resources.get(u), after.resources.get(u)) for u in urns}
+    # `replace_with`: a resource is replaced along with any of the listed ones (to a fixed point).
+    cascading = True
+    while cascading:
+        cascading = False
+        for urn, change in changes.items():
+            resource = after.resources.get(urn)
+            if resource is None or change.action in ("create", "replace"):
+                continue
+            if any(changes.get(u) is not None and changes[u].action == "replace" for u in resource.replace_with):
+                changes[urn] = Change(urn, change.type, change.name, "replace", (*change.inputs, "(replace_with)"))
+                cascading = True
     old, new = _flatten(before.outputs), _flatten(after.outputs)
     output_changes = {
         path: (old.get(path), new.get(path))
         for path in dict.fromkeys([*old, *new])
         if old.get(path) != new.get(path)
     }
-    return Plan(changes=changes, output_changes=output_changes, before=before, after=after)
+    return Plan(changes=tuple(changes.values()), output_changes=output_changes, before=before, after=after)
 
 
 def deployed_packages(run: ProgramRun) -> dict[str, str]:

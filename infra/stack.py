@@ -200,7 +200,8 @@ def _slot_code(config: StackConfig, service: str, prefix: str, tags: Mapping[str
     image_uri = None
     if "image" in packages:
         image = ContainerImage(f"{prefix}-{service.replace('_', '-')}", ContainerImageArgs(
-            context=artifacts.image_context(fn), keep_images=config.ecr_keep_images, tags=dict(tags)))
+            context=artifacts.image_context(fn), keep_images=config.ecr_keep_images,
+            force_delete=not config.deletion_protection, tags=dict(tags)))
         image_uri = image.image_uri
     return {
         slot: SlotCode(zip=zip_artifact) if cfg.package == "zip" else SlotCode(image_uri=image_uri)

@@ -17,6 +17,7 @@ from infra.artifacts import ImageContext
 class ContainerImageArgs:
     context: ImageContext
     keep_images: int
+    force_delete: bool  # dev: a repository goes with its images; prod: deleting one is a manual step
     tags: dict[str, str]
 
 
@@ -39,7 +40,7 @@ class ContainerImage(pulumi.ComponentResource):
             f"{name}-repo",
             image_tag_mutability="IMMUTABLE",
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
-            force_delete=False,
+            force_delete=args.force_delete,
             tags=args.tags,
             opts=child,
         )

@@ -148,6 +148,9 @@ class LambdaService(pulumi.ComponentResource):
                                         delete_before_replace=True),
         )
         gradual = service.release_mode == "gradual"
+        # Lambda deletes a function's alias and configs with it: replace them with the function
+        # (an idle slot changing package type) and skip their own delete when it goes.
+        tied = pulumi.ResourceOptions(parent=self, replace_with=[function], deleted_with=function)
         alias = aws.lambda_.Alias(
             prefix,
             name=ALIAS_NAME,
@@ -155,16 +158,16 @@ class LambdaService(pulumi.ComponentResource):
             function_version=function.version,
             description=f"{service.name} {slot}: the version consumers call",
             # Gradual: Pulumi creates the alias; collections-release moves it (and its weights).
-            opts=pulumi.ResourceOptions(
-                parent=self, ignore_changes=["function_version", "routing_config"] if gradual else None,
-            ),
+            opts=pulumi.ResourceOptions.merge(tied, pulumi.ResourceOptions(
+                ignore_changes=["function_version", "routing_config"] if gradual else None,
+            )),
         )
         if service.provisioned_concurrency:
             # On every defined slot, not only the active one: the idle slot must be warm before
             # the flip moves traffic to it, and a rollback lands on warm instances too.
             aws.lambda_.ProvisionedConcurrencyConfig(
                 prefix, function_name=function.name, qualifier=alias.name,
-                provisioned_concurrent_executions=service.provisioned_concurrency, opts=child,
+                provisioned_concurrent_executions=service.provisioned_concurrency, opts=tied,
             )
         if self._is_async(fn) and args.dead_letter_queue_arn is not None:
             aws.lambda_.FunctionEventInvokeConfig(
@@ -174,7 +177,7 @@ class LambdaService(pulumi.ComponentResource):
                     on_failure=aws.lambda_.FunctionEventInvokeConfigDestinationConfigOnFailureArgs(
                         destination=args.dead_letter_queue_arn),
                 ),
-                opts=child,
+                opts=tied,
             )
         return SlotResources(name=slot, function=function, alias=alias, log_group=log_group, role=role)
 

@@ -93,6 +93,22 @@ def test_changing_the_active_slots_package_directly_is_refused_before_anything_r
         plan_of("dev", None, slots("api", "blue", blue="image"))
 
 
+def test_an_idle_slots_package_change_replaces_only_that_slot(plan_of):
+    """Allowed on the idle slot: its function is replaced (delete first: the name is explicit) and
+    its alias with it (Lambda deletes a function's aliases); nothing consumed moves."""
+    plan = plan_of("dev", step1("api"), slots("api", "blue", blue="zip", green="zip"),
+                   deployed={"collections-dev-api-blue": "zip"})
+    replaced = {(c.type, c.name) for c in plan.actions("replace")}
+    assert replaced == {(FUNCTION, "collections-dev-api-green"), (ALIAS, "collections-dev-api-green")}
+    assert plan.after.one(FUNCTION, "collections-dev-api-green").delete_before_replace
+    deleted = {c.type for c in plan.actions("delete")}
+    assert deleted == {"aws:ecr/repository:Repository", "aws:ecr/lifecyclePolicy:LifecyclePolicy",
+                       "docker:index/image:Image"}  # no image slot is left
+    assert not [c for c in plan.actions("update", "replace", "delete") if c.type in CONSUMED_OR_EXPORTED
+                and not c.name.endswith("-green")]
+    assert plan.output_changes == {}
+
+
 @pytest.fixture
 def changed_source(tmp_path, source):
     """A copy of the services snapshot with one handler edited: a code release."""

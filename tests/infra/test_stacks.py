@@ -83,6 +83,19 @@ def test_prod_is_gradual_dev_is_direct(program):
                 assert mode == ("gradual" if ignored else "direct")
 
 
+def test_alias_and_configs_live_and_die_with_their_function(program):
+    run = program("prod")
+    function = run.one(FUNCTION, "collections-prod-api-blue")
+    tied = [r for r in run.resources.values() if r.name == "collections-prod-api-blue" and r.type in (
+        ALIAS, "aws:lambda/provisionedConcurrencyConfig:ProvisionedConcurrencyConfig")]
+    tied += [r for r in run.of_type("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig")
+             if r.name == "collections-prod-analyzer-blue"]
+    assert len(tied) == 3
+    for resource in tied:
+        owner = function.urn if "api" in resource.name else run.one(FUNCTION, "collections-prod-analyzer-blue").urn
+        assert (resource.replace_with, resource.deleted_with) == ((owner,), owner)
+
+
 def test_prod_warms_the_api_alias_only(program):
     run = program("prod")
     (config,) = run.of_type("aws:lambda/provisionedConcurrencyConfig:ProvisionedConcurrencyConfig")
