@@ -126,10 +126,12 @@ BASE_REQUIREMENTS = (
     "aws-lambda-powertools>=3.0",
 )
 DEPENDENCY_GROUPS: dict[str, tuple[str, ...]] = {
-    "api": (*BASE_REQUIREMENTS, "fastapi>=0.115", "mangum>=0.19", "voyageai>=0.3"),
+    # Voyage is reached over its REST API with urllib3 (services/core/ai/voyage.py): the voyageai SDK
+    # would pull numpy, Pillow and tokenizers and push these zips past Lambda's 50 MB.
+    "api": (*BASE_REQUIREMENTS, "fastapi>=0.115", "mangum>=0.19"),
     "image": (*BASE_REQUIREMENTS, "pillow>=11"),
     "analyzer": (*BASE_REQUIREMENTS, "anthropic>=0.40", "pillow>=11"),
-    "embedder": (*BASE_REQUIREMENTS, "voyageai>=0.3"),
+    "embedder": BASE_REQUIREMENTS,
     "worker": BASE_REQUIREMENTS,
     "migrate": (*BASE_REQUIREMENTS, "alembic>=1.13"),
 }

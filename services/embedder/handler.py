@@ -1,6 +1,6 @@
 """Lambda entry point of the embedder: ImageAnalyzed → Voyage (or the local embedder).
 
-The logic (SQLAlchemy, and voyageai when a key is set) is imported on the first event.
+The logic (SQLAlchemy, urllib3 for Voyage) is imported on the first event.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ def test_zip_is_deterministic_and_dependencies_are_cached(tmp_path):
     assert other.source_code_hash != first.source_code_hash
     with zipfile.ZipFile(first.path) as archive:
         assert {i.date_time for i in archive.infolist()} == {artifacts.ZIP_EPOCH}
-        assert "voyageai>=0.3" in archive.read("REQUIREMENTS.txt").decode()
+        assert "pgvector>=0.3" in archive.read("REQUIREMENTS.txt").decode()
 
 
 def test_a_failed_install_leaves_no_complete_cache(tmp_path):

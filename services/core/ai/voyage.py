@@ -1,4 +1,11 @@
-"""Voyage AI text embeddings (the `voyageai` SDK, imported lazily).
+"""Voyage AI text embeddings over Voyage's REST API (POST /v1/embeddings), with urllib3.
+
+Why not the `voyageai` SDK at run time: importing it loads numpy, Pillow, huggingface_hub,
+tokenizers and langchain's text splitters, which puts the api and embedder zips over Lambda's
+50 MB limit (54 MB measured) and adds seconds to a cold start. The request is one JSON POST, so we
+send exactly what the SDK sends (same body, base64 little-endian float32 answers) with urllib3,
+which botocore already ships. The tests run the real SDK against the same fake server to prove that
+the fake speaks Voyage's protocol and that our request body equals the SDK's.
 
 Documents are embedded with input_type "document", queries with "query", same model, so both
 land in the same space. Models that accept `output_dimension` get the configured dimension; for
@@ -8,14 +15,19 @@ the others the configured dimension must be the model's native one, and a mismat
 Requests stay inside Voyage's limits: at most 1000 texts and a conservative token budget per
 call (tokens are estimated from characters: the exact tokenizer would need a download).
 
-Failures: the SDK retries 429/502/503/504 and timeouts itself (`max_retries` is its total number
-of attempts); what still fails propagates, so the caller raises and the event is retried. A
-request Voyage rejects as invalid (400/422) is ModelOutputRejected: permanent for that input.
+Failures: 429, 5xx and timeouts are retried with exponential backoff (honouring Retry-After) up to
+`embedding_max_retries` times; what still fails raises VoyageUnavailable, so the caller raises and
+the event is retried. A request Voyage rejects as invalid (400/422) is ModelOutputRejected:
+permanent for that input.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import math
+import sys
+from array import array
 from collections.abc import Iterator
 
 from services.core.ai import ModelOutputRejected
@@ -36,6 +48,15 @@ FLEXIBLE_DIMENSION_MODELS = (
     "voyage-4-lite",
 )
 FLEXIBLE_DIMENSIONS = (256, 512, 1024, 2048)
+
+
+DEFAULT_BASE_URL = "https://api.voyageai.com/v1"
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+PERMANENT_STATUSES = (400, 422)
+
+
+class VoyageUnavailable(RuntimeError):
+    """Transient: rate limited, server errors or timeouts after the bounded retries."""
 
 
 class EmbeddingDimensionMismatch(RuntimeError):
@@ -66,7 +87,7 @@ def request_batches(
 
 class VoyageEmbedder:
     def __init__(self, settings: Settings, api_key: str):
-        import voyageai  # heavy (numpy, PIL, requests, aiohttp): only who embeds pays for it
+        import urllib3
 
         self.model = settings.embedding_model
         self.dimension = settings.embedding_dimension
@@ -75,39 +96,66 @@ class VoyageEmbedder:
             raise EmbeddingDimensionMismatch(
                 f"{self.model} supports output dimensions {FLEXIBLE_DIMENSIONS}, not {self.dimension}"
             )
-        self.client = voyageai.Client(
-            api_key=api_key,
-            base_url=settings.voyage_base_url,  # None: the SDK's default
-            # The SDK counts attempts, not retries: one attempt plus the configured retries.
-            max_retries=settings.embedding_max_retries + 1,
-            timeout=settings.embedding_timeout_s,
+        self._url = (settings.voyage_base_url or DEFAULT_BASE_URL).rstrip("/") + "/embeddings"
+        self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        retries = urllib3.Retry(
+            total=settings.embedding_max_retries,
+            status_forcelist=RETRY_STATUSES,
+            allowed_methods=None,  # POST /embeddings has no side effects: safe to repeat
+            backoff_factor=0.5,
+            backoff_max=20,
+            respect_retry_after_header=True,
+            raise_on_status=False,
         )
-        from voyageai import error
+        self._http = urllib3.PoolManager(
+            retries=retries, timeout=urllib3.Timeout(total=settings.embedding_timeout_s), maxsize=2
+        )
 
-        self._permanent = (error.InvalidRequestError, error.MalformedRequestError)
+    def request_body(self, texts: list[str], input_type: str) -> dict:
+        body = {
+            "input": texts,
+            "model": self.model,
+            "input_type": input_type,
+            "truncation": True,
+            "encoding_format": "base64",  # 4 bytes a number instead of ~20 characters of JSON
+        }
+        if self._flexible:
+            body["output_dimension"] = self.dimension
+        return body
+
+    def _post(self, body: dict) -> dict:
+        import urllib3
+
+        try:
+            response = self._http.request("POST", self._url, body=json.dumps(body).encode(), headers=self._headers)
+        except urllib3.exceptions.HTTPError as error:  # timeouts and connection errors after retries
+            raise VoyageUnavailable(f"Voyage did not answer: {error}") from error
+        text = response.data.decode("utf-8", "replace")
+        if response.status in PERMANENT_STATUSES:
+            raise ModelOutputRejected(f"Voyage rejected the request: {_detail(text)[:300]}")
+        if response.status in RETRY_STATUSES:
+            raise VoyageUnavailable(f"Voyage answered {response.status} after retries: {_detail(text)[:300]}")
+        if response.status != 200:  # 401/403: a configuration problem; raise so nothing is marked failed
+            raise RuntimeError(f"Voyage answered {response.status}: {_detail(text)[:300]}")
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise VoyageUnavailable(f"Voyage answered with invalid JSON: {text[:200]!r}") from error
 
     def _embed(self, texts: list[str], input_type: str) -> list[list[float]]:
         vectors: list[list[float]] = []
         for batch in request_batches(texts):
-            try:
-                result = self.client.embed(
-                    batch,
-                    model=self.model,
-                    input_type=input_type,
-                    truncation=True,
-                    output_dimension=self.dimension if self._flexible else None,
-                )
-            except self._permanent as error:
-                raise ModelOutputRejected(f"Voyage rejected the request: {str(error)[:300]}") from error
-            if len(result.embeddings) != len(batch):
-                raise ModelOutputRejected(f"Voyage returned {len(result.embeddings)} embeddings for {len(batch)} texts")
-            for vector in result.embeddings:
+            data = sorted(self._post(self.request_body(batch, input_type)).get("data", []), key=lambda d: d["index"])
+            if len(data) != len(batch):
+                raise ModelOutputRejected(f"Voyage returned {len(data)} embeddings for {len(batch)} texts")
+            for entry in data:
+                vector = decode_embedding(entry["embedding"])
                 if len(vector) != self.dimension:
                     raise EmbeddingDimensionMismatch(
                         f"{self.model} returned {len(vector)} dimensions; the database expects {self.dimension} "
                         "(COLLECTIONS_EMBEDDING_DIMENSION)"
                     )
-                vectors.append([float(v) for v in vector])
+                vectors.append(vector)
         return vectors
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
@@ -115,3 +163,20 @@ class VoyageEmbedder:
 
     def embed_query(self, text: str) -> list[float]:
         return self._embed([text], "query")[0]
+
+
+def decode_embedding(value: str | list[float]) -> list[float]:
+    """A base64 little-endian float32 vector (or a plain list, if the API ever answers floats)."""
+    if isinstance(value, list):
+        return [float(v) for v in value]
+    floats = array("f", base64.b64decode(value))
+    if sys.byteorder != "little":
+        floats.byteswap()
+    return floats.tolist()
+
+
+def _detail(text: str) -> str:
+    try:
+        return str(json.loads(text).get("detail", text))
+    except (json.JSONDecodeError, AttributeError):
+        return text

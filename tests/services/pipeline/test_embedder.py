@@ -1,5 +1,6 @@
-"""Embedder: the real voyageai SDK against a fake /v1/embeddings on 127.0.0.1 (base64 float32
-answers, as the SDK asks for), request limits, transient vs permanent failures, idempotency."""
+"""Embedder: our Voyage client and the real voyageai SDK against a fake /v1/embeddings on 127.0.0.1
+(base64 float32 answers, as the SDK asks for): same wire protocol, request limits, transient vs
+permanent failures, idempotency."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import threading
 
 import numpy as np
 import pytest
-import voyageai.error
+import voyageai
 
 from services.core.ai.local import LocalEmbedder
 from services.core.ai.voyage import (
     MAX_TEXTS_PER_REQUEST,
     EmbeddingDimensionMismatch,
     VoyageEmbedder,
+    VoyageUnavailable,
     estimate_tokens,
     request_batches,
 )
@@ -111,13 +113,28 @@ def test_voyage_embedding_is_stored_and_the_item_ready(voyage, embedder_for, fak
     assert body["encoding_format"] == "base64"
 
 
+def test_our_request_is_the_sdks_request_and_both_read_the_fakes_answer(voyage, voyage_settings, fake_api):
+    """The real voyageai SDK and our client against the same fake: same path, key header and body."""
+    fake_api.script((200, embeddings_answer()))
+    sdk = voyageai.Client(api_key="pa-test-key", base_url=voyage_settings.voyage_base_url, max_retries=1)
+    sdk_result = sdk.embed(["a red kite"], model=voyage.model, input_type="query", output_dimension=voyage.dimension)
+    ours = voyage.embed_query("a red kite")
+
+    sdk_request, our_request = fake_api.requests
+    assert sdk_request["path"] == our_request["path"] == "/v1/embeddings"
+    assert fake_api.api_key(sdk_request) == fake_api.api_key(our_request) == "pa-test-key"
+    sdk_body = {k: v for k, v in sdk_request["json"].items() if v is not None}
+    assert our_request["json"] == sdk_body
+    assert np.allclose(sdk_result.embeddings[0], ours)
+
+
 def test_queries_use_the_query_input_type(voyage, fake_api):
     fake_api.script((200, embeddings_answer()))
     assert np.allclose(voyage.embed_query("kites"), vector_for(0, 1024))
     assert fake_api.requests[0]["json"]["input_type"] == "query"
 
 
-def test_rate_limit_then_success_is_retried_by_the_sdk(voyage, embedder_for, fake_api, owner):
+def test_rate_limit_then_success_is_retried(voyage, embedder_for, fake_api, owner):
     fake_api.script((429, {"detail": "rate limited"}), (200, embeddings_answer()))
     item = analyzed_item(owner)
     assert embedder_for(voyage).image_analyzed(event_for(item)).result == "ready"
@@ -127,7 +144,7 @@ def test_rate_limit_then_success_is_retried_by_the_sdk(voyage, embedder_for, fak
 def test_repeated_server_errors_raise_and_leave_the_item_for_a_retry(voyage, embedder_for, fake_api, publisher, owner):
     fake_api.script((503, {"detail": "overloaded"}))
     item = analyzed_item(owner)
-    with pytest.raises(voyageai.error.ServiceUnavailableError):
+    with pytest.raises(VoyageUnavailable, match="503"):
         embedder_for(voyage).image_analyzed(event_for(item))
     assert len(fake_api.requests) == 2  # one attempt and embedding_max_retries=1 retry
     assert load_item(item.id).status == ItemStatus.analyzed
