@@ -490,6 +490,38 @@ def run() -> dict:
                 }
             )
 
+        # Search again with query vectors near the data (what a real embedder yields for a query that
+        # matches the collection), through the same handler with the embedder port swapped.
+        from services.api.deps import get_embedder
+        from services.api.handler import app
+
+        near_queries = _near_data_queries(url, 50)
+
+        class NearDataEmbedder:
+            model, dimension, calls = "near-data", DIMENSION, 0
+
+            def embed_query(self, text: str) -> list[float]:
+                NearDataEmbedder.calls += 1
+                return near_queries[NearDataEmbedder.calls % len(near_queries)]
+
+        app.dependency_overrides[get_embedder] = NearDataEmbedder
+        try:
+            make_event, count = _scenarios(user_item_ids, cursors)["GET /search"]
+            samples, _ = _timed(handler, make_event, count)
+        finally:
+            app.dependency_overrides.pop(get_embedder)
+        stats = _percentiles(samples)
+        rows.append(
+            {
+                "request": "GET /search (query near the data)",
+                "auth": "apigateway",
+                **stats,
+                "results": 10,
+                "target_p95_ms": 30.0,
+                "ok": "yes" if stats["p95_ms"] <= 30.0 else "NO",
+            }
+        )
+
         # The same item reads with full RS256 verification (JWKS cached after the first request).
         jwks = _JwksServer()
         os.environ.update(
@@ -529,10 +561,9 @@ def run() -> dict:
 
         embedder = LocalEmbedder(DIMENSION)
         recall_queries = [embedder.embed_query(" ".join(random.Random(q).sample(WORDS, 3))) for q in range(20)]
-        near_queries = _near_data_queries(url, 20)
         notes.append(
             f"search recall@10 vs exact search (ef_search 40, iterative relaxed_order), 20 queries each: "
-            f"{_recall(url, near_queries):.2f} for queries near the data (a stored embedding plus noise), "
+            f"{_recall(url, near_queries[:20]):.2f} for queries near the data (a stored embedding plus noise), "
             f"{_recall(url, recall_queries):.2f} for the benchmark's text queries, which the local hash embedder "
             "puts far from these synthetic clusters (every item nearly equidistant: the worst case for HNSW)"
         )
