@@ -317,12 +317,20 @@ class DevEnvironment:
         from services.api.app import create_app
 
         assert self.state is not None, "start() first"
+        text = banner(self.state, self.token, self.settings, self.database_note)
+
+        class AnnouncingServer(uvicorn.Server):
+            async def startup(self, sockets: Any = None) -> None:
+                await super().startup(sockets)
+                # Only once the socket listens: the printed curl commands must work right away.
+                if self.started:
+                    announce(text)
+
+        announce = self.say
         config = uvicorn.Config(
             create_app(), host="127.0.0.1", port=self.settings.api_port, log_level="info", lifespan="on"
         )
-        server = uvicorn.Server(config)
-        self.say(banner(self.state, self.token, self.settings, self.database_note))
-        server.run()
+        AnnouncingServer(config).run()
 
     @property
     def objects_folder(self) -> Path:
