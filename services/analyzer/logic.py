@@ -47,7 +47,7 @@ class ImageAnalyzer:
             item = store.get_item(session, event.item_id)
             if item is None or item.owner_id != event.owner_id:
                 return store.Outcome(event.item_id, "skipped", "no such item for this owner")
-            if not store.check_ready_for(item, ItemStatus.processed):
+            if not store.check_ready_for(session, item, ItemStatus.processed):
                 return store.Outcome(item.id, "skipped", f"item is {item.status.value}, not processed")
             keys = item.thumbnail_keys or {}
             if not keys:

@@ -10,13 +10,16 @@ Idempotency and concurrency, in one place:
   RETURNING id. Only the winner emits the next event, and it publishes before committing: if
   publishing fails the transaction rolls back and the retried event redoes the step.
 - Because the event can thus arrive a moment before the commit is visible, a stage that finds
-  its item still *before* its expected status raises NotReadyYet (transient: retried), while an
-  item already past it is a repeated delivery and is skipped.
+  its item still *before* its expected status re-reads it for up to READY_WAIT_S (the producer's
+  commit is normally milliseconds behind its publish) and only then raises NotReadyYet
+  (transient: retried, which on AWS means Lambda's async retry delay of a minute or more). An
+  item already past the expected status is a repeated delivery and is skipped.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +30,8 @@ from sqlalchemy.orm import Session
 from services.core.models import Item, ItemStatus, Stage
 
 MAX_REASON = 1000
+READY_WAIT_S = 2.0  # how long a stage waits for its producer's commit before asking for a retry
+READY_POLL_S = 0.02
 # Order of the happy path; an item at a later status has already passed a stage.
 STATUS_ORDER = {
     ItemStatus.pending: 0,
@@ -80,14 +85,22 @@ def get_item(session: Session, item_id: uuid.UUID) -> Item | None:
     ).scalar_one_or_none()
 
 
-def check_ready_for(item: Item, expected: ItemStatus) -> bool:
-    """True when the item is at `expected`; False when past it or out of the pipeline (skip);
-    NotReadyYet when it has not reached it yet."""
-    if item.status == expected:
-        return True
-    if item.status in STATUS_ORDER and STATUS_ORDER[item.status] < STATUS_ORDER[expected]:
-        raise NotReadyYet(f"item {item.id} is {item.status.value}, not yet {expected.value}")
-    return False
+def check_ready_for(session: Session, item: Item, expected: ItemStatus, wait_s: float | None = None) -> bool:
+    """True when the item is at `expected`; False when past it or out of the pipeline (skip).
+
+    When it has not reached `expected` yet, re-read it (READ COMMITTED: each SELECT sees new
+    commits; get_item refreshes `item` in place) until it does or `wait_s` runs out, then raise
+    NotReadyYet."""
+    deadline = time.monotonic() + (READY_WAIT_S if wait_s is None else wait_s)
+    while True:
+        if item.status == expected:
+            return True
+        if item.status not in STATUS_ORDER or STATUS_ORDER[item.status] > STATUS_ORDER[expected]:
+            return False
+        if time.monotonic() >= deadline:
+            raise NotReadyYet(f"item {item.id} is {item.status.value}, not yet {expected.value}")
+        time.sleep(READY_POLL_S)
+        get_item(session, item.id)
 
 
 def advance(session: Session, item_id: uuid.UUID, expected: ItemStatus, values: dict[str, Any]) -> bool:

@@ -45,7 +45,7 @@ class ItemEmbedder:
             item = store.get_item(session, event.item_id)
             if item is None or item.owner_id != event.owner_id:
                 return store.Outcome(event.item_id, "skipped", "no such item for this owner")
-            if not store.check_ready_for(item, ItemStatus.analyzed):
+            if not store.check_ready_for(session, item, ItemStatus.analyzed):
                 return store.Outcome(item.id, "skipped", f"item is {item.status.value}, not analyzed")
             try:
                 (vector,) = self.embedder.embed_documents([embedding_text(item)])
