@@ -91,17 +91,11 @@ async def get_publisher() -> EventPublisher:
 
 PublisherDep = Annotated[EventPublisher, Depends(get_publisher)]
 
-_embedder: tuple[Settings, Embedder] | None = None
-
-
 async def get_embedder(settings: SettingsDep) -> Embedder:
-    """The query embedder, built on first use: Voyage's SDK is imported lazily, off the cold start."""
-    global _embedder
-    if _embedder is None or _embedder[0] is not settings:
-        from services.core.ai import get_embedder as make_embedder
+    """The query embedder (one per process), imported on first use to keep it off the cold start."""
+    from services.core.ai import get_embedder as make_embedder
 
-        _embedder = (settings, make_embedder(settings))
-    return _embedder[1]
+    return make_embedder(settings)
 
 
 EmbedderDep = Annotated[Embedder, Depends(get_embedder)]

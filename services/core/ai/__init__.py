@@ -91,8 +91,30 @@ class Embedder(Protocol):
     def embed_query(self, text: str) -> list[float]: ...
 
 
-def get_embedder(settings: Settings | None = None) -> Embedder:
+# One adapter per process and settings: a Lambda container reuses its HTTP connections and reads
+# its secret once, and the "no key" warning is said once, not on every event.
+_built: dict[str, tuple[Settings, Any]] = {}
+
+
+def _once(kind: str, settings: Settings | None, build: Any) -> Any:
     settings = settings or get_settings()
+    cached = _built.get(kind)
+    if cached is None or cached[0] is not settings:
+        cached = _built[kind] = (settings, build(settings))
+    return cached[1]
+
+
+def get_embedder(settings: Settings | None = None) -> Embedder:
+    """Voyage when a key is configured (VOYAGE_API_KEY or the secret), else the local stand-in."""
+    return _once("embedder", settings, _build_embedder)
+
+
+def get_analyzer(settings: Settings | None = None) -> Analyzer:
+    """Claude when a key is configured (ANTHROPIC_API_KEY or the secret), else the local stand-in."""
+    return _once("analyzer", settings, _build_analyzer)
+
+
+def _build_embedder(settings: Settings) -> Embedder:
     key = settings.voyage_api_key
     if key is None and settings.voyage_secret_arn:
         from services.core.secrets import secret_string
@@ -108,9 +130,7 @@ def get_embedder(settings: Settings | None = None) -> Embedder:
     return LocalEmbedder(settings.embedding_dimension)
 
 
-def get_analyzer(settings: Settings | None = None) -> Analyzer:
-    """Claude when a key is configured (ANTHROPIC_API_KEY or the secret), else the local stand-in."""
-    settings = settings or get_settings()
+def _build_analyzer(settings: Settings) -> Analyzer:
     key = settings.anthropic_api_key
     if key is None and settings.anthropic_secret_arn:
         from services.core.secrets import secret_string
