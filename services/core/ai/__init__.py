@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from services.core.settings import Settings, get_settings
 
@@ -114,16 +114,21 @@ def get_analyzer(settings: Settings | None = None) -> Analyzer:
     return _once("analyzer", settings, _build_analyzer)
 
 
-def _build_embedder(settings: Settings) -> Embedder:
-    key = settings.voyage_api_key
-    if key is None and settings.voyage_secret_arn:
+def _api_key(direct: SecretStr | None, secret_arn: str | None) -> str | None:
+    """The key from the environment, else from Secrets Manager (on AWS); None when neither is set."""
+    if direct is None and secret_arn:
         from services.core.secrets import secret_string
 
-        key = secret_string(settings.voyage_secret_arn)
-    if key is not None and key.get_secret_value():
+        direct = secret_string(secret_arn)
+    return direct.get_secret_value() if direct is not None and direct.get_secret_value() else None
+
+
+def _build_embedder(settings: Settings) -> Embedder:
+    key = _api_key(settings.voyage_api_key, settings.voyage_secret_arn)
+    if key:
         from services.core.ai.voyage import VoyageEmbedder
 
-        return VoyageEmbedder(settings, key.get_secret_value())
+        return VoyageEmbedder(settings, key)
     from services.core.ai.local import LocalEmbedder
 
     log.warning("VOYAGE_API_KEY is not set: using the local deterministic embedder")
@@ -131,15 +136,11 @@ def _build_embedder(settings: Settings) -> Embedder:
 
 
 def _build_analyzer(settings: Settings) -> Analyzer:
-    key = settings.anthropic_api_key
-    if key is None and settings.anthropic_secret_arn:
-        from services.core.secrets import secret_string
-
-        key = secret_string(settings.anthropic_secret_arn)
-    if key is not None and key.get_secret_value():
+    key = _api_key(settings.anthropic_api_key, settings.anthropic_secret_arn)
+    if key:
         from services.core.ai.claude import AnthropicAnalyzer
 
-        return AnthropicAnalyzer(settings, key.get_secret_value())
+        return AnthropicAnalyzer(settings, key)
     from services.core.ai.local import LocalAnalyzer
 
     log.warning("ANTHROPIC_API_KEY is not set: using the local analyzer (%s)", LocalAnalyzer.model)
