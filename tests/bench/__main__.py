@@ -1,5 +1,8 @@
 """`make bench`: run every tests/bench/bench_*.py module (or those named on the command line).
 
+With several modules, each runs in a fresh interpreter of its own: one benchmark's environment,
+caches and warm imports must not leak into the next one's figures.
+
 Each module exposes `run() -> dict` returning {"title": str, "rows": [dict, ...], "notes": [str]}.
 The runner prints each as a table and writes it to tests/bench/results/<name>.json.
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +35,9 @@ def _table(rows: list[dict]) -> str:
 
 def main(argv: list[str]) -> int:
     names = argv or sorted(p.stem for p in HERE.glob("bench_*.py"))
+    if len(names) > 1:
+        codes = [subprocess.call([sys.executable, "-m", "tests.bench", name]) for name in names]
+        return 1 if any(codes) else 0
     RESULTS.mkdir(exist_ok=True)
     failed = 0
     for name in names:
