@@ -109,6 +109,7 @@ class StackConfig:
     region: str
     release_mode: ReleaseMode
     release_steps: tuple[float, ...]
+    release_step_minutes: int
     log_retention_days: int
     deletion_protection: bool
     ecr_keep_images: int
@@ -227,8 +228,8 @@ def _service(name: str, data: Any, path: str, release_mode: str) -> ServiceConfi
 
 
 def _release_steps(values: list, path: str) -> tuple[float, ...]:
-    """Traffic weights the release tooling walks through in gradual mode (it reads this key with
-    `pulumi config get`); ascending, each in 0–1, ending at 1 (all traffic on the new version)."""
+    """Traffic weights the release tooling walks through in gradual mode (exported as the stack
+    output `release`); ascending, each in 0–1, ending at 1 (all traffic on the new version)."""
     steps = tuple(_weight(v, f"{path}[{i}]") for i, v in enumerate(values))
     if not steps or steps[-1] != 1.0 or any(a >= b for a, b in zip(steps, steps[1:], strict=False)):
         raise ConfigError(f"{path}: weights must ascend and end at 1.0, got {list(values)!r}")
@@ -247,6 +248,9 @@ def parse(stack: str, region: str | None, values: Mapping[str, Any]) -> StackCon
     top = _Section({k: v for k, v in values.items() if k not in SECRET_KEYS}, PROJECT)
     release_mode = top.choice("releaseMode", RELEASE_MODES, "direct")
     release_steps = _release_steps(top.get("releaseSteps", list, [0.1, 0.5, 1.0]), top.key("releaseSteps"))
+    release_step_minutes = top.get("releaseStepMinutes", int, 5)
+    if not 0 <= release_step_minutes <= 1440:
+        raise ConfigError(f"collections:releaseStepMinutes: {release_step_minutes} is not between 0 and 1440 minutes")
     retention = top.get("logRetentionDays", int, 14)
     if retention not in LOG_RETENTION_DAYS:
         raise ConfigError(
@@ -321,6 +325,7 @@ def parse(stack: str, region: str | None, values: Mapping[str, Any]) -> StackCon
         region=region,
         release_mode=release_mode,  # type: ignore[arg-type]
         release_steps=release_steps,
+        release_step_minutes=release_step_minutes,
         log_retention_days=retention,
         deletion_protection=top.get("deletionProtection", bool, False),
         ecr_keep_images=top.number("ecrKeepImages", 10, 1, 1000),

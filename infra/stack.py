@@ -143,6 +143,8 @@ def build(config: StackConfig) -> dict[str, Any]:
         "dashboard_name": monitoring.dashboard_name,
         "region": config.region,
         "stack": config.stack,
+        # The default strategy of `collections-release shift` for this stack's gradual services.
+        "release": {"steps": list(config.release_steps), "step_minutes": config.release_step_minutes},
         "services": {
             name: {
                 "active_slot": s.active_slot,

@@ -1,7 +1,7 @@
 """`collections-release`: release and roll back Collections' services with one command each.
 
     collections-release status   [--service S] [--json]
-    collections-release shift    --service S [--to VERSION|latest] --strategy STRATEGY [--poll S] [--dry-run]
+    collections-release shift    --service S [--to VERSION|latest] [--strategy STRATEGY] [--poll S] [--dry-run]
     collections-release rollback --service S
     collections-release promote  --service S
     collections-release prune    --service S --keep N [--slot blue|green] [--dry-run]
@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     shift = commands.add_parser("shift", parents=[common], help="move the live alias to a new version by steps")
     shift.add_argument("--service", required=True, help="a service, or 'all' (every gradual service)")
     shift.add_argument("--to", default="latest", help="version number or 'latest' (default)")
-    shift.add_argument("--strategy", required=True, help=USAGE)
+    shift.add_argument("--strategy", help=f"{USAGE} (default: the stack's releaseSteps/releaseStepMinutes)")
     shift.add_argument("--poll", type=float, default=30.0, help="seconds between alarm checks (default 30)")
     shift.add_argument("--lock-ttl", type=float, default=900.0, help="seconds a lock lives unless renewed")
     shift.add_argument("--pc-timeout", type=float, default=900.0,
@@ -118,8 +118,14 @@ def _status(args: argparse.Namespace) -> int:
 def _shift(args: argparse.Namespace) -> int:
     from pipelines.shift import Shift
 
-    strategy = parse_strategy(args.strategy)
     stack_outputs = _outputs(args)
+    strategy_text = args.strategy
+    if strategy_text is None:
+        if stack_outputs.release is None:
+            raise StrategyError("give --strategy: the stack's outputs carry no default release")
+        strategy_text = stack_outputs.release.strategy
+        _say(f"strategy from the stack's config: {strategy_text}")
+    strategy = parse_strategy(strategy_text)
     services = stack_outputs.select(args.service)
     if args.service == "all":
         skipped = [s.name for s in services if s.release_mode != "gradual"]

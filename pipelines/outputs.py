@@ -53,6 +53,21 @@ class ServiceOutputs(BaseModel):
         return "green" if self.active_slot == "blue" else "blue"
 
 
+class ReleaseDefaults(BaseModel):
+    """The stack's default release (config releaseSteps / releaseStepMinutes)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    steps: list[float] = Field(min_length=1)
+    step_minutes: float = Field(ge=0)
+
+    @property
+    def strategy(self) -> str:
+        """As a `--strategy` text: steps:P1,P2,...:MINUTES."""
+        percents = ",".join(f"{w * 100:g}" for w in self.steps)
+        return f"steps:{percents}:{self.step_minutes:g}"
+
+
 class StackOutputs(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -64,6 +79,7 @@ class StackOutputs(BaseModel):
     user_pool_id: str = ""
     user_pool_client_id: str = ""
     dashboard_name: str = ""
+    release: ReleaseDefaults | None = None
     services: dict[str, ServiceOutputs]
 
     def model_post_init(self, __context: Any) -> None:

@@ -68,6 +68,7 @@ BAD = [
     ({"releaseSteps": [0.1, 1.5]}, "collections:releaseSteps[1]: a traffic weight must be a number between 0 and 1"),
     ({"releaseSteps": [-0.2, 1.0]}, "collections:releaseSteps[0]: a traffic weight must be a number between 0 and 1"),
     ({"releaseSteps": [0.5, 0.2, 1.0]}, "collections:releaseSteps: weights must ascend and end at 1.0"),
+    ({"releaseStepMinutes": 2000}, "collections:releaseStepMinutes: 2000 is not between 0 and 1440 minutes"),
     ({"releaseMode": "canary"}, "collections:releaseMode: 'canary' is not one of direct, gradual"),
     ({"logRetentionDays": 10}, "collections:logRetentionDays: 10 is not a CloudWatch retention"),
     ({"network": {"azCount": 1}}, "collections:network.azCount: 1 is outside 2–3"),

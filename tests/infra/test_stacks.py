@@ -123,8 +123,14 @@ def test_prod_protects_its_data_and_dev_does_not(program):
 def test_outputs_follow_the_release_contract(program):
     run = program("dev")
     assert set(run.outputs) == {"api_url", "bucket", "event_bus", "user_pool_id", "user_pool_client_id",
-                                "dashboard_name", "region", "stack", "services"}
+                                "dashboard_name", "region", "stack", "release", "services"}
     assert (run.outputs["stack"], run.outputs["region"]) == ("dev", "eu-west-1")
+    assert run.outputs["release"] == {"steps": [0.1, 0.5, 1.0], "step_minutes": 5}  # Pulumi.yaml defaults
+    prod = program("prod").outputs["release"]
+    assert prod == {"steps": [0.05, 0.25, 0.5, 1.0], "step_minutes": 10}
+    from pipelines.outputs import ReleaseDefaults
+
+    assert ReleaseDefaults.model_validate(prod).strategy == "steps:5,25,50,100:10"  # what shift defaults to
     assert run.outputs["api_url"].startswith("https://") and run.outputs["event_bus"] == "collections-dev"
     assert set(run.outputs["services"]) == set(catalog.FUNCTIONS_BY_NAME)
     for name, service in run.outputs["services"].items():

@@ -64,6 +64,33 @@ def test_bad_strategy_exits_2(outputs_file, capsys):
     assert "not a percentage" in capsys.readouterr().err
 
 
+def test_shift_without_strategy_and_without_stack_default_exits_2(outputs_file, capsys):
+    _, path = outputs_file
+    assert main(["shift", "--outputs", path, "--service", "api"]) == 2
+    assert "give --strategy" in capsys.readouterr().err
+
+
+def test_shift_without_strategy_uses_the_stacks_release_steps(outputs_file, tmp_path, capsys):
+    d, path = outputs_file
+    data = json.loads(Path(path).read_text())
+    data["release"] = {"steps": [1.0], "step_minutes": 0}
+    with_default = tmp_path / "with-default.json"
+    with_default.write_text(json.dumps(data))
+    assert main(["shift", "--outputs", str(with_default), "--service", "api"]) == 0
+    assert d.alias()["version"] == "2"
+    assert "strategy from the stack's config: steps:100:0" in capsys.readouterr().out
+
+
+def test_stack_release_defaults_read_as_a_steps_strategy():
+    from pipelines.outputs import ReleaseDefaults
+    from pipelines.strategies import parse
+
+    defaults = ReleaseDefaults(steps=[0.05, 0.25, 0.5, 1.0], step_minutes=10)
+    assert defaults.strategy == "steps:5,25,50,100:10"
+    plan = parse(defaults.strategy).steps
+    assert [(step.weight, step.bake_s) for step in plan] == [(0.05, 600), (0.25, 600), (0.5, 600), (1.0, 0.0)]
+
+
 def test_outputs_from_the_environment(outputs_file, monkeypatch, capsys):
     d, path = outputs_file
     monkeypatch.setenv("COLLECTIONS_STACK_OUTPUTS", Path(path).read_text())

@@ -96,7 +96,9 @@ def test_deploy_releases_dev_then_prod_after_approval():
     assert "collections-release shift" in _runs(dev) and "--strategy all-at-once" in _runs(dev)
     assert "/health" in _runs(dev)
     assert prod["needs"] == "dev" and prod["environment"] == "production"
-    assert "--strategy canary:" in _runs(prod)
+    # prod walks the stack's own releaseSteps (no --strategy), with alarms polled
+    assert "collections-release shift --outputs outputs-prod.json --service all --poll" in _runs(prod)
+    assert "--strategy" not in _runs(prod)
     for job in (dev, prod):
         up = next(s for s in job["steps"] if str(s.get("uses", "")).startswith("pulumi/actions@"))
         assert up["with"]["command"] == "up"
