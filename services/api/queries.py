@@ -20,6 +20,9 @@ from services.core.models import Item, ItemStatus
 # Never loaded for lists and search hits: the 4 KB vector and the raw analysis.
 LIGHT = (defer(Item.embedding), defer(Item.analysis))
 HNSW_EF_SEARCH_MAX = 1000  # pgvector's upper bound for hnsw.ef_search
+# Up to this many candidate items, search computes every distance instead of scanning the index
+# (see nearest()); ~2,000 1024-d vectors take a few milliseconds.
+EXACT_SEARCH_MAX_CANDIDATES = 2000
 
 
 class InvalidCursor(ValueError):
@@ -121,6 +124,18 @@ def _tune_hnsw(session: Session, k: int) -> None:
     )
 
 
+def _searchable_count(session: Session, owner_id: str) -> int:
+    """The owner's ready items, counted up to EXACT_SEARCH_MAX_CANDIDATES + 1 (an index-only scan
+    of ix_items_owner_ready; filters are left out: they can only make the candidate set smaller)."""
+    bounded = (
+        select(Item.id)
+        .where(Item.owner_id == owner_id, Item.status == ItemStatus.ready, Item.embedding.is_not(None))
+        .limit(EXACT_SEARCH_MAX_CANDIDATES + 1)
+        .subquery()
+    )
+    return session.scalar(select(func.count()).select_from(bounded))
+
+
 def nearest(
     session: Session,
     owner_id: str,
@@ -129,18 +144,27 @@ def nearest(
     filters: ItemFilters,
     exclude: uuid.UUID | None = None,
 ) -> list[tuple[Item, float]]:
-    """The caller's ready items closest to `vector` by cosine distance, nearest first."""
-    _tune_hnsw(session, k)
-    distance = Item.embedding.cosine_distance(vector).label("distance")
-    query = (
-        apply_filters(select(Item, distance), filters)
-        .where(Item.owner_id == owner_id, Item.status == ItemStatus.ready, Item.embedding.is_not(None))
-        .options(*LIGHT)
-        .order_by(distance)
-        .limit(k)
+    """The caller's ready items closest to `vector` by cosine distance, nearest first.
+
+    Two plans. The HNSW index is shared by every user, so for a caller with a small collection an
+    index scan walks mostly other users' vectors and may stop (hnsw.max_scan_tuples) before it has
+    found k of theirs: exact search over their few items is both faster and complete. Above
+    EXACT_SEARCH_MAX_CANDIDATES searchable items, the index scan is the fast one.
+    """
+    distance = Item.embedding.cosine_distance(vector)
+    query = apply_filters(select(Item, distance.label("distance")), filters).where(
+        Item.owner_id == owner_id, Item.status == ItemStatus.ready, Item.embedding.is_not(None)
     )
     if exclude is not None:
         query = query.where(Item.id != exclude)
+    exact = _searchable_count(session, owner_id) <= EXACT_SEARCH_MAX_CANDIDATES
+    if exact:
+        # `+ 0`: the HNSW index only serves ORDER BY embedding <=> constant, so this computes them all.
+        query = query.order_by(distance + 0, Item.id)
+    else:
+        _tune_hnsw(session, k)
+        query = query.order_by(distance)
+    query = query.options(*LIGHT).limit(k)
     hits = [(item, float(d)) for item, d in session.execute(query)]
     # relaxed_order may return neighbours slightly out of order: sort the k we have exactly.
     hits.sort(key=lambda hit: hit[1])

@@ -93,6 +93,12 @@ class Item(Base):
         # Duplicate detection per user.
         Index("ix_items_owner_sha256", "owner_id", "sha256"),
         Index("ix_items_status_updated", "status", "updated_at"),
+        # Each owner's searchable items: search counts them (index-only) to choose exact or HNSW.
+        Index(
+            "ix_items_owner_ready",
+            "owner_id",
+            postgresql_where=text("status = 'ready' AND embedding IS NOT NULL"),
+        ),
         Index("ix_items_tags", "tags", postgresql_using="gin"),
         Index(
             "ix_items_embedding_hnsw",

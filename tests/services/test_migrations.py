@@ -26,13 +26,14 @@ def _tables(url: str) -> set[str]:
 
 def test_upgrade_from_empty_creates_items_with_indexes(empty_db):
     migrations.upgrade(empty_db)
-    assert migrations.current(empty_db) == "0001"
+    assert migrations.current(empty_db) == migrations.head() == "0002"
     engine = create_engine(empty_db)
     try:
         indexes = {ix["name"] for ix in inspect(engine).get_indexes("items")}
     finally:
         engine.dispose()
-    assert {"ix_items_owner_created", "ix_items_owner_sha256", "ix_items_embedding_hnsw"} <= indexes
+    expected = {"ix_items_owner_created", "ix_items_owner_sha256", "ix_items_embedding_hnsw", "ix_items_owner_ready"}
+    assert expected <= indexes
 
 
 def test_hnsw_index_uses_cosine_ops(empty_db):

@@ -31,6 +31,16 @@ class FixedEmbedder:
         return self.vector
 
 
+@pytest.fixture(autouse=True, params=["exact", "hnsw"])
+def search_plan(request, monkeypatch):
+    """Every search test runs on both plans: exact distances over the caller's candidates, and the
+    HNSW index scan that large collections take (forced here by a threshold of 0)."""
+    from services.api import queries
+
+    monkeypatch.setattr(queries, "EXACT_SEARCH_MAX_CANDIDATES", 10_000 if request.param == "exact" else 0)
+    return request.param
+
+
 @pytest.fixture
 def fixed_query(app):
     embedder = FixedEmbedder(axis_vector(1.0, 0.0))
