@@ -42,13 +42,9 @@ class ImageAnalyzer:
 
     def image_processed(self, event: ImageProcessed) -> store.Outcome:
         with session_scope() as session:
-            if not store.try_lock(session, Stage.analyze.value, str(event.item_id)):
-                return store.Outcome(event.item_id, "skipped", "another delivery is analysing this item")
-            item = store.get_item(session, event.item_id)
-            if item is None or item.owner_id != event.owner_id:
-                return store.Outcome(event.item_id, "skipped", "no such item for this owner")
-            if not store.check_ready_for(session, item, ItemStatus.processed):
-                return store.Outcome(item.id, "skipped", f"item is {item.status.value}, not processed")
+            item = store.claim(session, Stage.analyze, event.item_id, event.owner_id, ItemStatus.processed)
+            if isinstance(item, store.Outcome):
+                return item
             keys = item.thumbnail_keys or {}
             if not keys:
                 return self._fail(session, item, "the item has no thumbnails")

@@ -103,6 +103,20 @@ def check_ready_for(session: Session, item: Item, expected: ItemStatus, wait_s: 
         get_item(session, item.id)
 
 
+def claim(session: Session, stage: Stage, item_id: uuid.UUID, owner_id: str, expected: ItemStatus) -> Item | Outcome:
+    """Take `stage`'s lock on the item and check that it is the owner's and at `expected`.
+
+    Returns the item to work on, or the Outcome that ends this delivery (a skip)."""
+    if not try_lock(session, stage.value, str(item_id)):
+        return Outcome(item_id, "skipped", f"another delivery is at the {stage.value} stage of this item")
+    item = get_item(session, item_id)
+    if item is None or item.owner_id != owner_id:
+        return Outcome(item_id, "skipped", "no such item for this owner")
+    if not check_ready_for(session, item, expected):
+        return Outcome(item.id, "skipped", f"item is {item.status.value}, not {expected.value}")
+    return item
+
+
 def advance(session: Session, item_id: uuid.UUID, expected: ItemStatus, values: dict[str, Any]) -> bool:
     """Set `values` only if the item is still at `expected`; True when this call won."""
     statement = (

@@ -40,13 +40,9 @@ class ItemEmbedder:
 
     def image_analyzed(self, event: ImageAnalyzed) -> store.Outcome:
         with session_scope() as session:
-            if not store.try_lock(session, Stage.embed.value, str(event.item_id)):
-                return store.Outcome(event.item_id, "skipped", "another delivery is embedding this item")
-            item = store.get_item(session, event.item_id)
-            if item is None or item.owner_id != event.owner_id:
-                return store.Outcome(event.item_id, "skipped", "no such item for this owner")
-            if not store.check_ready_for(session, item, ItemStatus.analyzed):
-                return store.Outcome(item.id, "skipped", f"item is {item.status.value}, not analyzed")
+            item = store.claim(session, Stage.embed, event.item_id, event.owner_id, ItemStatus.analyzed)
+            if isinstance(item, store.Outcome):
+                return item
             try:
                 (vector,) = self.embedder.embed_documents([embedding_text(item)])
             except ModelOutputRejected as error:
