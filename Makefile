@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev demo test bench lint migrate clean
+.PHONY: install pgvector dev demo test bench lint migrate clean
 
 # Reinstall whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -14,7 +14,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[lambda,infra,dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The wheel's pgvector is built for AVX-512 CPUs only; rebuild it portable once (see the script).
+pgvector: $(STAMP)
+	bash services/local/portable_pgvector.sh $(PY)
+
+install: $(STAMP) pgvector
 
 dev: install            ## run the whole service locally (embedded PostgreSQL, moto, API on :8000)
 	$(VENV)/bin/collections dev
