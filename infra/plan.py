@@ -91,11 +91,6 @@ def _endpoint_private_dns_forces(before: Mapping[str, Any], after: Mapping[str, 
     return (after.get("vpcEndpointType") or "Gateway") != "Interface"
 
 
-# The S3 sub-resources' argument reference: "`bucket` - (Required, Forces new resource)" and, where the
-# argument exists, "`expected_bucket_owner` - (Optional, Forces new resource, Deprecated)".
-_S3_SUBRESOURCE = "terraform-provider-aws website/docs/r/s3_bucket_*.html.markdown (Forces new resource)"
-
-
 def _tf(path: str, commit: str) -> str:
     return f"{TF_AWS}{path} @{commit}"
 
@@ -205,11 +200,15 @@ REPLACEMENTS: Mapping[str, Replacement] = {
         ("bucket", "expectedBucketOwner"),
         "terraform-provider-aws website/docs/r/s3_bucket_cors_configuration.html.markdown @0413c66"),
     "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": Replacement(
-        ("bucket", "expectedBucketOwner"), _S3_SUBRESOURCE),
-    "aws:s3/bucketNotification:BucketNotification": Replacement(("bucket",), _S3_SUBRESOURCE),
-    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": Replacement(("bucket",), _S3_SUBRESOURCE),
-    "aws:s3/bucketPolicy:BucketPolicy": Replacement(("bucket",), _S3_SUBRESOURCE),
-    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": Replacement(("bucket",), _S3_SUBRESOURCE),
+        ("bucket", "expectedBucketOwner"),
+        "terraform-provider-aws website/docs/r/s3_bucket_server_side_encryption_configuration.html.markdown @0aa0d33"),
+    "aws:s3/bucketNotification:BucketNotification": Replacement(
+        ("bucket",), _tf("s3/bucket_notification.go", "033c721")),
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": Replacement(
+        ("bucket",), _tf("s3/bucket_ownership_controls.go", "01c0800")),
+    "aws:s3/bucketPolicy:BucketPolicy": Replacement(("bucket",), _tf("s3/bucket_policy.go", "0073593")),
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": Replacement(
+        ("bucket",), _tf("s3/bucket_public_access_block.go", "0160692")),
     # -- SQS, SNS -----------------------------------------------------------------------------------------
     "aws:sqs/queue:Queue": Replacement(("fifoQueue", "name", "namePrefix"), _tf("sqs/queue.go", "00a3530")),
     "aws:sqs/queuePolicy:QueuePolicy": Replacement(("queueUrl",), _tf("sqs/queue_policy.go", "0148137")),
