@@ -6,8 +6,10 @@ Pulumi runs this file as a script from infra/ (Pulumi.yaml `main: infra/`); `inf
 
 import pulumi
 
+from infra.engine import require_engine_features
 from infra.stack import build, read_config
 
+require_engine_features()  # before any registration: one clear line on an old CLI
 outputs = build(read_config())
 for key, value in outputs.items():
     pulumi.export(key, value)

@@ -361,3 +361,34 @@ def check_package_moves(config: StackConfig, deployed: Mapping[str, str]) -> Non
                 f"`collections:services.{service.name}.active: {idle}` and `pulumi up`. "
                 f"Roll back by setting `active` back to {service.active!r}."
             )
+
+
+def check_flips(config: StackConfig, previous_active: Mapping[str, str], deployed: Mapping[str, str]) -> None:
+    """Refuse one `pulumi up` that flips `active` and also converts or removes the slot that served.
+
+    `previous_active` maps service → the active slot of the last update (the stack's own
+    `services.<name>.active_slot` output); `deployed` maps function name → package type as AWS
+    runs it now. The consumers (API Gateway integration, EventBridge targets) keep calling the
+    previously active slot until their own update lands in the same up; converting that slot
+    replaces its function (delete first: the name is explicit) and removing it deletes it, so
+    either breaks traffic and the rollback path. Two ups do it safely.
+    """
+    for service in config.services.values():
+        before = previous_active.get(service.name)
+        if before is None or before == service.active:
+            continue
+        key = f"collections:services.{service.name}"
+        flip = f"(1) set `{key}.active: {service.active}` with slot `{before}` unchanged and `pulumi up`"
+        if before not in service.slots:
+            raise ConfigError(
+                f"{key}.slots.{before}: this up flips `active` from {before!r} to {service.active!r} and removes "
+                f"slot {before!r}, which serves until the flip lands. Two steps: {flip}; (2) remove "
+                f"`{key}.slots.{before}` and `pulumi up`.")
+        was = deployed.get(config.function_name(service.name, before))
+        wanted = service.slots[before].package
+        if was is not None and was != wanted:
+            raise ConfigError(
+                f"{key}.slots.{before}.package: this up flips `active` from {before!r} to {service.active!r} and "
+                f"converts slot {before!r} from {was!r} to {wanted!r}, which replaces the function still serving "
+                f"until the flip lands. Two steps: {flip}; (2) set `{key}.slots.{before}.package: {wanted}` and "
+                f"`pulumi up`.")

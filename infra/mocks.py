@@ -6,8 +6,9 @@ inputs, options) and the resolved stack outputs. The plan classifier (infra/plan
 and the benchmark all build on it.
 
 Mocks compute nothing by themselves, so `CollectionsMocks` returns what AWS would: ARNs in
-AWS's formats, invoke ARNs, digests. Function versions stand in for "publish a new version": a
-number derived from the function's inputs, so new code or configuration means a new version.
+AWS's formats, invoke ARNs, digests. A function's `version` follows terraform-provider-aws's publish
+logic against the previous run (`previous=`): see `published_version`. The previous run's outputs
+also answer the program's reference to its own stack (its last update), as the Pulumi service would.
 """
 
 from __future__ import annotations
@@ -103,13 +104,76 @@ def _short_hash(*parts: Any, length: int = 12) -> str:
     return hashlib.sha256(json.dumps(plain(parts), sort_keys=True).encode()).hexdigest()[:length]
 
 
+# When terraform-provider-aws publishes a new Lambda version on update (Pulumi input names):
+# internal/service/lambda/function.go @0156d84, resourceFunctionUpdate publishes when
+# `publish && (needsFunctionCodeUpdate || needsFunctionConfigUpdate || HasChange("publish"))`.
+# needsFunctionCodeUpdate (`filename` is Pulumi's `code`):
+PUBLISHING_CODE_INPUTS = frozenset({
+    "code", "codeSha256", "sourceCodeHash", "s3Bucket", "s3Key", "s3ObjectVersion", "sourceKmsKeyArn", "imageUri",
+    "architectures",
+})
+# needsFunctionConfigUpdate (UpdateFunctionConfiguration):
+PUBLISHING_CONFIG_INPUTS = frozenset({
+    "description", "handler", "fileSystemConfig", "imageConfig", "loggingConfig", "memorySize", "role", "timeout",
+    "kmsKeyArn", "layers", "deadLetterConfig", "durableConfig", "snapStart", "tracingConfig", "vpcConfig", "runtime",
+    "environment", "ephemeralStorage", "capacityProviderConfig", "publishTo",
+})
+# Updated in place without a new version: tags (TagResource), reserved concurrency
+# (PutFunctionConcurrency), code signing (PutFunctionCodeSigningConfig) and Terraform-only settings.
+NON_PUBLISHING_INPUTS = frozenset({
+    "tags", "reservedConcurrentExecutions", "codeSigningConfigArn", "skipDestroy", "replaceSecurityGroupsOnDestroy",
+    "replacementSecurityGroupIds",
+})
+# ForceNew (a new function starts again at version 1) and the switch itself.
+_FUNCTION_IDENTITY_INPUTS = frozenset({"name", "packageType", "tenancyConfig", "region", "publish"})
+
+
+class UnmodelledInput(LookupError):
+    """A Function input whose effect on publishing the mocks do not know: look it up upstream first."""
+
+
+@dataclass(frozen=True)
+class PublishedFunction:
+    inputs: Mapping[str, Any]  # plain inputs as registered
+    version: str  # "$LATEST" until something is published
+
+
+def published_version(previous: PublishedFunction | None, inputs: Mapping[str, Any]) -> str:
+    """The function's latest published version after applying `inputs` on top of `previous`."""
+    unknown = sorted(set(inputs) - PUBLISHING_CODE_INPUTS - PUBLISHING_CONFIG_INPUTS - NON_PUBLISHING_INPUTS
+                     - _FUNCTION_IDENTITY_INPUTS)
+    if unknown:
+        raise UnmodelledInput(
+            f"aws:lambda/function:Function input(s) {', '.join(unknown)}: the mocks do not know whether a change "
+            f"publishes a version; read internal/service/lambda/function.go (needsFunctionCodeUpdate, "
+            f"needsFunctionConfigUpdate) and add them to infra/mocks.py")
+    publish = bool(inputs.get("publish"))
+    if previous is None:
+        return "1" if publish else "$LATEST"  # CreateFunction(Publish=...) publishes version 1
+    from infra.plan import FUNCTION, replacement_rule  # the plan module imports this one
+
+    old = previous.inputs
+    changed = {k for k in set(old) | set(inputs) if plain(old.get(k)) != plain(inputs.get(k))}
+    if replacement_rule(FUNCTION).forces(changed, old, inputs):
+        return "1" if publish else "$LATEST"  # a new function
+    publishes = publish and bool(changed & (PUBLISHING_CODE_INPUTS | PUBLISHING_CONFIG_INPUTS | {"publish"}))
+    if not publishes:
+        return previous.version
+    return "1" if previous.version == "$LATEST" else str(int(previous.version) + 1)
+
+
 class CollectionsMocks(pulumi.runtime.Mocks):
     """Answers resource registrations and invokes the way AWS (and pulumi-docker) would."""
 
-    def __init__(self, region: str, deployed: Mapping[str, str] | None = None):
+    def __init__(self, region: str, deployed: Mapping[str, str] | None = None,
+                 previous: ProgramRun | None = None):
         self.region = region
         # function name → "zip" | "image": what get_functions/get_function report as running on AWS.
         self.deployed = dict(deployed or {})
+        # What the last update left: published functions by name, and the stack's outputs.
+        self.previous_functions: Mapping[str, PublishedFunction] = previous.functions if previous else {}
+        self.previous_outputs: Mapping[str, Any] = previous.outputs if previous else {}
+        self.functions: dict[str, PublishedFunction] = {}
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         token, inputs = args.token, args.args
@@ -147,12 +211,16 @@ class CollectionsMocks(pulumi.runtime.Mocks):
         state = dict(inputs)
         r, a = self.region, ACCOUNT
         resource_id = f"{name}-{_short_hash(typ, name, length=8)}"
+        if typ == "pulumi:pulumi:StackReference":
+            # This program reads its own stack's last outputs; none before the first update.
+            return inputs.get("name", name), {**inputs, "outputs": dict(self.previous_outputs),
+                                              "secretOutputNames": []}
         if typ == "aws:lambda/function:Function":
             fn = inputs.get("name", name)
             arn = self._function_arn(fn)
-            # A new number whenever code or configuration changes, like publish=True does.
-            code_and_config = {k: v for k, v in inputs.items() if k not in ("tags", "description")}
-            version = str(1 + int(_short_hash(code_and_config, length=8), 16) % 9999)
+            registered = {k: plain(v) for k, v in inputs.items()}
+            version = published_version(self.previous_functions.get(fn), registered)
+            self.functions[fn] = PublishedFunction(registered, version)
             state.update(arn=arn, name=fn, version=version, qualifiedArn=f"{arn}:{version}",
                          invokeArn=self._invoke_arn(arn), qualifiedInvokeArn=self._invoke_arn(f"{arn}:{version}"))
             resource_id = fn
@@ -263,9 +331,18 @@ def _reveal(value: Any) -> Any:
 class RecordingMonitor(pulumi_mocks.MockMonitor):
     """The mock monitor, also keeping each registration's inputs and options (which `Mocks` never sees)."""
 
-    def __init__(self, mocks: pulumi.runtime.Mocks):
+    def __init__(self, mocks: pulumi.runtime.Mocks, unsupported_features: Sequence[int] = ()):
         super().__init__(mocks)
         self.registrations: dict[str, Resource] = {}
+        self.unsupported_features = set(unsupported_features)
+
+    def GetDeploymentInfo(self, request):
+        """The engine's feature list, less `unsupported_features` (an older CLI)."""
+        info = super().GetDeploymentInfo(request)
+        kept = [f for f in info.supportedFeatures if f not in self.unsupported_features]
+        del info.supportedFeatures[:]
+        info.supportedFeatures.extend(kept)
+        return info
 
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
@@ -294,6 +371,7 @@ class ProgramRun:
     resources: dict[str, Resource]  # by URN, custom resources and components
     outputs: dict[str, Any]
     zips: dict[str, artifacts.ZipArtifact] = field(default_factory=dict)
+    functions: dict[str, PublishedFunction] = field(default_factory=dict)  # by function name, as published
 
     def of_type(self, typ: str) -> list[Resource]:
         return [r for r in self.resources.values() if r.type == typ]
@@ -332,17 +410,21 @@ def run_program(
     installer: Callable[[Sequence[str], str, Path], None] = code_only_installer,
     build_dir: Path | None = None,
     source_root: Path | None = None,
+    previous: ProgramRun | None = None,
+    unsupported_features: Sequence[int] = (),
 ) -> ProgramRun:
     """Run infra/__main__.py for `stack` under the mocks and return what it registered and exported.
 
-    `deployed` says which functions AWS runs now and as what ("zip"/"image"); `installer`
-    replaces pip (default: a code-only archive); `source_root` swaps the services package (a
-    code release); `build_dir` keeps the artifacts out of .collections/build.
+    `deployed` says which functions AWS runs now and as what ("zip"/"image"); `previous` is the
+    run last applied (published versions, stack outputs); `installer` replaces pip (default: a
+    code-only archive); `source_root` swaps the services package (a code release); `build_dir`
+    keeps the artifacts out of .collections/build; `unsupported_features` plays an older engine
+    (resource_pb2.RESOURCE_MONITOR_FEATURE_* ids it does not report).
     """
     config = stack_config(stack, overrides)
     region = config.get("aws:region", "")
-    mocks = CollectionsMocks(region, deployed)
-    monitor = RecordingMonitor(mocks)
+    mocks = CollectionsMocks(region, deployed, previous)
+    monitor = RecordingMonitor(mocks, unsupported_features)
     ROOT.set(None)  # a fresh root stack: outputs of a previous run must not leak in
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     secret_keys = [f"{PROJECT}:{key}" for key in FAKE_SECRETS]
@@ -358,4 +440,5 @@ def run_program(
 
     with artifacts.use_installer(installer), _build_dir(build_dir, source_root):
         _sync_await(run_pulumi_func(program))
-    return ProgramRun(stack=stack, config=config, resources=dict(monitor.registrations), outputs=resolved)
+    return ProgramRun(stack=stack, config=config, resources=dict(monitor.registrations), outputs=resolved,
+                      functions=dict(mocks.functions))

@@ -25,7 +25,7 @@ from infra.components.monitoring import Monitoring, MonitoringArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.secrets import ApiKeys, ApiKeysArgs
 from infra.components.storage import Storage, StorageArgs
-from infra.config import ALIAS_NAME, PROJECT, ConfigError, StackConfig, check_package_moves, parse
+from infra.config import ALIAS_NAME, PROJECT, ConfigError, StackConfig, check_flips, check_package_moves, parse
 from services import catalog
 from services.core.migrations import migrations_hash
 
@@ -57,13 +57,27 @@ def _secret(key: str, why: str) -> pulumi.Output[str]:
     return value
 
 
-def deployed_packages(config: StackConfig) -> dict[str, str]:
-    """Package type ("zip"/"image") of each active slot's function as it runs on AWS now.
+def previous_active_slots() -> dict[str, str]:
+    """Each service's active slot as this stack's last update left it: its own `services` output
+    (a stack may read its own outputs through a StackReference). Empty before the first update."""
+    from pulumi.runtime.sync_await import _sync_await
+
+    own = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+    details = _sync_await(pulumi.StackReference(f"{own}-previous", stack_name=own).get_output_details("services"))
+    services = details.value or details.secret_value or {}
+    return {name: s["active_slot"] for name, s in services.items() if isinstance(s, dict) and s.get("active_slot")}
+
+
+def deployed_packages(config: StackConfig, previous_active: dict[str, str] | None = None) -> dict[str, str]:
+    """Package type ("zip"/"image") of each active (and previously active) slot's function as it runs
+    on AWS now.
 
     Asked of AWS itself (not of a recorded value that could be stale): a function with an image
     URI is an image. Functions that do not exist yet are absent.
     """
     wanted = {config.function_name(s.name, s.active) for s in config.services.values()}
+    wanted |= {config.function_name(name, slot) for name, slot in (previous_active or {}).items()
+               if name in config.services}
     existing = wanted & set(aws.lambda_.get_functions().function_names)
     return {
         name: "image" if aws.lambda_.get_function(function_name=name).image_uri else "zip"
@@ -72,7 +86,10 @@ def deployed_packages(config: StackConfig) -> dict[str, str]:
 
 
 def build(config: StackConfig) -> dict[str, Any]:
-    check_package_moves(config, deployed_packages(config))
+    previous_active = previous_active_slots()
+    deployed = deployed_packages(config, previous_active)
+    check_package_moves(config, deployed)
+    check_flips(config, previous_active, deployed)
     prefix = f"{PROJECT}-{config.stack}"
     tags = {"project": PROJECT, "stack": config.stack}
     needs_database = config.database.mode == "rds"

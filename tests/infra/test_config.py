@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from infra import config
-from infra.config import ConfigError, check_package_moves, parse
+from infra.config import ConfigError, check_flips, check_package_moves, parse
 from infra.mocks import stack_config
 from services import catalog
 from tests.infra.conftest import SERVICES, slots
@@ -138,3 +138,47 @@ def test_program_names_a_missing_secret(program):
 def test_external_database_needs_its_url(program):
     with pytest.raises(ConfigError, match="collections:databaseUrl: not set"):
         program("dev", {"collections:database": {"mode": "external"}})
+
+
+# -- flips: the slot that served until this up must outlive it --------------------------------------
+DEPLOYED_BOTH = {"collections-dev-api-blue": "zip", "collections-dev-api-green": "image"}
+
+
+def _api(active: str, **packages: str | None):
+    slots_ = {slot: ({"package": package} if package else None) for slot, package in packages.items()}
+    return parse("dev", "eu-west-1", {"services": {"api": {"active": active, "slots": slots_}}})
+
+
+def test_a_flip_with_both_slots_unchanged_passes():
+    check_flips(_api("green", blue="zip", green="image"), {"api": "blue"}, DEPLOYED_BOTH)
+
+
+def test_a_flip_that_converts_the_previous_slot_is_refused_with_the_two_steps():
+    with pytest.raises(ConfigError) as error:
+        check_flips(_api("green", blue="image", green="image"), {"api": "blue"}, DEPLOYED_BOTH)
+    message = str(error.value)
+    assert message.startswith("collections:services.api.slots.blue.package: this up flips `active` from 'blue'")
+    assert "(1) set `collections:services.api.active: green` with slot `blue` unchanged" in message
+    assert "(2) set `collections:services.api.slots.blue.package: image`" in message
+    assert "\n" not in message
+
+
+def test_a_flip_that_removes_the_previous_slot_is_refused_with_the_two_steps():
+    green_only = parse("dev", "eu-west-1", {"services": {"api": {"active": "green",
+                                                                 "slots": {"green": {"package": "image"}}}}})
+    with pytest.raises(ConfigError, match=r"^collections:services.api.slots.blue: this up flips .* removes slot 'blue'"
+                                          r".*\(2\) remove `collections:services.api.slots.blue`"):
+        check_flips(green_only, {"api": "blue"}, DEPLOYED_BOTH)
+
+
+def test_converting_or_removing_the_idle_slot_without_a_flip_passes():
+    check_flips(_api("green", blue="image", green="image"), {"api": "green"}, DEPLOYED_BOTH)
+    green_only = parse("dev", "eu-west-1", {"services": {"api": {"active": "green",
+                                                                 "slots": {"green": {"package": "image"}}}}})
+    check_flips(green_only, {"api": "green"}, DEPLOYED_BOTH)
+
+
+def test_without_a_previous_update_there_is_no_flip_to_check():
+    check_flips(_api("green", blue="image", green="image"), {}, DEPLOYED_BOTH)
+    # …and a previous slot not deployed (any more) cannot be converted.
+    check_flips(_api("green", blue="image", green="image"), {"api": "blue"}, {})

@@ -10,8 +10,9 @@ import shutil
 
 import pytest
 
-from infra.mocks import Resource
-from infra.plan import classify, diff
+from infra.config import ConfigError
+from infra.mocks import ProgramRun, Resource
+from infra.plan import classify, consumer_violations, diff
 from tests.infra.conftest import slots
 
 FUNCTION = "aws:lambda/function:Function"
@@ -40,6 +41,7 @@ def test_step1_adds_the_image_slot_with_creates_only(plan_of, service):
     plan = plan_of("dev", None, step1(service))
     slug = service.replace("_", "-")
     assert plan.actions("update", "replace", "delete") == []
+    assert plan.violations == ()
     created = {(c.type, c.name) for c in plan.actions("create")}
     assert (FUNCTION, f"collections-dev-{slug}-green") in created
     assert (ALIAS, f"collections-dev-{slug}-green") in created
@@ -55,6 +57,7 @@ def test_step2_moves_consumers_in_place_and_swaps_permissions(plan_of, service):
     plan = plan_of("dev", step1(service), step2(service))
     slug = service.replace("_", "-")
     assert plan.actions("replace") == []
+    assert plan.violations == ()  # the old permissions go last, after the consumers moved
     touched = plan.actions("create", "update", "delete")
     assert {c.type for c in plan.actions("create", "delete")} == {PERMISSION}
     assert all(c.name.endswith("-green") for c in plan.actions("create"))
@@ -87,8 +90,6 @@ def test_rollback_of_step2_is_the_mirror_image(plan_of):
 
 
 def test_changing_the_active_slots_package_directly_is_refused_before_anything_runs(plan_of):
-    from infra.config import ConfigError
-
     with pytest.raises(ConfigError, match="two steps"):
         plan_of("dev", None, slots("api", "blue", blue="image"))
 
@@ -107,6 +108,7 @@ def test_an_idle_slots_package_change_replaces_only_that_slot(plan_of):
     assert not [c for c in plan.actions("update", "replace", "delete") if c.type in CONSUMED_OR_EXPORTED
                 and not c.name.endswith("-green")]
     assert plan.output_changes == {}
+    assert plan.violations == ()  # nothing calls the idle slot
 
 
 @pytest.fixture
@@ -189,3 +191,82 @@ def test_classifier_sees_creates_and_deletes_and_compares_outputs(program):
     assert plan.output_changes == {"services.embedder.function_names.green": ("collections-dev-embedder-green", None)}
     with pytest.raises(ValueError):
         classify(None, None)
+
+
+# -- no flip that breaks the slot still serving ---------------------------------------------------
+FLIPPED_TO_GREEN = {"collections-dev-api-blue": "zip", "collections-dev-api-green": "image"}
+
+
+def test_a_flip_that_also_converts_the_serving_slot_is_refused_naming_the_two_steps(plan_of):
+    with pytest.raises(ConfigError, match=r"flips `active` from 'blue' to 'green' and converts slot 'blue'.*"
+                                          r"Two steps: \(1\).*active: green.*\(2\).*slots.blue.package: image"):
+        plan_of("dev", step1("api"), slots("api", "green", blue="image", green="image"))
+
+
+def test_a_flip_that_also_removes_the_serving_slot_is_refused_naming_the_two_steps(plan_of):
+    remove_blue = {"collections:services": {"api": {"active": "green", "slots": {"blue": None,
+                                                                                 "green": {"package": "image"}}}}}
+    with pytest.raises(ConfigError, match=r"flips `active` from 'blue' to 'green' and removes slot 'blue'.*"
+                                          r"Two steps: \(1\).*\(2\) remove `collections:services.api.slots.blue`"):
+        plan_of("dev", step1("api"), remove_blue)
+
+
+def test_the_plan_check_refuses_flip_and_convert_even_when_config_cannot_see_the_last_update(program):
+    """Without the stack's last outputs (no `previous`), config validation cannot know what served;
+    the classifier still sees the serving function replaced and says so."""
+    before = program("dev", step1("api"))
+    after = program("dev", slots("api", "green", blue="image", green="image"), deployed=FLIPPED_TO_GREEN)
+    plan = diff(before, after)
+    replaced = {(c.type, c.name) for c in plan.actions("replace")}
+    assert (FUNCTION, "collections-dev-api-blue") in replaced
+    assert any("replaces aws:lambda/function:Function collections-dev-api-blue" in v and "before this up" in v
+               for v in plan.violations)
+
+
+def test_the_plan_check_refuses_flip_and_remove_when_config_cannot_see_the_last_update(program):
+    before = program("dev", step1("api"))
+    green_only = {"collections:services": {"api": {"active": "green",
+                                                   "slots": {"blue": None, "green": {"package": "image"}}}}}
+    after = program("dev", green_only, deployed=FLIPPED_TO_GREEN)
+    plan = diff(before, after)
+    assert (FUNCTION, "collections-dev-api-blue") in {(c.type, c.name) for c in plan.actions("delete")}
+    assert any("deletes aws:lambda/function:Function collections-dev-api-blue" in v and "flip first" in v
+               for v in plan.violations)
+
+
+@pytest.mark.parametrize("then", ["convert", "remove"])
+def test_the_safe_path_flips_first_then_converts_or_removes_the_old_slot(plan_of, then):
+    flip = plan_of("dev", step1("api"), step2("api"))
+    assert flip.violations == ()
+    last = (slots("api", "green", blue="image", green="image") if then == "convert"
+            else {"collections:services": {"api": {"active": "green", "slots": {"blue": None,
+                                                                                "green": {"package": "image"}}}}})
+    follow_up = plan_of("dev", step2("api"), last, deployed=FLIPPED_TO_GREEN)
+    assert follow_up.violations == ()
+    touched = {c.name for c in follow_up.actions("create", "replace", "delete")}
+    assert "collections-dev-api-blue" in touched  # the old slot is what changes…
+    assert not [c for c in follow_up.actions("update", "replace", "delete")
+                if c.type in CONSUMED_OR_EXPORTED and c.name.endswith("-green")]  # …the serving one stays
+
+
+def _run(*resources: Resource) -> ProgramRun:
+    return ProgramRun(stack="dev", config={}, resources={r.urn: r for r in resources}, outputs={})
+
+
+def test_deleting_a_permission_a_consumer_still_calls_is_refused():
+    arn = "arn:aws:lambda:eu-west-1:123456789012:function:f-blue:live"
+    integration = resource("aws:apigatewayv2/integration:Integration",
+                           {"integrationUri": f"arn:aws:apigateway:eu-west-1:lambda:path/2015-03-31/functions/"
+                                              f"{arn}/invocations"})
+    permission = Resource(urn="urn:pulumi:dev::collections::aws:lambda/permission:Permission::p", type=PERMISSION,
+                          name="p", custom=True, inputs={"function": "f-blue", "qualifier": "live"}, parent="")
+    before, after = _run(integration, permission), _run(integration)
+    plan = diff(before, after)
+    assert plan.violations == ("deletes aws:lambda/permission:Permission p (f-blue:live), which a consumer still "
+                               "calls after this up",)
+    # Once the consumer calls another alias after the up, the old permission may go.
+    moved = resource("aws:apigatewayv2/integration:Integration",
+                     {"integrationUri": integration.inputs["integrationUri"].replace("f-blue", "f-green")})
+    moved_plan = diff(before, _run(moved))
+    assert moved_plan.violations == ()
+    assert consumer_violations(moved_plan.changes, before, _run(moved)) == ()
