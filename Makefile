@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# System packages come from apt: as root directly, otherwise through sudo (CI runners have it).
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install pgvector dev demo test bench lint migrate clean
+.PHONY: install pgvector test-deps dev demo test bench lint migrate clean
 
 # Reinstall whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -29,7 +31,12 @@ demo: install           ## upload sample images to a running `make dev` and sear
 migrate: install        ## apply database migrations to DATABASE_URL (or the embedded server)
 	$(VENV)/bin/collections migrate
 
-test: install           ## lint, then the whole test suite
+# PgBouncer stands in for RDS Proxy in tests/services/test_pooler.py (Debian puts it in /usr/sbin).
+test-deps:
+	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || \
+		($(SUDO) apt-get update && $(SUDO) apt-get install -y pgbouncer)
+
+test: install test-deps ## lint, then the whole test suite
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 

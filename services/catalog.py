@@ -107,10 +107,16 @@ DELETE_UPLOADS = Access(("s3:DeleteObject",), "bucket", UPLOADS_PREFIX)
 READ_THUMBNAILS = Access(("s3:GetObject",), "bucket", THUMBNAILS_PREFIX)
 WRITE_THUMBNAILS = Access(("s3:PutObject",), "bucket", THUMBNAILS_PREFIX)
 DELETE_THUMBNAILS = Access(("s3:DeleteObject",), "bucket", THUMBNAILS_PREFIX)
+# What a missing object looks like, agreed between IAM and code (services/core/storage.py):
+# GetObject/HeadObject of a key that does not exist answers 404 NoSuchKey only to a caller that may
+# s3:ListBucket the bucket, and 403 AccessDenied to anyone else (S3 API Reference, GetObject and
+# HeadObject, "Permissions"). Whether a ListBucket scoped by an s3:prefix condition counts is not
+# documented (the request has no s3:prefix of its own), so every function that reads objects holds
+# LIST_BUCKET with no condition; the bucket holds nothing but uploads/ and thumbnails/, which those
+# functions read anyway. The code takes only 404 for "missing"; a 403 stays an error (a permission
+# problem must never look like a deleted upload to cleanup or the pipeline).
+# tests/services/test_storage_missing.py checks both sides.
 LIST_BUCKET = Access(("s3:ListBucket",), "bucket")
-# Without ListBucket, S3 answers 403 (not 404) for a missing key: a stage could not tell "gone" from "denied".
-LIST_UPLOADS = Access(("s3:ListBucket",), "bucket", UPLOADS_PREFIX)
-LIST_THUMBNAILS = Access(("s3:ListBucket",), "bucket", THUMBNAILS_PREFIX)
 PUBLISH_EVENTS = Access(("events:PutEvents",), "event_bus")
 
 
@@ -191,7 +197,15 @@ FUNCTIONS: tuple[Function, ...] = (
         timeout_s=15,
         dependency_group="api",
         secrets=("database", "voyage"),
-        access=(WRITE_UPLOADS, READ_UPLOADS, READ_THUMBNAILS, DELETE_UPLOADS, DELETE_THUMBNAILS, PUBLISH_EVENTS),
+        access=(
+            WRITE_UPLOADS,
+            READ_UPLOADS,  # presigned GETs are signed as the api: a missing object answers the browser 404
+            READ_THUMBNAILS,
+            LIST_BUCKET,
+            DELETE_UPLOADS,
+            DELETE_THUMBNAILS,
+            PUBLISH_EVENTS,
+        ),
     ),
     Function(
         name="image_processor",
@@ -206,8 +220,7 @@ FUNCTIONS: tuple[Function, ...] = (
             DELETE_UPLOADS,  # objects that cannot be attributed to their item are removed
             WRITE_THUMBNAILS,
             READ_THUMBNAILS,
-            LIST_UPLOADS,
-            LIST_THUMBNAILS,
+            LIST_BUCKET,
             PUBLISH_EVENTS,
         ),
     ),
@@ -220,7 +233,7 @@ FUNCTIONS: tuple[Function, ...] = (
         timeout_s=120,
         dependency_group="analyzer",
         secrets=("database", "anthropic"),
-        access=(READ_THUMBNAILS, LIST_THUMBNAILS, PUBLISH_EVENTS),
+        access=(READ_THUMBNAILS, LIST_BUCKET, PUBLISH_EVENTS),
     ),
     Function(
         name="embedder",

@@ -135,6 +135,11 @@ class Database(pulumi.ComponentResource):
             auths=[aws.rds.ProxyAuthArgs(auth_scheme="SECRETS", iam_auth="DISABLED", secret_arn=credentials.arn)],
             tags=args.tags, opts=child,
         )
+        # No connection_pool_config.init_query: the session settings the services need (statement_timeout,
+        # hnsw.*) are role defaults set by migration 0003, which PostgreSQL applies to every connection the
+        # proxy opens. The RDS User Guide said "Initialization query is not currently supported for
+        # PostgreSQL" (awsdocs/amazon-rds-user-guide, rds-proxy-managing.md), and clients must not SET
+        # either: RDS Proxy pins a session on SET (services/core/database.py).
         group = aws.rds.ProxyDefaultTargetGroup(f"{name}-proxy", db_proxy_name=self.proxy.name, opts=child)
         aws.rds.ProxyTarget(f"{name}-proxy", db_proxy_name=self.proxy.name, target_group_name=group.name,
                             db_instance_identifier=self.instance.identifier, opts=child)

@@ -19,7 +19,6 @@ from services.core.models import Item, ItemStatus
 
 # Never loaded for lists and search hits: the 4 KB vector and the raw analysis.
 LIGHT = (defer(Item.embedding), defer(Item.analysis))
-HNSW_EF_SEARCH_MAX = 1000  # pgvector's upper bound for hnsw.ef_search
 # Up to this many candidate items, search computes every distance instead of scanning the index
 # (see nearest()); ~2,000 1024-d vectors take a few milliseconds.
 EXACT_SEARCH_MAX_CANDIDATES = 2000
@@ -112,18 +111,6 @@ def list_page(
 
 
 # --- vector search --------------------------------------------------------------------------
-def _tune_hnsw(session: Session, k: int) -> None:
-    """For this transaction: a search list large enough for k, and iterative scans so the owner
-    filter (applied after the index) still yields k rows instead of whatever survived one pass."""
-    ef_search = min(max(40, 2 * k), HNSW_EF_SEARCH_MAX)
-    session.execute(
-        select(
-            func.set_config("hnsw.ef_search", str(ef_search), True),
-            func.set_config("hnsw.iterative_scan", "relaxed_order", True),
-        )
-    )
-
-
 def _searchable_count(session: Session, owner_id: str) -> int:
     """The owner's ready items, counted up to EXACT_SEARCH_MAX_CANDIDATES + 1 (an index-only scan
     of ix_items_owner_ready; filters are left out: they can only make the candidate set smaller)."""
@@ -158,12 +145,12 @@ def nearest(
     if exclude is not None:
         query = query.where(Item.id != exclude)
     exact = _searchable_count(session, owner_id) <= EXACT_SEARCH_MAX_CANDIDATES
-    if exact:
-        # `+ 0`: the HNSW index only serves ORDER BY embedding <=> constant, so this computes them all.
-        query = query.order_by(distance + 0, Item.id)
-    else:
-        _tune_hnsw(session, k)
-        query = query.order_by(distance)
+    # Exact: `+ 0`, because the HNSW index only serves ORDER BY embedding <=> constant, so this
+    # computes them all. HNSW: hnsw.ef_search (enough for the largest k) and hnsw.iterative_scan =
+    # relaxed_order (the owner filter still yields k rows) are the database role's defaults, set by
+    # migration 0003: a SET/SET LOCAL/set_config here would pin the API's session to one database
+    # connection behind RDS Proxy (RDS User Guide, "Avoiding pinning an RDS Proxy": "Using SET commands").
+    query = query.order_by(distance + 0, Item.id) if exact else query.order_by(distance)
     query = query.options(*LIGHT).limit(k)
     hits = [(item, float(d)) for item, d in session.execute(query)]
     # relaxed_order may return neighbours slightly out of order: sort the k we have exactly.

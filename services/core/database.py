@@ -1,4 +1,16 @@
-"""Engine and sessions. One small pool per process: a Lambda container serves one request at a time."""
+"""Engine and sessions. One small pool per process: a Lambda container serves one request at a time.
+
+In prod the functions reach PostgreSQL through RDS Proxy, which multiplexes client sessions over
+few database connections per transaction. Connections therefore carry no session state of ours:
+- no startup `options` (RDS Proxy, like PgBouncer, refuses command-line options in the startup
+  packet): the statement timeout is the database role's default, set by migration 0003;
+- no server-side prepared statements: psycopg 3 prepares a query after it has run
+  `prepare_threshold` (5) times on a connection, and "prepared statements cause the proxy to pin
+  the session" (RDS User Guide, "Avoiding pinning an RDS Proxy"); through a transaction-pooling
+  PgBouncer the statement would not even exist on the next server connection. AWS's own advice for
+  psycopg 3 is `prepare_threshold=None` (aws/agent-toolkit-for-aws, proxy-pinning-postgresql.md).
+tests/services/test_pooler.py proves this through a real PgBouncer in transaction-pooling mode.
+"""
 
 from __future__ import annotations
 
@@ -60,7 +72,7 @@ def make_engine(url: str, settings: Settings | None = None) -> Engine:
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,  # a frozen Lambda container wakes up with connections the server closed
         pool_recycle=300,
-        connect_args={"options": f"-c statement_timeout={settings.db_statement_timeout_ms}"},
+        connect_args={"prepare_threshold": None},  # see the module docstring: never prepare server-side
     )
 
 

@@ -108,3 +108,17 @@ class Item(Base):
             postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
     )
+
+
+class PipelineLock(Base):
+    """A named lock the pipeline stages take with SELECT ... FOR UPDATE (services/core/pipeline_store.py).
+
+    Row locks instead of advisory locks: RDS Proxy pins a session that uses advisory-lock functions,
+    row locks are plain transaction state. Each row belongs to an item and is deleted with it."""
+
+    __tablename__ = "pipeline_locks"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    item_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("items.id", ondelete="CASCADE"), nullable=False, index=True
+    )

@@ -1,11 +1,16 @@
 """Database state changes of the pipeline stages: locks, conditional transitions, failures.
 
 Idempotency and concurrency, in one place:
-- A stage works on an item inside one transaction that first takes a transaction-scoped
-  advisory lock on (stage, item). A second delivery of the same event arriving while the first
-  is working does not wait and does no work: it skips (the first one either finishes, or raises
-  and is retried itself). Advisory rather than row locks, so the API can still update or delete
-  the row while a slow model call is in flight.
+- A stage works on an item inside one transaction that first locks the row of (stage, item) in
+  `pipeline_locks` with SELECT ... FOR UPDATE SKIP LOCKED. A second delivery of the same event
+  arriving while the first is working does not wait and does no work: it skips (the first one
+  either finishes, or raises and is retried itself). The lock is a row of its own, not the item's
+  row, so the API can still update or delete the item while a slow model call is in flight.
+  Row locks rather than advisory locks: RDS Proxy pins a client session to one database
+  connection when it sees advisory-lock functions (RDS User Guide, "Avoiding pinning an RDS
+  Proxy", conditions for PostgreSQL: "Interacting with locks using functions such as
+  pg_advisory_lock and pg_try_advisory_lock"); a row lock is transaction state, which a proxy
+  multiplexing per transaction handles without pinning.
 - Every state change is a conditional UPDATE ... WHERE id = :id AND status = :expected
   RETURNING id. Only the winner emits the next event, and it publishes before committing: if
   publishing fails the transaction rolls back and the retried event redoes the step.
@@ -18,13 +23,12 @@ Idempotency and concurrency, in one place:
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.orm import Session
 
 from services.core.models import Item, ItemStatus, Stage
@@ -62,20 +66,65 @@ class Outcome:
         return data
 
 
-def lock_key(*parts: str) -> int:
-    """A signed 64-bit advisory lock key for the parts (collisions are astronomically unlikely)."""
-    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+LOCK_ATTEMPTS = 3  # lock(): tries when the row it waited for was deleted with its item meanwhile
+
+_ENSURE_LOCK_ROW = text(
+    "INSERT INTO pipeline_locks (name, item_id) SELECT :name, id FROM items WHERE id = :item_id "
+    "ON CONFLICT (name) DO NOTHING"
+)
+_LOCK_ROW_NOWAIT = text("SELECT 1 FROM pipeline_locks WHERE name = :name FOR UPDATE SKIP LOCKED")
+_LOCK_ROW = text("SELECT 1 FROM pipeline_locks WHERE name = :name FOR UPDATE")
+_LOCK_ROW_EXISTS = text("SELECT 1 FROM pipeline_locks WHERE name = :name")
 
 
-def try_lock(session: Session, *parts: str) -> bool:
-    """Take a transaction-scoped advisory lock; False when another transaction holds it."""
-    return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": lock_key(*parts)}).scalar())
+def stage_lock_name(stage: Stage, item_id: uuid.UUID) -> str:
+    return f"stage:{stage.value}:{item_id}"
 
 
-def lock(session: Session, *parts: str) -> None:
-    """Wait for a transaction-scoped advisory lock (short critical sections only)."""
-    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(*parts)})
+def content_lock_name(owner_id: str, sha256: str) -> str:
+    return f"sha256:{owner_id}:{sha256}"
+
+
+def _ensure_lock_row(session: Session, name: str, item_id: uuid.UUID) -> None:
+    """Create the lock's row (for an existing item) in a short transaction of its own, committed.
+
+    Committed first so that a concurrent delivery finds a row to skip over: a row inserted by an
+    open transaction would make the other's INSERT wait for that whole transaction instead."""
+    bind = session.get_bind()
+    engine = bind.engine if isinstance(bind, Connection) else bind
+    with engine.begin() as connection:
+        connection.execute(_ENSURE_LOCK_ROW, {"name": name, "item_id": item_id})
+
+
+def try_lock(session: Session, name: str, item_id: uuid.UUID) -> bool:
+    """Lock `name` for this transaction without waiting; False when another transaction holds it.
+
+    True also when the item does not exist (there is nothing to contend for; the caller finds out)."""
+    _ensure_lock_row(session, name, item_id)
+    if session.execute(_LOCK_ROW_NOWAIT, {"name": name}).first() is not None:
+        return True
+    # Skipped: the row is locked by another transaction, or there is none because the item is gone.
+    return session.execute(_LOCK_ROW_EXISTS, {"name": name}).first() is None
+
+
+def lock(session: Session, name: str, item_id: uuid.UUID) -> None:
+    """Wait for the lock on `name` (short critical sections only); held until the transaction ends."""
+    for _ in range(LOCK_ATTEMPTS):
+        _ensure_lock_row(session, name, item_id)
+        if session.execute(_LOCK_ROW, {"name": name}).first() is not None:
+            return
+        # The row we waited for went with its item (it belonged to another item); make ours.
+    raise RuntimeError(f"could not take the pipeline lock {name!r}: its row keeps disappearing")
+
+
+def try_lock_stage(session: Session, stage: Stage, item_id: uuid.UUID) -> bool:
+    """`stage`'s lock on the item, without waiting (see the module docstring)."""
+    return try_lock(session, stage_lock_name(stage, item_id), item_id)
+
+
+def lock_content(session: Session, owner_id: str, sha256: str, item_id: uuid.UUID) -> None:
+    """Serialise the owner's items with the same content (one becomes the other's duplicate)."""
+    lock(session, content_lock_name(owner_id, sha256), item_id)
 
 
 def get_item(session: Session, item_id: uuid.UUID) -> Item | None:
@@ -107,7 +156,7 @@ def claim(session: Session, stage: Stage, item_id: uuid.UUID, owner_id: str, exp
     """Take `stage`'s lock on the item and check that it is the owner's and at `expected`.
 
     Returns the item to work on, or the Outcome that ends this delivery (a skip)."""
-    if not try_lock(session, stage.value, str(item_id)):
+    if not try_lock_stage(session, stage, item_id):
         return Outcome(item_id, "skipped", f"another delivery is at the {stage.value} stage of this item")
     item = get_item(session, item_id)
     if item is None or item.owner_id != owner_id:

@@ -27,7 +27,11 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(default=1, ge=1, description="Connections kept per process (1 on Lambda).")
     db_max_overflow: int = Field(default=2, ge=0, description="Extra connections allowed beyond the pool.")
-    db_statement_timeout_ms: int = Field(default=10_000, ge=0, description="Server-side statement timeout.")
+    db_statement_timeout_ms: int = Field(
+        default=10_000,
+        ge=0,
+        description="Statement timeout that migration 0003 sets as the database role's default (ALTER ROLE).",
+    )
 
     # --- AWS ------------------------------------------------------------------------------
     aws_region: str = Field(

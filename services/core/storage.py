@@ -19,6 +19,15 @@ from services.core.settings import Settings, get_settings
 
 _SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_FILENAME = 128
+# The error codes S3 gives for a key that does not exist, to a caller that may list the bucket
+# (every reader does: services/catalog.py LIST_BUCKET). 403 AccessDenied is never "missing".
+MISSING_OBJECT_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+def is_missing_object(error: Exception) -> bool:
+    """True when a botocore ClientError says the object does not exist (404), not that access was denied."""
+    response = getattr(error, "response", None) or {}
+    return response.get("Error", {}).get("Code") in MISSING_OBJECT_CODES
 
 
 class InvalidKey(ValueError):
@@ -109,15 +118,18 @@ class Storage:
 
     # --- objects --------------------------------------------------------------------------
     def head(self, key: str) -> dict[str, Any] | None:
+        """The object's metadata; None when it does not exist (404). A 403 raises: see MISSING_OBJECT_CODES."""
         try:
             return self.s3.head_object(Bucket=self.bucket, Key=key)
         except self.s3.exceptions.ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if is_missing_object(error):
                 return None
             raise
 
     def read(self, key: str, max_bytes: int | None = None) -> bytes:
-        """The object's bytes; ObjectTooLarge before downloading more than `max_bytes`."""
+        """The object's bytes; ObjectTooLarge before downloading more than `max_bytes`.
+
+        A missing object raises the client's NoSuchKey (404); a 403 raises a plain ClientError."""
         response = self.s3.get_object(Bucket=self.bucket, Key=key)
         size = response.get("ContentLength")
         if max_bytes is not None and size is not None and size > max_bytes:

@@ -78,7 +78,7 @@ class ImageProcessor:
         except InvalidKey as error:
             return self._remove_unattributable(key, upload.size, str(error))
         with session_scope() as session:
-            if not store.try_lock(session, Stage.process.value, str(parsed.item_id)):
+            if not store.try_lock_stage(session, Stage.process, parsed.item_id):
                 return store.Outcome(parsed.item_id, "skipped", "another delivery is processing this item")
             item = store.get_item(session, parsed.item_id)
             if item is None:
@@ -94,7 +94,7 @@ class ImageProcessor:
     def processing_requested(self, request: ProcessingRequested) -> store.Outcome:
         """A retry of the first stage (the API re-emits this; the S3 event cannot be replayed)."""
         with session_scope() as session:
-            if not store.try_lock(session, Stage.process.value, str(request.item_id)):
+            if not store.try_lock_stage(session, Stage.process, request.item_id):
                 return store.Outcome(request.item_id, "skipped", "another delivery is processing this item")
             item = store.get_item(session, request.item_id)
             if item is None or item.owner_id != request.owner_id or item.original_key != request.key:
@@ -117,7 +117,7 @@ class ImageProcessor:
 
         sha256 = sha256_of(data)
         # Same content uploaded twice at once: one of the two becomes the other's duplicate.
-        store.lock(session, "sha256", item.owner_id, sha256)
+        store.lock_content(session, item.owner_id, sha256, item.id)
         first = store.find_duplicate(session, item.owner_id, sha256, item.id)
         if first is not None and first.thumbnail_keys:
             return self._duplicate(session, item, first, len(data))

@@ -115,6 +115,8 @@ def _load(url: str) -> dict[str, float]:
     pyrandom = random.Random(11)
     started = time.perf_counter()
     with psycopg.connect(libpq, autocommit=True) as conn:
+        # Bulk load and index builds are admin work: not bound by the role's statement_timeout (migration 0003).
+        conn.execute("SET statement_timeout = 0")
         register_vector(conn)
         register_enum(EnumInfo.fetch(conn, "item_status"), conn, ItemStatus)
         # The migration's indexes slow a bulk load down: drop them, load, build them again.

@@ -26,7 +26,7 @@ def _tables(url: str) -> set[str]:
 
 def test_upgrade_from_empty_creates_items_with_indexes(empty_db):
     migrations.upgrade(empty_db)
-    assert migrations.current(empty_db) == migrations.head() == "0002"
+    assert migrations.current(empty_db) == migrations.head() == "0003_i8db"
     engine = create_engine(empty_db)
     try:
         indexes = {ix["name"] for ix in inspect(engine).get_indexes("items")}

@@ -41,7 +41,7 @@ def current(url: str) -> str | None:
 
     from services.core.database import normalize_url
 
-    engine = create_engine(normalize_url(url), poolclass=pool.NullPool)
+    engine = create_engine(normalize_url(url), poolclass=pool.NullPool, connect_args={"prepare_threshold": None})
     try:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
