@@ -157,7 +157,7 @@ class LambdaInvoker:
         self.client = lambda_client
 
     def invoke(self, function_name: str, qualifier: str, event: dict[str, Any]) -> Invocation:
-        with aws_errors(f"invoking {function_name}:{qualifier}"):
+        with aws_errors(f"invoking {function_name}:{qualifier}", self.client):
             answer = self.client.invoke(FunctionName=function_name, Qualifier=qualifier,
                                         InvocationType="RequestResponse", Payload=json.dumps(event).encode())
         raw = answer["Payload"].read()

@@ -102,11 +102,22 @@ class StackOutputs(BaseModel):
         return [self.service(name)]
 
 
+CONTRACT = 'an object {"stack": ..., "services": {...}} as `pulumi stack output --json` prints it'
+
+
 def parse(text: str, origin: str) -> StackOutputs:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise ReleaseError(f"stack outputs from {origin} are not JSON: {error}") from None
+    return validate(data, origin)
+
+
+def validate(data: Any, origin: str) -> StackOutputs:
+    if not isinstance(data, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number",
+                type(None): "null"}.get(type(data), type(data).__name__)
+        raise ReleaseError(f"stack outputs from {origin} are JSON, but {kind} where {CONTRACT} is expected")
     try:
         return StackOutputs.model_validate(data)
     except ValidationError as error:
@@ -129,6 +140,21 @@ def from_pulumi(stack: str, cwd: str | Path | None = None) -> StackOutputs:
     return parse(result.stdout, f"pulumi stack output --stack {stack}")
 
 
+def _from_env(value: str) -> StackOutputs:
+    """COLLECTIONS_STACK_OUTPUTS: JSON text, else the path of a JSON file."""
+    origin = "COLLECTIONS_STACK_OUTPUTS"
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError as error:
+        path = Path(value)
+        if path.is_file():
+            return parse(path.read_text(), str(path))
+        if value.lstrip()[:1] in ("{", "["):
+            raise ReleaseError(f"{origin} is not valid JSON: {error}") from None
+        raise ReleaseError(f"{origin}={value[:80]}: neither JSON nor an existing file") from None
+    return validate(data, origin)
+
+
 def load(outputs_file: str | None = None, stack: str | None = None, env_value: str | None = None) -> StackOutputs:
     if outputs_file:
         path = Path(outputs_file)
@@ -136,13 +162,7 @@ def load(outputs_file: str | None = None, stack: str | None = None, env_value: s
             raise ReleaseError(f"--outputs {outputs_file}: no such file")
         outputs = parse(path.read_text(), str(path))
     elif env_value:
-        if env_value.lstrip().startswith("{"):
-            outputs = parse(env_value, "COLLECTIONS_STACK_OUTPUTS")
-        else:
-            path = Path(env_value)
-            if not path.is_file():
-                raise ReleaseError(f"COLLECTIONS_STACK_OUTPUTS={env_value}: neither JSON nor an existing file")
-            outputs = parse(path.read_text(), str(path))
+        outputs = _from_env(env_value)
     elif stack:
         return from_pulumi(stack)
     else:
