@@ -104,6 +104,25 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class CanaryConfig:
+    """How `collections-release shift` judges the new version by its own metrics (config releaseCanary;
+    exported in the stack output `release.canary`, read by pipelines/canary.py's CanaryThresholds)."""
+
+    max_error_rate: float = 0.01
+    max_p95_ms: int | None = None
+    max_p99_ms: int | None = None
+    min_invocations: int = 50
+    on_insufficient_data: Literal["wait", "fail"] = "wait"
+    max_wait_minutes: int = 60
+    stable_ratio: float = 1.5
+
+    def as_output(self) -> dict[str, Any]:
+        return {"max_error_rate": self.max_error_rate, "max_p95_ms": self.max_p95_ms, "max_p99_ms": self.max_p99_ms,
+                "min_invocations": self.min_invocations, "on_insufficient_data": self.on_insufficient_data,
+                "max_wait_minutes": self.max_wait_minutes, "stable_ratio": self.stable_ratio}
+
+
+@dataclass(frozen=True)
 class StackConfig:
     stack: str
     region: str
@@ -119,6 +138,7 @@ class StackConfig:
     api: ApiConfig
     services: Mapping[str, ServiceConfig] = field(default_factory=dict)
     project: str = PROJECT
+    release_canary: CanaryConfig = field(default_factory=CanaryConfig)
 
     def function_name(self, service: str, slot: str) -> str:
         return function_name(self.stack, service, slot)
@@ -227,6 +247,28 @@ def _service(name: str, data: Any, path: str, release_mode: str) -> ServiceConfi
     )
 
 
+def _release_canary(section: _Section) -> CanaryConfig:
+    rate = section.get("maxErrorRate", float, CanaryConfig.max_error_rate)
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"{section.key('maxErrorRate')}: a fraction between 0 and 1, got {rate!r}")
+    ratio = section.get("stableRatio", float, CanaryConfig.stable_ratio)
+    if ratio < 1.0:
+        raise ConfigError(f"{section.key('stableRatio')}: at least 1 (the canary may be as bad as stable), got {ratio}")
+    canary = CanaryConfig(
+        max_error_rate=rate,
+        max_p95_ms=section.number("maxP95Ms", None, 1, 900_000) if section.data.get("maxP95Ms") is not None else None,
+        max_p99_ms=section.number("maxP99Ms", None, 1, 900_000) if section.data.get("maxP99Ms") is not None else None,
+        min_invocations=section.number("minInvocations", CanaryConfig.min_invocations, 1, 10_000_000),
+        on_insufficient_data=section.choice("onInsufficientData", ("wait", "fail"),  # type: ignore[arg-type]
+                                            CanaryConfig.on_insufficient_data),
+        max_wait_minutes=section.number("maxWaitMinutes", CanaryConfig.max_wait_minutes, 0, 1440),
+        stable_ratio=ratio,
+    )
+    section.read.update({"maxP95Ms", "maxP99Ms"})
+    section.done()
+    return canary
+
+
 def _release_steps(values: list, path: str) -> tuple[float, ...]:
     """Traffic weights the release tooling walks through in gradual mode (exported as the stack
     output `release`); ascending, each in 0–1, ending at 1 (all traffic on the new version)."""
@@ -251,6 +293,7 @@ def parse(stack: str, region: str | None, values: Mapping[str, Any]) -> StackCon
     release_step_minutes = top.get("releaseStepMinutes", int, 5)
     if not 0 <= release_step_minutes <= 1440:
         raise ConfigError(f"collections:releaseStepMinutes: {release_step_minutes} is not between 0 and 1440 minutes")
+    release_canary = _release_canary(top.section("releaseCanary"))
     retention = top.get("logRetentionDays", int, 14)
     if retention not in LOG_RETENTION_DAYS:
         raise ConfigError(
@@ -334,6 +377,7 @@ def parse(stack: str, region: str | None, values: Mapping[str, Any]) -> StackCon
         database=database,
         api=api,
         services=services,
+        release_canary=release_canary,
     )
     top.done()
     return config

@@ -125,12 +125,18 @@ def build(config: StackConfig) -> dict[str, Any]:
         config=config.api, user_pool_id=auth.user_pool.id, client_id=auth.client.id, region=config.region,
         log_retention_days=config.log_retention_days, tags=tags,
     ))
-    EventRouting(f"{prefix}-events", EventRoutingArgs(services=services, bus=bus,
-                                                      bucket_name=storage.bucket.bucket, tags=tags))
+    events = EventRouting(f"{prefix}-events", EventRoutingArgs(services=services, bus=bus,
+                                                               bucket_name=storage.bucket.bucket, tags=tags))
     monitoring = Monitoring(f"{prefix}-monitoring", MonitoringArgs(
         prefix=prefix, region=config.region, services=services, api_id=api.api.id,
         api_latency_p95_ms=config.api.latency_p95_ms, dead_letter_queue_name=bus.dead_letter_queue.name,
         alarm_email=config.alarm_email, tags=tags,
+        # rules are keyed "{service-slug}-{kind}-{index}" (EventRouting)
+        event_rules={name: [r for key, r in events.rules.items() if key.rsplit("-", 2)[0] == name.replace("_", "-")]
+                     for name in services},
+        database_instance_id=database.instance.identifier if database.instance is not None else None,
+        database_instance_class=config.database.instance_class,
+        database_proxy_name=database.proxy.name if database.proxy is not None else None,
     ))
     _invoke_on_deploy(prefix, services, database)
 
@@ -144,7 +150,8 @@ def build(config: StackConfig) -> dict[str, Any]:
         "region": config.region,
         "stack": config.stack,
         # The default strategy of `collections-release shift` for this stack's gradual services.
-        "release": {"steps": list(config.release_steps), "step_minutes": config.release_step_minutes},
+        "release": {"steps": list(config.release_steps), "step_minutes": config.release_step_minutes,
+                    "canary": config.release_canary.as_output()},
         "services": {
             name: {
                 "active_slot": s.active_slot,

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pipelines.canary import CanaryThresholds
 from pipelines.errors import NotFound, ReleaseError
 
 Slot = Literal["blue", "green"]
@@ -60,6 +61,7 @@ class ReleaseDefaults(BaseModel):
 
     steps: list[float] = Field(min_length=1)
     step_minutes: float = Field(ge=0)
+    canary: CanaryThresholds | None = None  # config releaseCanary: how a shift judges the new version
 
     @property
     def strategy(self) -> str:
