@@ -5,7 +5,7 @@
     collections-release rollback --service S
     collections-release promote  --service S
     collections-release prune    --service S --keep N [--slot blue|green] [--dry-run]
-    collections-release flip     --service S --to blue|green
+    collections-release flip     --service S (--to blue|green [--version N] | --back)
     collections-release guard    PREVIEW.json [--allow URN_OR_NAME ...] [--allow-file FILE] [--outputs FILE]
 
 Every command but guard reads the stack outputs (guard only with --outputs/--stack): --outputs FILE,
@@ -72,9 +72,16 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--slot", choices=("blue", "green"), help="default: the active slot")
     prune.add_argument("--dry-run", action="store_true")
 
-    flip = commands.add_parser("flip", parents=[common], help="smoke-test the idle slot, then make it active")
+    flip = commands.add_parser("flip", parents=[common],
+                               help="prepare the idle slot (version, provisioned concurrency, smoke), then make it "
+                               "active; --back returns to the other slot as it was left")
     flip.add_argument("--service", required=True)
-    flip.add_argument("--to", required=True, choices=("blue", "green"))
+    where = flip.add_mutually_exclusive_group(required=True)
+    where.add_argument("--to", choices=("blue", "green"), help="the slot to make active")
+    where.add_argument("--back", action="store_true", help="return consumers to the other (previous) slot")
+    flip.add_argument("--version", default="latest", help="the version the slot's alias should serve (default latest)")
+    flip.add_argument("--pc-timeout", type=float, default=900.0,
+                      help="seconds to wait for provisioned concurrency to be READY")
 
     guard = commands.add_parser("guard", parents=[common],
                                 help="fail a `pulumi preview --json` that replaces consumed resources or, with the "
@@ -174,8 +181,11 @@ def _flip(args: argparse.Namespace) -> int:
 
     stack_outputs = _outputs(args)
     service = stack_outputs.service(args.service)
-    invoker = LambdaInvoker(aws_clients(stack_outputs)["lambda_client"])
-    result = flip(stack_outputs, service, args.to, invoker, default_configurator(stack_outputs.stack, _say), _say)
+    lambda_client = aws_clients(stack_outputs)["lambda_client"]
+    to = service.idle_slot if args.back else args.to
+    configurator = default_configurator(stack_outputs.stack, _say)
+    result = flip(stack_outputs, service, to, LambdaInvoker(lambda_client), configurator, _say,
+                  lambda_client=lambda_client, version=args.version, back=args.back, pc_timeout_s=args.pc_timeout)
     if result.outcome == "commands":
         print(json.dumps(asdict(result), indent=2))
     return errors.EXIT_OK
