@@ -60,6 +60,7 @@ class ServiceConfig:
     timeout_s: int
     release_mode: ReleaseMode
     provisioned_concurrency: int = 0
+    release_canary: CanaryConfig | None = None  # None: the shift does not judge this service's canary
 
     @property
     def function(self) -> catalog.Function:
@@ -115,6 +116,7 @@ class CanaryConfig:
     on_insufficient_data: Literal["wait", "fail"] = "wait"
     max_wait_minutes: int = 60
     stable_ratio: float = 1.5
+    enabled: bool = True  # a service may opt out (e.g. an hourly schedule never reaches minInvocations)
 
     def as_output(self) -> dict[str, Any]:
         return {"max_error_rate": self.max_error_rate, "max_p95_ms": self.max_p95_ms, "max_p99_ms": self.max_p99_ms,
@@ -205,7 +207,8 @@ def _weight(value: Any, path: str) -> float:
     return float(value)
 
 
-def _service(name: str, data: Any, path: str, release_mode: str) -> ServiceConfig:
+def _service(name: str, data: Any, path: str, release_mode: str,
+             release_canary: CanaryConfig | None = None) -> ServiceConfig:
     fn = catalog.function(name)
     section = _Section(data, path)
     slots_section = section.section("slots")
@@ -235,6 +238,9 @@ def _service(name: str, data: Any, path: str, release_mode: str) -> ServiceConfi
         mode = section.choice("releaseMode", ("direct",), "direct")
     else:
         mode = section.choice("releaseMode", RELEASE_MODES, release_mode)
+    canary = release_canary or CanaryConfig()
+    if "releaseCanary" in section.data:  # this service's own limits over the stack's (or enabled: false)
+        canary = _release_canary(section.section("releaseCanary"), canary)
     section.done()
     return ServiceConfig(
         name=name,
@@ -244,25 +250,31 @@ def _service(name: str, data: Any, path: str, release_mode: str) -> ServiceConfi
         timeout_s=timeout,
         release_mode=mode,  # type: ignore[arg-type]
         provisioned_concurrency=provisioned,
+        release_canary=canary if canary.enabled else None,
     )
 
 
-def _release_canary(section: _Section) -> CanaryConfig:
-    rate = section.get("maxErrorRate", float, CanaryConfig.max_error_rate)
+def _release_canary(section: _Section, base: CanaryConfig | None = None) -> CanaryConfig:
+    base = base or CanaryConfig()
+    rate = section.get("maxErrorRate", float, base.max_error_rate)
     if not 0.0 <= rate <= 1.0:
         raise ConfigError(f"{section.key('maxErrorRate')}: a fraction between 0 and 1, got {rate!r}")
-    ratio = section.get("stableRatio", float, CanaryConfig.stable_ratio)
+    ratio = section.get("stableRatio", float, base.stable_ratio)
     if ratio < 1.0:
         raise ConfigError(f"{section.key('stableRatio')}: at least 1 (the canary may be as bad as stable), got {ratio}")
+    def latency(key: str, default: int | None) -> int | None:
+        return section.number(key, 0, 1, 900_000) if section.data.get(key) is not None else default
+
     canary = CanaryConfig(
         max_error_rate=rate,
-        max_p95_ms=section.number("maxP95Ms", None, 1, 900_000) if section.data.get("maxP95Ms") is not None else None,
-        max_p99_ms=section.number("maxP99Ms", None, 1, 900_000) if section.data.get("maxP99Ms") is not None else None,
-        min_invocations=section.number("minInvocations", CanaryConfig.min_invocations, 1, 10_000_000),
+        max_p95_ms=latency("maxP95Ms", base.max_p95_ms),
+        max_p99_ms=latency("maxP99Ms", base.max_p99_ms),
+        min_invocations=section.number("minInvocations", base.min_invocations, 1, 10_000_000),
         on_insufficient_data=section.choice("onInsufficientData", ("wait", "fail"),  # type: ignore[arg-type]
-                                            CanaryConfig.on_insufficient_data),
-        max_wait_minutes=section.number("maxWaitMinutes", CanaryConfig.max_wait_minutes, 0, 1440),
+                                            base.on_insufficient_data),
+        max_wait_minutes=section.number("maxWaitMinutes", base.max_wait_minutes, 0, 1440),
         stable_ratio=ratio,
+        enabled=section.get("enabled", bool, base.enabled),
     )
     section.read.update({"maxP95Ms", "maxP99Ms"})
     section.done()
@@ -355,12 +367,12 @@ def parse(stack: str, region: str | None, values: Mapping[str, Any]) -> StackCon
             known = ", ".join(sorted(catalog.FUNCTIONS_BY_NAME))
             raise ConfigError(f"{path}: unknown service {name!r}; the catalog has: {known}")
         services_section.read.add(name)
-        services[name] = _service(name, data, path, release_mode)
+        services[name] = _service(name, data, path, release_mode, release_canary)
     # A catalog function the stack file does not mention still gets deployed: one blue zip slot.
     for fn in catalog.FUNCTIONS:
         if fn.name not in services:
             services[fn.name] = _service(fn.name, {"slots": {"blue": {}}}, services_section.key(fn.name),
-                                         release_mode)
+                                         release_mode, release_canary)
     services = {fn.name: services[fn.name] for fn in catalog.FUNCTIONS}  # catalog order
 
     config = StackConfig(

@@ -1,8 +1,9 @@
 """Wires the components into the Collections stack and returns its outputs (the release contract).
 
 Outputs (also `pulumi stack output --json`): api_url, bucket, event_bus, user_pool_id,
-user_pool_client_id, dashboard_name, region, stack, services{<catalog name>: {active_slot,
-alias_arn, alias_name, function_names, release_mode, provisioned_concurrency, alarm_names, triggers}}.
+user_pool_client_id, dashboard_name, region, stack, release{steps, step_minutes, canary},
+services{<catalog name>: {active_slot, alias_arn, alias_name, function_names, release_mode, canary,
+provisioned_concurrency, alarm_names, triggers}}.
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ def build(config: StackConfig) -> dict[str, Any]:
         "stack": config.stack,
         # The default strategy of `collections-release shift` for this stack's gradual services.
         "release": {"steps": list(config.release_steps), "step_minutes": config.release_step_minutes,
-                    "canary": config.release_canary.as_output()},
+                    "canary": config.release_canary.as_output() if config.release_canary.enabled else None},
         "services": {
             name: {
                 "active_slot": s.active_slot,
@@ -159,6 +160,8 @@ def build(config: StackConfig) -> dict[str, Any]:
                 "alias_name": ALIAS_NAME,
                 "function_names": s.function_names,
                 "release_mode": s.service.release_mode,
+                # how a shift judges this service's canary (None: by its alarms only)
+                "canary": s.service.release_canary.as_output() if s.service.release_canary else None,
                 "provisioned_concurrency": s.service.provisioned_concurrency,
                 "alarm_names": monitoring.alarm_names[name],
                 "triggers": [t.kind for t in s.function_spec.triggers],

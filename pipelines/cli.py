@@ -143,11 +143,10 @@ def _shift(args: argparse.Namespace) -> int:
         services = [s for s in services if s.release_mode == "gradual"]
         if skipped:
             _say(f"direct release mode (pulumi up moves their alias), skipped: {', '.join(skipped)}")
-    canary = stack_outputs.release.canary if stack_outputs.release else None
     for service in services:
         ctx = _context(args, stack_outputs, service, lock_ttl_s=args.lock_ttl)
         Shift(ctx, strategy, to=args.to, poll_s=args.poll, pc_timeout_s=args.pc_timeout,
-              canary=canary).run(dry_run=args.dry_run)
+              canary=stack_outputs.canary_for(service)).run(dry_run=args.dry_run)
     return errors.EXIT_OK
 
 

@@ -33,6 +33,9 @@ class ServiceOutputs(BaseModel):
     provisioned_concurrency: int = Field(default=0, ge=0)
     alarm_names: list[str] = Field(default_factory=list)
     triggers: list[str] = Field(default_factory=list)
+    # How a shift judges this service's canary: its own limits (stack limits merged with the service's
+    # overrides). Absent from older outputs: the stack-wide `release.canary` then applies.
+    canary: CanaryThresholds | None = None
 
     @property
     def function_name(self) -> str:
@@ -87,6 +90,12 @@ class StackOutputs(BaseModel):
     def model_post_init(self, __context: Any) -> None:
         for name, service in self.services.items():
             service.name = name
+
+    def canary_for(self, service: ServiceOutputs) -> CanaryThresholds | None:
+        """The limits a shift of `service` judges its canary by (None: alarms only)."""
+        if "canary" in service.model_fields_set:
+            return service.canary  # the stack says, per service (None: opted out)
+        return self.release.canary if self.release else None
 
     def service(self, name: str) -> ServiceOutputs:
         """A service by its catalog name; `image-processor` and `image_processor` both work."""

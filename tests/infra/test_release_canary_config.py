@@ -38,3 +38,23 @@ def test_the_prod_stack_exports_limits_the_release_tool_accepts(program):
     assert defaults.canary is not None
     assert (defaults.canary.max_p95_ms, defaults.canary.min_invocations) == (800, 100)
     assert defaults.strategy == "steps:5,25,50,100:10"
+
+
+def test_a_service_overrides_or_opts_out_of_the_stacks_limits():
+    config = infra_config.parse("prod", "eu-west-1", {
+        "releaseCanary": {"maxErrorRate": 0.02, "minInvocations": 100},
+        "services": {"api": {"slots": {"blue": {}}, "releaseCanary": {"minInvocations": 500}},
+                     "cleanup": {"slots": {"blue": {}}, "releaseCanary": {"enabled": False}}},
+    })
+    api = config.services["api"].release_canary
+    assert (api.max_error_rate, api.min_invocations) == (0.02, 500)  # the stack's rate, its own minimum
+    assert config.services["analyzer"].release_canary.min_invocations == 100  # unlisted: the stack's
+    assert config.services["cleanup"].release_canary is None
+
+
+def test_each_service_exports_the_limits_its_shift_uses(program):
+    from pipelines.outputs import StackOutputs
+
+    outputs = StackOutputs.model_validate(program("prod").outputs)
+    assert outputs.canary_for(outputs.service("api")).min_invocations == 100
+    assert outputs.canary_for(outputs.service("cleanup")) is None  # Pulumi.prod.yaml: alarms only

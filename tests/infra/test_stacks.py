@@ -142,7 +142,7 @@ def test_outputs_follow_the_release_contract(program):
         fn = catalog.function(name)
         slug = name.replace("_", "-")
         assert set(service) == {"active_slot", "alias_arn", "alias_name", "function_names", "release_mode",
-                                "provisioned_concurrency", "alarm_names", "triggers"}
+                                "provisioned_concurrency", "alarm_names", "triggers", "canary"}
         assert service["alias_arn"].endswith(f":function:collections-dev-{slug}-blue:live")
         assert service["function_names"] == {"blue": f"collections-dev-{slug}-blue"}
         assert service["triggers"] == [t.kind for t in fn.triggers]

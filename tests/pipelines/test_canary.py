@@ -187,3 +187,15 @@ def test_stack_output_release_carries_the_canary_limits():
     assert defaults.canary.min_invocations == 100 and defaults.canary.on_insufficient_data == "fail"
     with pytest.raises(ValueError, match="on_insufficient_data"):
         ReleaseDefaults.model_validate({"steps": [1.0], "step_minutes": 0, "canary": {"on_insufficient_data": "hope"}})
+
+
+def test_per_service_limits_win_over_the_stacks_and_older_outputs_fall_back():
+    from pipelines.outputs import StackOutputs
+
+    base = {"active_slot": "blue", "alias_arn": "arn", "function_names": {"blue": "f"}}
+    outputs = StackOutputs.model_validate({"stack": "prod", "release": {
+        "steps": [1.0], "step_minutes": 0, "canary": {"min_invocations": 100}}, "services": {
+        "api": {**base, "canary": {"min_invocations": 500}}, "cleanup": {**base, "canary": None}, "old": base}})
+    assert outputs.canary_for(outputs.service("api")).min_invocations == 500
+    assert outputs.canary_for(outputs.service("cleanup")) is None
+    assert outputs.canary_for(outputs.service("old")).min_invocations == 100
