@@ -160,8 +160,8 @@ def build(config: StackConfig) -> dict[str, Any]:
                 "alias_name": ALIAS_NAME,
                 "function_names": s.function_names,
                 "release_mode": s.service.release_mode,
-                # how a shift judges this service's canary (None: by its alarms only)
-                "canary": s.service.release_canary.as_output() if s.service.release_canary else None,
+                # how a shift judges this service's canary (false: by its alarms only)
+                "canary": s.service.release_canary.as_output() if s.service.release_canary else False,
                 "provisioned_concurrency": s.service.provisioned_concurrency,
                 "alarm_names": monitoring.alarm_names[name],
                 "triggers": [t.kind for t in s.function_spec.triggers],

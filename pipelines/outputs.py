@@ -33,9 +33,9 @@ class ServiceOutputs(BaseModel):
     provisioned_concurrency: int = Field(default=0, ge=0)
     alarm_names: list[str] = Field(default_factory=list)
     triggers: list[str] = Field(default_factory=list)
-    # How a shift judges this service's canary: its own limits (stack limits merged with the service's
-    # overrides). Absent from older outputs: the stack-wide `release.canary` then applies.
-    canary: CanaryThresholds | None = None
+    # How a shift judges this service's canary: its own limits (the stack's merged with the service's
+    # overrides); false: by its alarms only; absent or null (older outputs): the stack's `release.canary`.
+    canary: CanaryThresholds | Literal[False] | None = None
 
     @property
     def function_name(self) -> str:
@@ -93,8 +93,10 @@ class StackOutputs(BaseModel):
 
     def canary_for(self, service: ServiceOutputs) -> CanaryThresholds | None:
         """The limits a shift of `service` judges its canary by (None: alarms only)."""
-        if "canary" in service.model_fields_set:
-            return service.canary  # the stack says, per service (None: opted out)
+        if service.canary is False:
+            return None
+        if service.canary is not None:
+            return service.canary
         return self.release.canary if self.release else None
 
     def service(self, name: str) -> ServiceOutputs:

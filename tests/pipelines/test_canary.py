@@ -10,6 +10,7 @@ GetMetricData's documented response shape with botocore's Stubber.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import boto3
@@ -195,7 +196,23 @@ def test_per_service_limits_win_over_the_stacks_and_older_outputs_fall_back():
     base = {"active_slot": "blue", "alias_arn": "arn", "function_names": {"blue": "f"}}
     outputs = StackOutputs.model_validate({"stack": "prod", "release": {
         "steps": [1.0], "step_minutes": 0, "canary": {"min_invocations": 100}}, "services": {
-        "api": {**base, "canary": {"min_invocations": 500}}, "cleanup": {**base, "canary": None}, "old": base}})
+        "api": {**base, "canary": {"min_invocations": 500}}, "cleanup": {**base, "canary": False},
+        "old": {**base, "canary": None}}})
     assert outputs.canary_for(outputs.service("api")).min_invocations == 500
     assert outputs.canary_for(outputs.service("cleanup")) is None
     assert outputs.canary_for(outputs.service("old")).min_invocations == 100
+
+
+def test_shift_command_judges_by_the_stacks_canary_limits(deploy, tmp_path, capsys):
+    from pipelines.cli import main
+
+    d = deploy(versions=2)
+    data = d.outputs.model_dump()
+    data["release"] = {"steps": [0.1, 1.0], "step_minutes": 0,
+                       "canary": {"min_invocations": 10, "on_insufficient_data": "fail"}}
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(data))
+    assert main(["shift", "--outputs", str(path), "--service", "api", "--poll", "1"]) == 3  # nobody called v2
+    err = capsys.readouterr().err
+    assert "canary unproven at 10%" in err and "0 of 10 invocations needed" in err
+    assert d.alias() == {"version": "1", "weights": {}}
