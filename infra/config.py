@@ -60,6 +60,7 @@ class ServiceConfig:
     timeout_s: int
     release_mode: ReleaseMode
     provisioned_concurrency: int = 0
+    release_canary: CanaryConfig | None = None  # None: the shift does not judge this service's canary
 
     @property
     def function(self) -> catalog.Function:
@@ -104,6 +105,26 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class CanaryConfig:
+    """How `collections-release shift` judges the new version by its own metrics (config releaseCanary;
+    exported in the stack output `release.canary`, read by pipelines/canary.py's CanaryThresholds)."""
+
+    max_error_rate: float = 0.01
+    max_p95_ms: int | None = None
+    max_p99_ms: int | None = None
+    min_invocations: int = 50
+    on_insufficient_data: Literal["wait", "fail"] = "wait"
+    max_wait_minutes: int = 60
+    stable_ratio: float = 1.5
+    enabled: bool = True  # a service may opt out (e.g. an hourly schedule never reaches minInvocations)
+
+    def as_output(self) -> dict[str, Any]:
+        return {"max_error_rate": self.max_error_rate, "max_p95_ms": self.max_p95_ms, "max_p99_ms": self.max_p99_ms,
+                "min_invocations": self.min_invocations, "on_insufficient_data": self.on_insufficient_data,
+                "max_wait_minutes": self.max_wait_minutes, "stable_ratio": self.stable_ratio}
+
+
+@dataclass(frozen=True)
 class StackConfig:
     stack: str
     region: str
@@ -119,6 +140,7 @@ class StackConfig:
     api: ApiConfig
     services: Mapping[str, ServiceConfig] = field(default_factory=dict)
     project: str = PROJECT
+    release_canary: CanaryConfig = field(default_factory=CanaryConfig)
 
     def function_name(self, service: str, slot: str) -> str:
         return function_name(self.stack, service, slot)
@@ -185,7 +207,8 @@ def _weight(value: Any, path: str) -> float:
     return float(value)
 
 
-def _service(name: str, data: Any, path: str, release_mode: str) -> ServiceConfig:
+def _service(name: str, data: Any, path: str, release_mode: str,
+             release_canary: CanaryConfig | None = None) -> ServiceConfig:
     fn = catalog.function(name)
     section = _Section(data, path)
     slots_section = section.section("slots")
@@ -215,6 +238,9 @@ def _service(name: str, data: Any, path: str, release_mode: str) -> ServiceConfi
         mode = section.choice("releaseMode", ("direct",), "direct")
     else:
         mode = section.choice("releaseMode", RELEASE_MODES, release_mode)
+    canary = release_canary or CanaryConfig()
+    if "releaseCanary" in section.data:  # this service's own limits over the stack's (or enabled: false)
+        canary = _release_canary(section.section("releaseCanary"), canary)
     section.done()
     return ServiceConfig(
         name=name,
@@ -224,7 +250,35 @@ def _service(name: str, data: Any, path: str, release_mode: str) -> ServiceConfi
         timeout_s=timeout,
         release_mode=mode,  # type: ignore[arg-type]
         provisioned_concurrency=provisioned,
+        release_canary=canary if canary.enabled else None,
     )
+
+
+def _release_canary(section: _Section, base: CanaryConfig | None = None) -> CanaryConfig:
+    base = base or CanaryConfig()
+    rate = section.get("maxErrorRate", float, base.max_error_rate)
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"{section.key('maxErrorRate')}: a fraction between 0 and 1, got {rate!r}")
+    ratio = section.get("stableRatio", float, base.stable_ratio)
+    if ratio < 1.0:
+        raise ConfigError(f"{section.key('stableRatio')}: at least 1 (the canary may be as bad as stable), got {ratio}")
+    def latency(key: str, default: int | None) -> int | None:
+        return section.number(key, 0, 1, 900_000) if section.data.get(key) is not None else default
+
+    canary = CanaryConfig(
+        max_error_rate=rate,
+        max_p95_ms=latency("maxP95Ms", base.max_p95_ms),
+        max_p99_ms=latency("maxP99Ms", base.max_p99_ms),
+        min_invocations=section.number("minInvocations", base.min_invocations, 1, 10_000_000),
+        on_insufficient_data=section.choice("onInsufficientData", ("wait", "fail"),  # type: ignore[arg-type]
+                                            base.on_insufficient_data),
+        max_wait_minutes=section.number("maxWaitMinutes", base.max_wait_minutes, 0, 1440),
+        stable_ratio=ratio,
+        enabled=section.get("enabled", bool, base.enabled),
+    )
+    section.read.update({"maxP95Ms", "maxP99Ms"})
+    section.done()
+    return canary
 
 
 def _release_steps(values: list, path: str) -> tuple[float, ...]:
@@ -251,6 +305,7 @@ def parse(stack: str, region: str | None, values: Mapping[str, Any]) -> StackCon
     release_step_minutes = top.get("releaseStepMinutes", int, 5)
     if not 0 <= release_step_minutes <= 1440:
         raise ConfigError(f"collections:releaseStepMinutes: {release_step_minutes} is not between 0 and 1440 minutes")
+    release_canary = _release_canary(top.section("releaseCanary"))
     retention = top.get("logRetentionDays", int, 14)
     if retention not in LOG_RETENTION_DAYS:
         raise ConfigError(
@@ -312,12 +367,12 @@ def parse(stack: str, region: str | None, values: Mapping[str, Any]) -> StackCon
             known = ", ".join(sorted(catalog.FUNCTIONS_BY_NAME))
             raise ConfigError(f"{path}: unknown service {name!r}; the catalog has: {known}")
         services_section.read.add(name)
-        services[name] = _service(name, data, path, release_mode)
+        services[name] = _service(name, data, path, release_mode, release_canary)
     # A catalog function the stack file does not mention still gets deployed: one blue zip slot.
     for fn in catalog.FUNCTIONS:
         if fn.name not in services:
             services[fn.name] = _service(fn.name, {"slots": {"blue": {}}}, services_section.key(fn.name),
-                                         release_mode)
+                                         release_mode, release_canary)
     services = {fn.name: services[fn.name] for fn in catalog.FUNCTIONS}  # catalog order
 
     config = StackConfig(
@@ -334,6 +389,7 @@ def parse(stack: str, region: str | None, values: Mapping[str, Any]) -> StackCon
         database=database,
         api=api,
         services=services,
+        release_canary=release_canary,
     )
     top.done()
     return config

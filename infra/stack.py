@@ -1,8 +1,9 @@
 """Wires the components into the Collections stack and returns its outputs (the release contract).
 
 Outputs (also `pulumi stack output --json`): api_url, bucket, event_bus, user_pool_id,
-user_pool_client_id, dashboard_name, region, stack, services{<catalog name>: {active_slot,
-alias_arn, alias_name, function_names, release_mode, provisioned_concurrency, alarm_names, triggers}}.
+user_pool_client_id, dashboard_name, region, stack, release{steps, step_minutes, canary},
+services{<catalog name>: {active_slot, alias_arn, alias_name, function_names, release_mode, canary,
+provisioned_concurrency, alarm_names, triggers}}.
 """
 
 from __future__ import annotations
@@ -142,12 +143,18 @@ def build(config: StackConfig) -> dict[str, Any]:
         config=config.api, user_pool_id=auth.user_pool.id, client_id=auth.client.id, region=config.region,
         log_retention_days=config.log_retention_days, tags=tags,
     ))
-    EventRouting(f"{prefix}-events", EventRoutingArgs(services=services, bus=bus,
-                                                      bucket_name=storage.bucket.bucket, tags=tags))
+    events = EventRouting(f"{prefix}-events", EventRoutingArgs(services=services, bus=bus,
+                                                               bucket_name=storage.bucket.bucket, tags=tags))
     monitoring = Monitoring(f"{prefix}-monitoring", MonitoringArgs(
         prefix=prefix, region=config.region, services=services, api_id=api.api.id,
         api_latency_p95_ms=config.api.latency_p95_ms, dead_letter_queue_name=bus.dead_letter_queue.name,
         alarm_email=config.alarm_email, tags=tags,
+        # rules are keyed "{service-slug}-{kind}-{index}" (EventRouting)
+        event_rules={name: [r for key, r in events.rules.items() if key.rsplit("-", 2)[0] == name.replace("_", "-")]
+                     for name in services},
+        database_instance_id=database.instance.identifier if database.instance is not None else None,
+        database_instance_class=config.database.instance_class,
+        database_proxy_name=database.proxy.name if database.proxy is not None else None,
     ))
     _invoke_on_deploy(prefix, services, database)
 
@@ -161,7 +168,8 @@ def build(config: StackConfig) -> dict[str, Any]:
         "region": config.region,
         "stack": config.stack,
         # The default strategy of `collections-release shift` for this stack's gradual services.
-        "release": {"steps": list(config.release_steps), "step_minutes": config.release_step_minutes},
+        "release": {"steps": list(config.release_steps), "step_minutes": config.release_step_minutes,
+                    "canary": config.release_canary.as_output() if config.release_canary.enabled else None},
         "services": {
             name: {
                 "active_slot": s.active_slot,
@@ -169,6 +177,8 @@ def build(config: StackConfig) -> dict[str, Any]:
                 "alias_name": ALIAS_NAME,
                 "function_names": s.function_names,
                 "release_mode": s.service.release_mode,
+                # how a shift judges this service's canary (false: by its alarms only)
+                "canary": s.service.release_canary.as_output() if s.service.release_canary else False,
                 "provisioned_concurrency": s.service.provisioned_concurrency,
                 "alarm_names": monitoring.alarm_names[name],
                 "triggers": [t.kind for t in s.function_spec.triggers],

@@ -26,7 +26,7 @@ class Alarms:
         found: dict[str, AlarmState] = {}
         for start in range(0, len(self.names), MAX_NAMES_PER_CALL):
             batch = self.names[start : start + MAX_NAMES_PER_CALL]
-            with aws_errors("reading alarm states"):
+            with aws_errors("reading alarm states", self.client):
                 for page in self.client.get_paginator("describe_alarms").paginate(AlarmNames=batch):
                     for alarm in page.get("MetricAlarms", []) + page.get("CompositeAlarms", []):
                         found[alarm["AlarmName"]] = AlarmState(

@@ -5,17 +5,18 @@
     collections-release rollback --service S
     collections-release promote  --service S
     collections-release prune    --service S --keep N [--slot blue|green] [--dry-run]
-    collections-release flip     --service S --to blue|green
-    collections-release guard    PREVIEW.json [--allow URN_OR_NAME ...] [--allow-file FILE]
+    collections-release flip     --service S (--to blue|green [--version N] | --back)
+    collections-release guard    PREVIEW.json [--allow URN_OR_NAME ...] [--allow-file FILE] [--outputs FILE]
 
-Every command but guard reads the stack outputs: --outputs FILE, COLLECTIONS_STACK_OUTPUTS, or
-`pulumi stack output --json --stack S`. Exit codes are in pipelines/errors.py.
+Every command but guard reads the stack outputs (guard only with --outputs/--stack): --outputs FILE,
+COLLECTIONS_STACK_OUTPUTS, or `pulumi stack output --json --stack S`. Exit codes are in pipelines/errors.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -40,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="collections-release",
         description="Release, roll back and inspect Collections' Lambda aliases; guard Pulumi previews.",
         epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 rolled back by an alarm, 4 not found, 5 lock held, "
-        "6 no credentials, 7 throttled, 8 preview blocked, 9 smoke test failed, 130 interrupted.",
+        "6 no credentials, 7 throttled, 8 preview blocked, 9 smoke test failed, 10 AWS unreachable, "
+        "130 interrupted, 141 output pipe closed.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -70,11 +72,20 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--slot", choices=("blue", "green"), help="default: the active slot")
     prune.add_argument("--dry-run", action="store_true")
 
-    flip = commands.add_parser("flip", parents=[common], help="smoke-test the idle slot, then make it active")
+    flip = commands.add_parser("flip", parents=[common],
+                               help="prepare the idle slot (version, provisioned concurrency, smoke), then make it "
+                               "active; --back returns to the other slot as it was left")
     flip.add_argument("--service", required=True)
-    flip.add_argument("--to", required=True, choices=("blue", "green"))
+    where = flip.add_mutually_exclusive_group(required=True)
+    where.add_argument("--to", choices=("blue", "green"), help="the slot to make active")
+    where.add_argument("--back", action="store_true", help="return consumers to the other (previous) slot")
+    flip.add_argument("--version", default="latest", help="the version the slot's alias should serve (default latest)")
+    flip.add_argument("--pc-timeout", type=float, default=900.0,
+                      help="seconds to wait for provisioned concurrency to be READY")
 
-    guard = commands.add_parser("guard", help="fail a `pulumi preview --json` that replaces consumed resources")
+    guard = commands.add_parser("guard", parents=[common],
+                                help="fail a `pulumi preview --json` that replaces consumed resources or, with the "
+                                "stack outputs, moves a gradual service's live alias off what AWS runs")
     guard.add_argument("preview", metavar="PREVIEW.json")
     guard.add_argument("--allow", action="append", default=[], metavar="URN_OR_NAME",
                        help="a URN (glob allowed) or resource name that may be replaced (repeatable)")
@@ -134,7 +145,8 @@ def _shift(args: argparse.Namespace) -> int:
             _say(f"direct release mode (pulumi up moves their alias), skipped: {', '.join(skipped)}")
     for service in services:
         ctx = _context(args, stack_outputs, service, lock_ttl_s=args.lock_ttl)
-        Shift(ctx, strategy, to=args.to, poll_s=args.poll, pc_timeout_s=args.pc_timeout).run(dry_run=args.dry_run)
+        Shift(ctx, strategy, to=args.to, poll_s=args.poll, pc_timeout_s=args.pc_timeout,
+              canary=stack_outputs.canary_for(service)).run(dry_run=args.dry_run)
     return errors.EXIT_OK
 
 
@@ -168,18 +180,28 @@ def _flip(args: argparse.Namespace) -> int:
 
     stack_outputs = _outputs(args)
     service = stack_outputs.service(args.service)
-    invoker = LambdaInvoker(aws_clients(stack_outputs)["lambda_client"])
-    result = flip(stack_outputs, service, args.to, invoker, default_configurator(stack_outputs.stack, _say), _say)
+    lambda_client = aws_clients(stack_outputs)["lambda_client"]
+    to = service.idle_slot if args.back else args.to
+    configurator = default_configurator(stack_outputs.stack, _say)
+    result = flip(stack_outputs, service, to, LambdaInvoker(lambda_client), configurator, _say,
+                  lambda_client=lambda_client, version=args.version, back=args.back, pc_timeout_s=args.pc_timeout)
     if result.outcome == "commands":
         print(json.dumps(asdict(result), indent=2))
     return errors.EXIT_OK
 
 
 def _guard(args: argparse.Namespace) -> int:
-    from pipelines.guard import check_file, enforce, read_allow_file
+    from pipelines.guard import StackLiveAliases, check_file, enforce, read_allow_file
 
     allow = args.allow + (read_allow_file(args.allow_file) if args.allow_file else [])
-    report = check_file(args.preview, allow)
+    live = None
+    if args.outputs or args.stack:  # then also: would an update move a gradual alias off what AWS runs?
+        from pipelines import outputs
+        from pipelines.context import aws_clients
+
+        stack_outputs = outputs.load(args.outputs, args.stack)
+        live = StackLiveAliases(stack_outputs, aws_clients(stack_outputs)["lambda_client"])
+    report = check_file(args.preview, allow, live)
     enforce(report)
     print(report.render())
     return errors.EXIT_OK
@@ -192,7 +214,15 @@ HANDLERS = {"status": _status, "shift": _shift, "rollback": _rollback, "promote"
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return HANDLERS[args.command](args)
+        code = HANDLERS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at exit
+        return code
+    except BrokenPipeError:
+        # `status --json | head`: the reader left. Python's documented recipe: point stdout at
+        # devnull so the interpreter's final flush does not fail again, and exit quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return errors.EXIT_BROKEN_PIPE
     except StrategyError as error:
         print(f"collections-release: error: {error}", file=sys.stderr)
         return errors.EXIT_USAGE
@@ -202,3 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"collections-release {args.command}: interrupted", file=sys.stderr)
         return errors.EXIT_INTERRUPTED
+    except Exception as error:
+        # An AWS failure outside the places that translate their own (a transport error while a
+        # client is made, say) still gets one line; anything else is a bug and keeps its traceback.
+        translated = errors.translate(error, args.command)
+        if translated is None:
+            raise
+        print(f"collections-release {args.command}: {translated}", file=sys.stderr)
+        return translated.exit_code

@@ -19,7 +19,7 @@ from pipelines.errors import NotFound, ReleaseError, aws_errors
 def status(lambda_client: Any, function_name: str, qualifier: str) -> dict[str, Any] | None:
     """get_provisioned_concurrency_config, or None where none is configured for that qualifier."""
     try:
-        with aws_errors(f"reading provisioned concurrency of {function_name}:{qualifier}"):
+        with aws_errors(f"reading provisioned concurrency of {function_name}:{qualifier}", lambda_client):
             return lambda_client.get_provisioned_concurrency_config(FunctionName=function_name, Qualifier=qualifier)
     except NotFound:
         return None
@@ -67,7 +67,7 @@ def wait_before_shift(lambda_client: Any, function_name: str, target: str, alias
 
 def referenced_versions(lambda_client: Any, function_name: str) -> set[str]:
     """Qualifiers (versions or aliases) that carry provisioned concurrency."""
-    with aws_errors(f"listing provisioned concurrency of {function_name}"):
+    with aws_errors(f"listing provisioned concurrency of {function_name}", lambda_client):
         pages = lambda_client.get_paginator("list_provisioned_concurrency_configs").paginate(
             FunctionName=function_name
         )

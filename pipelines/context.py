@@ -5,8 +5,10 @@ Commands take a ServiceContext; tests build one around moto's (or a Stubber's) c
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from pipelines.alarms import Alarms
@@ -55,6 +57,34 @@ class ServiceContext:
         )
 
 
+# A release command is often run during an incident: fail in seconds with a clear line rather than
+# hang on botocore's defaults (60 s connect and read timeouts). Attempts follow AWS_MAX_ATTEMPTS,
+# botocore's own variable (total attempts, the first included), so an operator (or a test) can make
+# an outage fail at once; otherwise as services.core.aws: 5 retries in standard mode.
+CONNECT_TIMEOUT_S = 5
+READ_TIMEOUT_S = 30
+DEFAULT_TOTAL_ATTEMPTS = 6
+
+
+@lru_cache(maxsize=1)
+def _session() -> Any:
+    import boto3
+
+    return boto3.session.Session()  # one per process: the API models and credentials load once
+
+
+def release_client(service: str, region: str, endpoint_url: str | None) -> Any:
+    from botocore.config import Config
+
+    attempts = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
+    config = Config(
+        connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S, signature_version="s3v4",
+        retries={"mode": "standard",
+                 "total_max_attempts": int(attempts) if attempts.isdigit() else DEFAULT_TOTAL_ATTEMPTS},
+    )
+    return _session().client(service, region_name=region, endpoint_url=endpoint_url, config=config)
+
+
 class LazyClient:
     """A boto3 client made on first use: `rollback` needs two services, and making a client costs
     a few hundred milliseconds (it loads the service's API model)."""
@@ -64,9 +94,7 @@ class LazyClient:
 
     def __getattr__(self, name: str) -> Any:
         if self._client is None:
-            from services.core.aws import client
-
-            self._client = client(self._service, self._settings)
+            self._client = release_client(self._service, self._settings.aws_region, self._settings.aws_endpoint_url)
         return getattr(self._client, name)
 
 

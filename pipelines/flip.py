@@ -1,13 +1,23 @@
-"""`flip`: make the idle blue/green slot the active one, after smoke-invoking it.
+"""`flip`: make the idle blue/green slot the active one, landing on a prepared slot; `flip --back`.
 
-1. The idle slot's `live` alias gets one synthetic event per trigger kind of the service (as AWS
-   would deliver it) and must answer cleanly: http -> GET /health answers 200; s3 -> an Object
-   Created event for a key that does not exist is refused without an error; event -> a pipeline
-   event for an unknown item is refused without an error; schedule -> a scheduled event with
-   dry_run does nothing and returns. Any failure stops here: nothing is flipped.
-2. The stack config `collections:services.<service>.active` is set to the slot and `pulumi up` runs
-   (Automation API). Integration URIs and event-target ARNs update in place; new permissions are
-   created before old ones go. Without the Pulumi CLI the exact commands are printed instead.
+API Gateway HTTP API integrations and EventBridge targets cannot split traffic between two
+functions, so a flip moves every consumer at once. It therefore prepares the slot first:
+
+1. prepare: the idle slot's `live` alias is moved to the intended version (default: that function's
+   newest); where the service has provisioned concurrency, the slot's alias must have it and be
+   READY; then one synthetic event per trigger kind of the service (as AWS would deliver it) must
+   be answered cleanly: http -> GET /health answers 200; s3 -> an Object Created event for a key
+   that does not exist is refused without an error; event -> a pipeline event for an unknown item
+   is refused without an error; schedule -> a scheduled event with dry_run does nothing and returns.
+   Any failure stops here: no consumer has moved.
+2. up: the stack config `collections:services.<service>.active` is set to the slot and `pulumi up
+   --refresh` runs (Automation API). Integration URIs and event-target ARNs update in place; new
+   permissions are created before old ones go. Without the Pulumi CLI the commands are printed.
+3. verify: the now-active alias is still on the prepared version and answers the smoke events again.
+
+`flip --back` returns consumers to the other slot as it was left (its alias, versions and
+provisioned concurrency stay until the operator prunes or removes it): no preparation, no smoke,
+only the provisioned-concurrency check and the up. Each phase's duration is in the result.
 """
 
 from __future__ import annotations
@@ -22,8 +32,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from pipelines import concurrency
+from pipelines.clock import Clock, SystemClock
 from pipelines.errors import ReleaseError, SmokeFailed, aws_errors
 from pipelines.outputs import SLOTS, ServiceOutputs, StackOutputs
+from pipelines.traffic import Traffic
 from services import catalog
 
 SMOKE_OWNER = "collections-release-smoke"
@@ -157,7 +170,7 @@ class LambdaInvoker:
         self.client = lambda_client
 
     def invoke(self, function_name: str, qualifier: str, event: dict[str, Any]) -> Invocation:
-        with aws_errors(f"invoking {function_name}:{qualifier}"):
+        with aws_errors(f"invoking {function_name}:{qualifier}", self.client):
             answer = self.client.invoke(FunctionName=function_name, Qualifier=qualifier,
                                         InvocationType="RequestResponse", Payload=json.dumps(event).encode())
         raw = answer["Payload"].read()
@@ -203,13 +216,15 @@ class AutomationStack:
                               self.automation.ConfigValue(value=slot), path=True)
 
     def up(self) -> None:
-        self.stack.up(on_output=self.progress)
+        # --refresh: in gradual stacks the aliases' versions are ignore_changes and would otherwise be
+        # sent from Pulumi's state, undoing what collections-release (and this flip's prepare) did.
+        self.stack.up(on_output=self.progress, refresh=True)
 
 
 def manual_commands(stack: str, service: str, slot: str) -> list[str]:
     return [
         f"pulumi config set --path --stack {stack} '{CONFIG_KEY.format(service=service)}' {slot}",
-        f"pulumi up --stack {stack}",
+        f"pulumi up --refresh --stack {stack}",
     ]
 
 
@@ -218,12 +233,46 @@ class FlipResult:
     service: str
     outcome: str  # flipped | noop | commands
     slot: str
+    version: str = ""  # what the slot's alias serves
     smoke: list[dict[str, Any]] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: prepare, up, verify
 
 
 def project_dir() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+def smoke(outputs: StackOutputs, service: ServiceOutputs, function: str, invoker: Invoker,
+          progress: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Every trigger kind's synthetic event through the slot's alias; SmokeFailed names every failure."""
+    name, report, failures = service.name, [], []
+    for case in smoke_cases(outputs, service):
+        started = time.perf_counter()
+        answer = invoker.invoke(function, service.alias_name, case.event)
+        problem = check_case(case, answer)
+        report.append({"kind": case.kind, "check": case.description, "ok": problem is None,
+                       "problem": problem, "ms": round((time.perf_counter() - started) * 1000)})
+        progress(f"{name}: smoke {case.kind} on {function}:{service.alias_name}: "
+                 + ("ok" if problem is None else f"FAILED: {problem}"))
+        if problem:
+            failures.append(f"{case.kind}: {problem}")
+    if failures:
+        raise SmokeFailed(f"{name}: {function}:{service.alias_name} failed its smoke test: " + "; ".join(failures))
+    return report
+
+
+def _provisioned_concurrency(lambda_client: Any, service: ServiceOutputs, function: str, clock: Clock,
+                             poll_s: float, timeout_s: float, progress: Callable[[str], None]) -> None:
+    if service.provisioned_concurrency <= 0:
+        return
+    if not concurrency.wait_ready(lambda_client, function, service.alias_name, clock, poll_s=poll_s,
+                                  timeout_s=timeout_s, progress=progress):
+        raise ReleaseError(
+            f"{service.name}: the service runs with provisioned concurrency, but {function}:{service.alias_name} "
+            "has none: all traffic would land on cold environments. Run `pulumi up` (the program configures it "
+            "on every slot) and flip again"
+        )
 
 
 def flip(
@@ -233,39 +282,67 @@ def flip(
     invoker: Invoker,
     configurator: Callable[[], StackConfigurator] | None,
     progress: Callable[[str], None] = print,
+    *,
+    lambda_client: Any,
+    version: str = "latest",
+    back: bool = False,
+    clock: Clock | None = None,
+    poll_s: float = 10,
+    pc_timeout_s: float = 900,
 ) -> FlipResult:
     if to not in SLOTS:
         raise ReleaseError(f"--to must be one of {', '.join(SLOTS)}, got {to!r}")
-    name = service.name
+    name, clock = service.name, clock or SystemClock()
     if to == service.active_slot:
         progress(f"{name}: {to} is already the active slot; nothing to flip")
         return FlipResult(name, "noop", to)
     function = service.slot_function(to)
+    traffic = Traffic(lambda_client, function, service.alias_name)
     result = FlipResult(name, "flipped", to)
-    failures = []
-    for case in smoke_cases(outputs, service):
-        started = time.perf_counter()
-        answer = invoker.invoke(function, service.alias_name, case.event)
-        problem = check_case(case, answer)
-        result.smoke.append({"kind": case.kind, "check": case.description, "ok": problem is None,
-                             "problem": problem, "ms": round((time.perf_counter() - started) * 1000)})
-        progress(f"{name}: smoke {case.kind} on {function}:{service.alias_name}: "
-                 + ("ok" if problem is None else f"FAILED: {problem}"))
-        if problem:
-            failures.append(f"{case.kind}: {problem}")
-    if failures:
-        raise SmokeFailed(f"{name}: the {to} slot failed its smoke test, nothing flipped: " + "; ".join(failures))
+
+    started = time.perf_counter()
+    if back:
+        alias = traffic.alias()  # as it was left: not moved, not smoke-tested (a way back must be quick)
+        result.version = alias.version
+        progress(f"{name}: back to {to} ({function}:{service.alias_name} {alias.describe()}, as it was left)")
+        _provisioned_concurrency(lambda_client, service, function, clock, poll_s, pc_timeout_s, progress)
+    else:
+        target = traffic.resolve(version)
+        alias = traffic.alias()
+        if (alias.version, alias.weights) != (target, {}):
+            alias = traffic.point(target)
+            progress(f"{name}: prepared {function}:{service.alias_name} on v{target}")
+        result.version = target
+        _provisioned_concurrency(lambda_client, service, function, clock, poll_s, pc_timeout_s, progress)
+        result.smoke = smoke(outputs, service, function, invoker, progress)
+    result.phases["prepare"] = time.perf_counter() - started
+
     if configurator is None:
         result.outcome = "commands"
         result.commands = manual_commands(outputs.stack, name, to)
-        progress(f"{name}: smoke passed. The Pulumi CLI is not installed here; to flip, run:\n  "
-                 + "\n  ".join(result.commands))
+        progress(f"{name}: {to} is prepared (v{result.version}). The Pulumi CLI is not installed here; to move the "
+                 "consumers, run:\n  " + "\n  ".join(result.commands))
         return result
+    started = time.perf_counter()
     stack = configurator()
-    progress(f"{name}: setting {CONFIG_KEY.format(service=name)} = {to} and running pulumi up")
+    progress(f"{name}: setting {CONFIG_KEY.format(service=name)} = {to} and running pulumi up --refresh")
     stack.set_active(name, to)
     stack.up()
-    progress(f"{name}: {to} is now the active slot (roll back: flip --to {service.active_slot})")
+    result.phases["up"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    now = traffic.alias()
+    if now.version != result.version or now.weights:
+        raise ReleaseError(f"{name}: after the up, {function}:{service.alias_name} serves {now.describe()}, not "
+                           f"v{result.version}; go back with `collections-release flip --back --service {name}`")
+    try:
+        smoke(outputs, service, function, invoker, progress)
+    except SmokeFailed as error:
+        raise SmokeFailed(f"{error}. Consumers are on {to} now; go back with "
+                          f"`collections-release flip --back --service {name} --stack {outputs.stack}`") from None
+    result.phases["verify"] = time.perf_counter() - started
+    progress(f"{name}: {to} is now the active slot, v{result.version} (back: "
+             f"collections-release flip --back --service {name} --stack {outputs.stack})")
     return result
 
 

@@ -74,7 +74,7 @@ class Lock:
     # -- reading -------------------------------------------------------------------------------
     def current(self) -> LockRecord | None:
         try:
-            with aws_errors(f"reading lock {self.name}"):
+            with aws_errors(f"reading lock {self.name}", self.ssm):
                 value = self.ssm.get_parameter(Name=self.name)["Parameter"]["Value"]
         except NotFound:
             return None
@@ -93,13 +93,13 @@ class Lock:
         except ClientError as error:
             if aws_error_code(error) == "ParameterAlreadyExists":
                 return False
-            with aws_errors(f"writing {name}"):
+            with aws_errors(f"writing {name}", self.ssm):
                 raise
         return True
 
     def acquire(self, purpose: str = "", target: str = "") -> LockRecord:
         record = self._new_record(purpose, target)
-        with aws_errors(f"taking lock {self.name}"):
+        with aws_errors(f"taking lock {self.name}", self.ssm):
             if self._create(self.name, json.dumps(asdict(record))):
                 self.record = record
                 return record
@@ -134,7 +134,7 @@ class Lock:
             raise LockHeld(f"{self.name} was lost (now held by {owner}); stopping this shift")
         record = LockRecord(self.record.id, self.owner, self.clock.now() + self.ttl_s, self.record.purpose,
                             self.record.target, self.record.took_over)
-        with aws_errors(f"renewing lock {self.name}"):
+        with aws_errors(f"renewing lock {self.name}", self.ssm):
             self.ssm.put_parameter(Name=self.name, Value=json.dumps(asdict(record)), Type="String", Overwrite=True)
         self.record = record
 
@@ -146,7 +146,7 @@ class Lock:
         held = self.current()
         if held is None or held.id != mine.id:
             return
-        with aws_errors(f"releasing lock {self.name}"):
+        with aws_errors(f"releasing lock {self.name}", self.ssm):
             self.ssm.delete_parameter(Name=self.name)
             if mine.took_over:
                 # The marker guarded the takeover that made this lock; with this lock gone it has no use.

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pipelines.canary import CanaryThresholds
 from pipelines.errors import NotFound, ReleaseError
 
 Slot = Literal["blue", "green"]
@@ -32,6 +33,9 @@ class ServiceOutputs(BaseModel):
     provisioned_concurrency: int = Field(default=0, ge=0)
     alarm_names: list[str] = Field(default_factory=list)
     triggers: list[str] = Field(default_factory=list)
+    # How a shift judges this service's canary: its own limits (the stack's merged with the service's
+    # overrides); false: by its alarms only; absent or null (older outputs): the stack's `release.canary`.
+    canary: CanaryThresholds | Literal[False] | None = None
 
     @property
     def function_name(self) -> str:
@@ -60,6 +64,7 @@ class ReleaseDefaults(BaseModel):
 
     steps: list[float] = Field(min_length=1)
     step_minutes: float = Field(ge=0)
+    canary: CanaryThresholds | None = None  # config releaseCanary: how a shift judges the new version
 
     @property
     def strategy(self) -> str:
@@ -86,6 +91,14 @@ class StackOutputs(BaseModel):
         for name, service in self.services.items():
             service.name = name
 
+    def canary_for(self, service: ServiceOutputs) -> CanaryThresholds | None:
+        """The limits a shift of `service` judges its canary by (None: alarms only)."""
+        if service.canary is False:
+            return None
+        if service.canary is not None:
+            return service.canary
+        return self.release.canary if self.release else None
+
     def service(self, name: str) -> ServiceOutputs:
         """A service by its catalog name; `image-processor` and `image_processor` both work."""
         wanted = name.replace("-", "_")
@@ -102,11 +115,22 @@ class StackOutputs(BaseModel):
         return [self.service(name)]
 
 
+CONTRACT = 'an object {"stack": ..., "services": {...}} as `pulumi stack output --json` prints it'
+
+
 def parse(text: str, origin: str) -> StackOutputs:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise ReleaseError(f"stack outputs from {origin} are not JSON: {error}") from None
+    return validate(data, origin)
+
+
+def validate(data: Any, origin: str) -> StackOutputs:
+    if not isinstance(data, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number",
+                type(None): "null"}.get(type(data), type(data).__name__)
+        raise ReleaseError(f"stack outputs from {origin} are JSON, but {kind} where {CONTRACT} is expected")
     try:
         return StackOutputs.model_validate(data)
     except ValidationError as error:
@@ -129,6 +153,21 @@ def from_pulumi(stack: str, cwd: str | Path | None = None) -> StackOutputs:
     return parse(result.stdout, f"pulumi stack output --stack {stack}")
 
 
+def _from_env(value: str) -> StackOutputs:
+    """COLLECTIONS_STACK_OUTPUTS: JSON text, else the path of a JSON file."""
+    origin = "COLLECTIONS_STACK_OUTPUTS"
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError as error:
+        path = Path(value)
+        if path.is_file():
+            return parse(path.read_text(), str(path))
+        if value.lstrip()[:1] in ("{", "["):
+            raise ReleaseError(f"{origin} is not valid JSON: {error}") from None
+        raise ReleaseError(f"{origin}={value[:80]}: neither JSON nor an existing file") from None
+    return validate(data, origin)
+
+
 def load(outputs_file: str | None = None, stack: str | None = None, env_value: str | None = None) -> StackOutputs:
     if outputs_file:
         path = Path(outputs_file)
@@ -136,13 +175,7 @@ def load(outputs_file: str | None = None, stack: str | None = None, env_value: s
             raise ReleaseError(f"--outputs {outputs_file}: no such file")
         outputs = parse(path.read_text(), str(path))
     elif env_value:
-        if env_value.lstrip().startswith("{"):
-            outputs = parse(env_value, "COLLECTIONS_STACK_OUTPUTS")
-        else:
-            path = Path(env_value)
-            if not path.is_file():
-                raise ReleaseError(f"COLLECTIONS_STACK_OUTPUTS={env_value}: neither JSON nor an existing file")
-            outputs = parse(path.read_text(), str(path))
+        outputs = _from_env(env_value)
     elif stack:
         return from_pulumi(stack)
     else:

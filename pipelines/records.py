@@ -33,7 +33,7 @@ class StableRecords:
 
     def read(self, function: str) -> StableRecord | None:
         try:
-            with aws_errors(f"reading {self.name}"):
+            with aws_errors(f"reading {self.name}", self.ssm):
                 value = self.ssm.get_parameter(Name=self.name)["Parameter"]["Value"]
         except NotFound:
             return None
@@ -44,5 +44,5 @@ class StableRecords:
         return record if record.function == function else None
 
     def write(self, record: StableRecord) -> None:
-        with aws_errors(f"recording the stable version in {self.name}"):
+        with aws_errors(f"recording the stable version in {self.name}", self.ssm):
             self.ssm.put_parameter(Name=self.name, Value=json.dumps(asdict(record)), Type="String", Overwrite=True)

@@ -1,12 +1,16 @@
 """The traffic shift: move a service's `live` alias to a new version step by step, watching alarms.
 
     resolve target -> lock -> for each step:
-        provisioned concurrency READY? -> alarms? -> route weight -> bake, polling alarms, renewing the lock
+        provisioned concurrency READY? -> alarms? -> route weight
+        -> bake, polling alarms and the canary's own figures, renewing the lock
+        -> canary verdict for the step's window (too few invocations: wait or fail, as configured)
     -> alias on target, weights cleared -> stable version recorded -> unlock
 
 An alarm in ALARM at any check rolls back (alias on the stable version, weights cleared) and ends
-with RolledBack. A re-run continues from the alias's current weights. If the alias changes under a
-running shift (someone ran `rollback` or `promote`), the shift stops without touching it again.
+with RolledBack. So does a canary judged bad by its own version's metrics (pipelines/canary.py):
+at any poll once it has enough invocations, and at the end of each step's bake. A re-run continues
+from the alias's current weights. If the alias changes under a running shift (someone ran
+`rollback` or `promote`), the shift stops without touching it again.
 Ctrl-C releases the lock and says how to resume or roll back; the alias keeps its weights.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pipelines import concurrency
+from pipelines.canary import CanaryMetrics, CanaryThresholds, Verdict
 from pipelines.clock import Clock
 from pipelines.context import ServiceContext
 from pipelines.errors import Interrupted, ReleaseError, RolledBack
@@ -31,6 +36,7 @@ class ShiftResult:
     stable: str
     target: str
     steps: list[str] = field(default_factory=list)
+    verdicts: list[str] = field(default_factory=list)  # the canary's verdict at the end of each step
 
 
 class AliasChanged(ReleaseError):
@@ -53,7 +59,7 @@ class _RenewingClock:
 
 class Shift:
     def __init__(self, ctx: ServiceContext, strategy: Strategy, *, to: str = "latest", poll_s: float = 30,
-                 pc_timeout_s: float = 900):
+                 pc_timeout_s: float = 900, canary: CanaryThresholds | None = None):
         if poll_s <= 0:
             raise ReleaseError("--poll must be positive")
         self.ctx = ctx
@@ -64,6 +70,8 @@ class Shift:
         self.traffic = ctx.traffic
         self.name = ctx.service.name
         self._expected: AliasState | None = None
+        self.canary = canary
+        self._result: ShiftResult | None = None
 
     # -- planning --------------------------------------------------------------------------------
     def plan(self) -> tuple[AliasState, str, str, tuple[Step, ...]]:
@@ -93,6 +101,7 @@ class Shift:
             )
         alias, stable, target, steps = self.plan()
         result = ShiftResult(self.name, "completed", stable, target, [s.percent for s in steps])
+        self._result = result
         if not steps:
             say(f"{self.name}: alias already on version {target}; nothing to shift")
             result.outcome = "noop"
@@ -101,6 +110,8 @@ class Shift:
         say(f"{self.name}: {ctx.service.function_name}:{ctx.service.alias_name} {alias.describe()} -> v{target} "
             f"with {self.strategy.text}{resumed}: " + " -> ".join(
                 f"{s.percent}" + (f" ({s.bake_s:g}s)" if s.bake_s else "") for s in steps))
+        if self.canary is not None:
+            say(f"{self.name}: the canary is judged by its own figures: {self.canary.describe()}")
         if dry_run:
             result.outcome = "dry-run"
             return result
@@ -116,8 +127,10 @@ class Shift:
                 self._check_unchanged()
                 self._check_alarms(stable, target, before=f"before {step.percent}")
                 self._expected = self.traffic.route(stable, target, step.weight)
+                started = ctx.clock.now()
                 say(f"{self.name}: {self._expected.describe()}")
-                self._bake(step, stable, target, lock)
+                self._bake(step, stable, target, lock, started)
+                self._settle(step, stable, target, lock, started)
             ctx.records.write(StableRecord(
                 function=ctx.service.function_name, stable=target, previous=stable, at=ctx.clock.now(), by=lock.owner,
             ))
@@ -134,7 +147,7 @@ class Shift:
         finally:
             lock.release()
 
-    def _bake(self, step: Step, stable: str, target: str, lock: Lock) -> None:
+    def _bake(self, step: Step, stable: str, target: str, lock: Lock, started: float) -> None:
         clock = self.ctx.clock
         end = clock.now() + step.bake_s
         while clock.now() < end:
@@ -142,9 +155,46 @@ class Shift:
             lock.renew()
             self._check_unchanged()
             self._check_alarms(stable, target, before=f"while holding {step.percent}")
+            verdict = self._judge(step, stable, target, started, before=f"while holding {step.percent}")
             left = max(0.0, end - clock.now())
             if left:
-                self.ctx.progress(f"{self.name}: holding {step.percent} on v{target}, {left:.0f}s left, alarms OK")
+                canary = f", {verdict.outcome} ({verdict.canary.describe()})" if verdict else ""
+                self.ctx.progress(
+                    f"{self.name}: holding {step.percent} on v{target}, {left:.0f}s left, alarms OK{canary}")
+
+    def _judge(self, step: Step, stable: str, target: str, started: float, before: str) -> Verdict | None:
+        """The canary's own figures since the step began; a bad verdict rolls back at once."""
+        if self.canary is None or step.weight >= 1:
+            return None
+        metrics = CanaryMetrics(self.ctx.cloudwatch, self.ctx.service.function_name, self.ctx.service.alias_name,
+                                self.canary)
+        verdict = metrics.verdict(stable, target, started, self.ctx.clock.now())
+        if verdict.outcome == "bad":
+            self._roll_back(stable, target, f"canary judged bad {before}", verdict.describe())
+        return verdict
+
+    def _settle(self, step: Step, stable: str, target: str, lock: Lock, started: float) -> None:
+        """The step's verdict: healthy goes on; too few invocations waits or fails, as configured."""
+        if self.canary is None or step.weight >= 1:
+            return
+        clock, say = self.ctx.clock, self.ctx.progress
+        verdict = self._judge(step, stable, target, started, before=f"after holding {step.percent}")
+        give_up = clock.now() + self.canary.max_wait_minutes * 60
+        while verdict is not None and verdict.outcome == "insufficient":
+            if self.canary.on_insufficient_data == "fail" or clock.now() >= give_up:
+                waited = "" if self.canary.on_insufficient_data == "fail" else \
+                    f" after waiting {self.canary.max_wait_minutes:g} min"
+                self._roll_back(stable, target, f"canary unproven at {step.percent}{waited}", verdict.describe())
+            say(f"{self.name}: waiting at {step.percent} for the canary's invocations ({verdict.describe()})")
+            clock.sleep(min(self.poll_s, max(0.0, give_up - clock.now())))
+            lock.renew()
+            self._check_unchanged()
+            self._check_alarms(stable, target, before=f"while waiting at {step.percent}")
+            verdict = self._judge(step, stable, target, started, before=f"while waiting at {step.percent}")
+        if verdict is not None:
+            say(f"{self.name}: {step.percent}: {verdict.describe()}")
+            if self._result is not None:
+                self._result.verdicts.append(f"{step.percent}: {verdict.describe()}")
 
     def _wait_for_provisioned_concurrency(self, target: str, lock: Lock) -> None:
         """Where the stack configures it, the next share of traffic goes to warm environments only."""
@@ -175,12 +225,14 @@ class Shift:
         firing = self.ctx.alarms.firing()
         if not firing:
             return
-        self.traffic.point(stable)
         reasons = "; ".join(f"{a.name}: {a.reason or a.state}" for a in firing)
-        self.ctx.progress(f"{self.name}: ALARM {before}: rolled back to version {stable}")
+        self._roll_back(stable, target, f"alarm {before}", reasons)
+
+    def _roll_back(self, stable: str, target: str, why: str, details: str) -> None:
+        self.traffic.point(stable)
+        self.ctx.progress(f"{self.name}: {why}: rolled back to version {stable}")
         raise RolledBack(
-            f"{self.name}: alarm {before} -> rolled back to version {stable} (version {target} not released). "
-            f"{reasons}"
+            f"{self.name}: {why} -> rolled back to version {stable} (version {target} not released). {details}"
         )
 
     def _safe_describe(self) -> str:

@@ -53,7 +53,7 @@ class Traffic:
 
     def alias(self) -> AliasState:
         try:
-            with aws_errors(f"reading alias {self.function_name}:{self.alias_name}"):
+            with aws_errors(f"reading alias {self.function_name}:{self.alias_name}", self.client):
                 return _alias_state(self.client.get_alias(FunctionName=self.function_name, Name=self.alias_name))
         except NotFound:
             raise NotFound(
@@ -62,13 +62,13 @@ class Traffic:
             ) from None
 
     def aliases(self) -> list[AliasState]:
-        with aws_errors(f"listing aliases of {self.function_name}"):
+        with aws_errors(f"listing aliases of {self.function_name}", self.client):
             pages = self.client.get_paginator("list_aliases").paginate(FunctionName=self.function_name)
             return [_alias_state(a) for page in pages for a in page.get("Aliases", [])]
 
     def versions(self) -> list[str]:
         """Published versions, oldest first ($LATEST is not a version)."""
-        with aws_errors(f"listing versions of {self.function_name}"):
+        with aws_errors(f"listing versions of {self.function_name}", self.client):
             pages = self.client.get_paginator("list_versions_by_function").paginate(FunctionName=self.function_name)
             found = {v["Version"] for page in pages for v in page.get("Versions", []) if v["Version"] != "$LATEST"}
         return sorted(found, key=int)
@@ -91,7 +91,7 @@ class Traffic:
 
     def point(self, version: str) -> AliasState:
         """The whole alias on one version, weights cleared."""
-        with aws_errors(f"moving {self.function_name}:{self.alias_name} to version {version}"):
+        with aws_errors(f"moving {self.function_name}:{self.alias_name} to version {version}", self.client):
             raw = self.client.update_alias(
                 FunctionName=self.function_name,
                 Name=self.alias_name,
@@ -106,7 +106,8 @@ class Traffic:
             return self.point(target)
         if weight <= 0:
             return self.point(stable)
-        with aws_errors(f"routing {weight * 100:g}% of {self.function_name}:{self.alias_name} to version {target}"):
+        doing = f"routing {weight * 100:g}% of {self.function_name}:{self.alias_name} to version {target}"
+        with aws_errors(doing, self.client):
             raw = self.client.update_alias(
                 FunctionName=self.function_name,
                 Name=self.alias_name,
@@ -116,5 +117,5 @@ class Traffic:
         return _alias_state(raw)
 
     def delete_version(self, version: str) -> None:
-        with aws_errors(f"deleting version {version} of {self.function_name}"):
+        with aws_errors(f"deleting version {version} of {self.function_name}", self.client):
             self.client.delete_function(FunctionName=self.function_name, Qualifier=version)

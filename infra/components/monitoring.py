@@ -1,14 +1,24 @@
-"""Alarms on every service's `live` alias, the API and the DLQ, an SNS topic, one dashboard.
+"""Alarms on every service's `live` alias, the API, event delivery, the DLQ and the database; an SNS
+topic; one dashboard.
 
 Alarm names are stable (no slot in them) and exported: the release tooling watches them while
 it shifts traffic and rolls back when one fires. Their dimensions follow the active slot.
+
+Metric names and dimensions are AWS's own:
+- AWS/Lambda (Lambda Developer Guide, "Types of metrics for Lambda functions"): Errors, Throttles,
+  Duration, ProvisionedConcurrencySpilloverInvocations, DestinationDeliveryFailures, by
+  {FunctionName, Resource=function:alias}.
+- AWS/Events (EventBridge User Guide, "Monitoring Amazon EventBridge"): FailedInvocations by
+  {RuleName} for the default bus, {EventBusName, RuleName} for a custom bus; sent only when not zero.
+- AWS/SQS ApproximateNumberOfMessagesVisible by {QueueName}; AWS/RDS DatabaseConnections by
+  {DBInstanceIdentifier}, and for RDS Proxy ClientConnections / DatabaseConnections by {ProxyName}.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -18,6 +28,30 @@ from infra.config import ALIAS_NAME
 
 PERIOD_S = 60
 P95_OF_TIMEOUT = 0.8  # a p95 near the timeout means timeouts are next
+DEFAULT_BUS = "default"
+
+# RDS for PostgreSQL's default max_connections is LEAST({DBInstanceClassMemory/9531392}, 5000) (RDS User
+# Guide, "Maximum number of database connections"). DBInstanceClassMemory is below the class's nominal
+# memory (the OS and RDS processes keep some), so the alarm fires at 70 % of the figure computed from
+# the nominal memory. An instance class not listed here is an error: add its memory (GiB) from the RDS
+# instance class table rather than guessing.
+INSTANCE_MEMORY_GIB = {
+    "db.t4g.micro": 1, "db.t4g.small": 2, "db.t4g.medium": 4, "db.t4g.large": 8, "db.t4g.xlarge": 16,
+    "db.t4g.2xlarge": 32, "db.m7g.large": 8, "db.m7g.xlarge": 16, "db.m7g.2xlarge": 32, "db.m7g.4xlarge": 64,
+    "db.r7g.large": 16, "db.r7g.xlarge": 32, "db.r7g.2xlarge": 64, "db.r7g.4xlarge": 128,
+}
+CONNECTIONS_ALARM_SHARE = 0.7
+
+
+def max_connections_alarm(instance_class: str) -> int:
+    try:
+        gib = INSTANCE_MEMORY_GIB[instance_class]
+    except KeyError:
+        raise ValueError(
+            f"collections:database.instanceClass {instance_class!r}: its memory is not in "
+            "infra/components/monitoring.py INSTANCE_MEMORY_GIB (needed for the connections alarm); add it"
+        ) from None
+    return int(min(gib * 2**30 / 9531392, 5000) * CONNECTIONS_ALARM_SHARE)
 
 
 @dataclass
@@ -30,6 +64,11 @@ class MonitoringArgs:
     dead_letter_queue_name: pulumi.Input[str]
     alarm_email: str | None
     tags: dict[str, str]
+    # service -> its EventBridge rules (EventRouting.rules): FailedInvocations per rule
+    event_rules: Mapping[str, list[aws.cloudwatch.EventRule]] = field(default_factory=dict)
+    database_instance_id: pulumi.Input[str] | None = None  # rds mode
+    database_instance_class: str = ""
+    database_proxy_name: pulumi.Input[str] | None = None  # when the RDS Proxy is on
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -59,7 +98,35 @@ class Monitoring(pulumi.ComponentResource):
                 namespace="AWS/Lambda", metric_name="Duration", extended_statistic="p95",
                 threshold=service.service.timeout_s * 1000 * P95_OF_TIMEOUT, dimensions=dimensions,
             )
-            self.alarm_names[service_name] = [errors, duration]
+            throttles = self._alarm(
+                f"{name}-{slug}-throttles", f"{args.prefix}-{slug}-throttles", args,
+                alarm_description=f"{service_name}: invocations throttled on the {ALIAS_NAME} alias",
+                namespace="AWS/Lambda", metric_name="Throttles", statistic="Sum", threshold=0,
+                dimensions=dimensions,
+            )
+            self.alarm_names[service_name] = [errors, duration, throttles]
+            if service.service.provisioned_concurrency:
+                self.alarm_names[service_name].append(self._alarm(
+                    f"{name}-{slug}-spillover", f"{args.prefix}-{slug}-pc-spillover", args,
+                    alarm_description=f"{service_name}: invocations beyond provisioned concurrency (cold starts)",
+                    namespace="AWS/Lambda", metric_name="ProvisionedConcurrencySpilloverInvocations",
+                    statistic="Sum", threshold=0, dimensions=dimensions,
+                ))
+            if any(t.kind in ("s3", "event", "schedule") for t in service.function_spec.triggers):
+                self.alarm_names[service_name].append(self._alarm(
+                    f"{name}-{slug}-destination-failures", f"{args.prefix}-{slug}-destination-failures", args,
+                    alarm_description=f"{service_name}: failed async invocations not delivered to their destination",
+                    namespace="AWS/Lambda", metric_name="DestinationDeliveryFailures", statistic="Sum", threshold=0,
+                    dimensions=dimensions,
+                ))
+            for index, rule in enumerate(args.event_rules.get(service_name, [])):
+                self.alarm_names[service_name].append(self._alarm(
+                    f"{name}-{slug}-rule-{index}-failed", f"{args.prefix}-{slug}-rule-{index}-failed-invocations",
+                    args, alarm_description=f"{service_name}: EventBridge could not deliver to it (after retries)",
+                    namespace="AWS/Events", metric_name="FailedInvocations", statistic="Sum", threshold=0,
+                    dimensions=pulumi.Output.all(rule.name, rule.event_bus_name).apply(
+                        lambda values: rule_dimensions(values[0], values[1])),
+                ))
 
         api_dimensions = {"ApiId": args.api_id, "Stage": "$default"}
         latency = self._alarm(
@@ -81,14 +148,25 @@ class Monitoring(pulumi.ComponentResource):
             metric_name="ApproximateNumberOfMessagesVisible", statistic="Maximum", threshold=0,
             dimensions={"QueueName": args.dead_letter_queue_name},
         )
+        self.database_alarm = None
+        if args.database_instance_id is not None:
+            self.database_alarm = self._alarm(
+                f"{name}-db-connections", f"{args.prefix}-db-connections", args,
+                alarm_description="Database connections near the instance's max_connections",
+                namespace="AWS/RDS", metric_name="DatabaseConnections", statistic="Maximum",
+                threshold=max_connections_alarm(args.database_instance_class),
+                dimensions={"DBInstanceIdentifier": args.database_instance_id},
+            )
         self.dashboard_name = f"{args.prefix}"
         self.dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard", dashboard_name=self.dashboard_name,
             dashboard_body=pulumi.Output.all(
-                args.api_id, args.dead_letter_queue_name,
+                args.api_id, args.dead_letter_queue_name, args.database_instance_id, args.database_proxy_name,
+                [pulumi.Output.all(r.name, r.event_bus_name) for rules in args.event_rules.values() for r in rules],
                 *[s.function_name for s in args.services.values()],
             ).apply(lambda values: dashboard_body(args.region, list(args.services), values[0], values[1],
-                                                  values[2:])),
+                                                  values[5:], database=values[2], proxy=values[3],
+                                                  rules=[tuple(r) for r in values[4]])),
             opts=child,
         )
         self.register_outputs({"alarm_names": self.alarm_names, "dashboard": self.dashboard_name})
@@ -105,7 +183,16 @@ class Monitoring(pulumi.ComponentResource):
         return alarm_name
 
 
-def dashboard_body(region: str, services: list[str], api_id: str, dlq_name: str, functions: list[str]) -> str:
+def rule_dimensions(rule: str, bus: str | None) -> dict[str, str]:
+    """EventBridge publishes a default-bus rule's metrics by RuleName, a custom bus's by EventBusName too."""
+    if not bus or bus == DEFAULT_BUS:
+        return {"RuleName": rule}
+    return {"EventBusName": bus, "RuleName": rule}
+
+
+def dashboard_body(region: str, services: list[str], api_id: str, dlq_name: str, functions: list[str], *,
+                   database: str | None = None, proxy: str | None = None,
+                   rules: list[tuple[str, str]] | None = None) -> str:
     widgets = []
     for index, (service, fn) in enumerate(zip(services, functions, strict=True)):
         resource = f"{fn}:{ALIAS_NAME}"
@@ -117,6 +204,8 @@ def dashboard_body(region: str, services: list[str], api_id: str, dlq_name: str,
                     ["AWS/Lambda", "Invocations", "FunctionName", fn, "Resource", resource],
                     [".", "Errors", ".", ".", ".", "."],
                     [".", "Throttles", ".", ".", ".", "."],
+                    [".", "ProvisionedConcurrencySpilloverInvocations", ".", ".", ".", "."],
+                    [".", "DestinationDeliveryFailures", ".", ".", ".", "."],
                     [".", "Duration", ".", ".", ".", ".", {"stat": "p95", "yAxis": "right"}],
                 ],
             },
@@ -135,4 +224,20 @@ def dashboard_body(region: str, services: list[str], api_id: str, dlq_name: str,
             ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", dlq_name, {"stat": "Maximum"}],
         ]},
     })
+    y += 6
+    if rules:
+        metrics = []
+        for rule, bus in rules:
+            dims = [x for k, v in rule_dimensions(rule, bus).items() for x in (k, v)]
+            metrics.append(["AWS/Events", "FailedInvocations", *dims, {"stat": "Sum"}])
+        widgets.append({"type": "metric", "x": 0, "y": y, "width": 12, "height": 6, "properties": {
+            "title": "EventBridge failed invocations", "region": region, "view": "timeSeries", "metrics": metrics}})
+    if database or proxy:
+        metrics = [["AWS/RDS", "DatabaseConnections", "DBInstanceIdentifier", database, {"stat": "Maximum"}]] \
+            if database else []
+        if proxy:
+            metrics += [["AWS/RDS", "ClientConnections", "ProxyName", proxy, {"stat": "Maximum"}],
+                        ["AWS/RDS", "DatabaseConnections", "ProxyName", proxy, {"stat": "Maximum"}]]
+        widgets.append({"type": "metric", "x": 12, "y": y, "width": 12, "height": 6, "properties": {
+            "title": "Database connections", "region": region, "view": "timeSeries", "metrics": metrics}})
     return json.dumps({"widgets": widgets})

@@ -31,7 +31,9 @@ COMMON = {
     "aws:lambda/permission:Permission": EVENT_TRIGGERS + 1,  # + API Gateway's
     "aws:apigatewayv2/route:Route": ROUTES, "aws:apigatewayv2/integration:Integration": 1,
     "aws:apigatewayv2/authorizer:Authorizer": 1, "aws:apigatewayv2/stage:Stage": 1,
-    "aws:cloudwatch/metricAlarm:MetricAlarm": 2 * N + 3,  # errors + p95 per service, API latency + 5xx, DLQ
+    # errors + p95 + throttles per service, async destination failures, EventBridge FailedInvocations per
+    # rule, API latency + 5xx, DLQ, database connections (both stacks run RDS); + spillover per PC service
+    "aws:cloudwatch/metricAlarm:MetricAlarm": 3 * N + len(ASYNC) + EVENT_TRIGGERS + 3 + 1,
     "aws:cloudwatch/dashboard:Dashboard": 1, "aws:sns/topic:Topic": 1,
     "aws:s3/bucket:Bucket": 1, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": 1,
     "aws:cloudwatch/eventBus:EventBus": 1, "aws:sqs/queue:Queue": 1,
@@ -47,7 +49,8 @@ PER_STACK = {
     "prod": {"aws:ec2/natGateway:NatGateway": 3, "aws:ec2/subnet:Subnet": 6, "aws:rds/proxy:Proxy": 1,
              "aws:lambda/provisionedConcurrencyConfig:ProvisionedConcurrencyConfig": 1,
              "aws:sns/topicSubscription:TopicSubscription": 1, "aws:secretsmanager/secret:Secret": 4,
-             "aws:iam/role:Role": N + 1, "aws:iam/rolePolicy:RolePolicy": N + 1},  # + the RDS Proxy's
+             "aws:iam/role:Role": N + 1, "aws:iam/rolePolicy:RolePolicy": N + 1,  # + the RDS Proxy's
+             "aws:cloudwatch/metricAlarm:MetricAlarm": COMMON["aws:cloudwatch/metricAlarm:MetricAlarm"] + 1},  # api PC
 }
 
 
@@ -125,9 +128,11 @@ def test_outputs_follow_the_release_contract(program):
     assert set(run.outputs) == {"api_url", "bucket", "event_bus", "user_pool_id", "user_pool_client_id",
                                 "dashboard_name", "region", "stack", "release", "services"}
     assert (run.outputs["stack"], run.outputs["region"]) == ("dev", "eu-west-1")
-    assert run.outputs["release"] == {"steps": [0.1, 0.5, 1.0], "step_minutes": 5}  # Pulumi.yaml defaults
+    release = run.outputs["release"]
+    assert (release["steps"], release["step_minutes"]) == ([0.1, 0.5, 1.0], 5)  # Pulumi.yaml defaults
     prod = program("prod").outputs["release"]
-    assert prod == {"steps": [0.05, 0.25, 0.5, 1.0], "step_minutes": 10}
+    assert (prod["steps"], prod["step_minutes"]) == ([0.05, 0.25, 0.5, 1.0], 10)
+    assert prod["canary"]["min_invocations"] == 100  # Pulumi.prod.yaml releaseCanary
     from pipelines.outputs import ReleaseDefaults
 
     assert ReleaseDefaults.model_validate(prod).strategy == "steps:5,25,50,100:10"  # what shift defaults to
@@ -137,7 +142,7 @@ def test_outputs_follow_the_release_contract(program):
         fn = catalog.function(name)
         slug = name.replace("_", "-")
         assert set(service) == {"active_slot", "alias_arn", "alias_name", "function_names", "release_mode",
-                                "provisioned_concurrency", "alarm_names", "triggers"}
+                                "provisioned_concurrency", "alarm_names", "triggers", "canary"}
         assert service["alias_arn"].endswith(f":function:collections-dev-{slug}-blue:live")
         assert service["function_names"] == {"blue": f"collections-dev-{slug}-blue"}
         assert service["triggers"] == [t.kind for t in fn.triggers]
@@ -295,3 +300,28 @@ def test_alarms_watch_the_live_alias(program):
     body = json.loads(dashboard.inputs["dashboardBody"])
     resources = {m[5] for w in body["widgets"] for m in w["properties"]["metrics"] if m[0] == "AWS/Lambda"}
     assert resources == {f"collections-dev-{f.name.replace('_', '-')}-blue:live" for f in catalog.FUNCTIONS}
+
+
+def test_alarms_cover_throttles_spillover_event_delivery_and_database(program):
+    run = program("prod")
+    alarms = {r.inputs["name"]: r.inputs for r in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    live = {"FunctionName": "collections-prod-api-blue", "Resource": "collections-prod-api-blue:live"}
+    assert (alarms["collections-prod-api-throttles"]["metricName"], alarms["collections-prod-api-throttles"][
+        "dimensions"]) == ("Throttles", live)
+    assert alarms["collections-prod-api-pc-spillover"]["metricName"] == "ProvisionedConcurrencySpilloverInvocations"
+    assert alarms["collections-prod-analyzer-destination-failures"]["metricName"] == "DestinationDeliveryFailures"
+    failed = {n: a for n, a in alarms.items() if a["metricName"] == "FailedInvocations"}
+    assert len(failed) == EVENT_TRIGGERS and {a["namespace"] for a in failed.values()} == {"AWS/Events"}
+    # the S3 rule is on the default bus (RuleName only); pipeline rules on the custom bus (EventBusName too)
+    assert sorted(tuple(sorted(a["dimensions"])) for a in failed.values()).count(("RuleName",)) == sum(
+        1 for f in catalog.FUNCTIONS for t in f.triggers if t.kind in ("s3", "schedule"))
+    connections = alarms["collections-prod-db-connections"]
+    assert (connections["namespace"], connections["metricName"]) == ("AWS/RDS", "DatabaseConnections")
+    assert connections["threshold"] == int(min(16 * 2**30 / 9531392, 5000) * 0.7)  # db.r7g.large, 16 GiB
+    outputs = run.outputs["services"]
+    assert "collections-prod-api-pc-spillover" in outputs["api"]["alarm_names"]  # a shift watches it
+    (dashboard,) = run.of_type("aws:cloudwatch/dashboard:Dashboard")
+    metrics = [m for w in json.loads(dashboard.inputs["dashboardBody"])["widgets"] for m in w["properties"]["metrics"]]
+    names = {m[1] for m in metrics}
+    assert {"ProvisionedConcurrencySpilloverInvocations", "DestinationDeliveryFailures", "FailedInvocations",
+            "DatabaseConnections", "ClientConnections", "ApproximateNumberOfMessagesVisible", "Throttles"} <= names

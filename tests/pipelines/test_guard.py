@@ -87,3 +87,75 @@ def test_the_repository_allow_file_allows_nothing_by_default():
     from pipelines.guard import read_allow_file
 
     assert read_allow_file(str(Path(__file__).resolve().parents[2] / ".github" / "preview-allow.txt")) == []
+
+
+# -- a gradual stack's live alias ------------------------------------------------------------------
+def _alias_update(function: str, version: str, weights: dict | None = None, description: str = "new") -> dict:
+    """An update step of the `live` alias as `pulumi preview --json` prints it: newState.inputs carry the
+    ignored functionVersion/routingConfig from Pulumi's state (step_generator.go, processIgnoreChanges)."""
+    urn = f"urn:pulumi:prod::collections::collections:service:Service$aws:lambda/alias:Alias::{function}"
+    inputs = {"functionName": function, "name": "live", "functionVersion": version, "description": description}
+    if weights:
+        inputs["routingConfig"] = {"additionalVersionWeights": weights}
+    old = {**inputs, "description": "old"}
+    return {"op": "update", "urn": urn, "diffReasons": ["description"],
+            "oldState": {"urn": urn, "custom": True, "type": "aws:lambda/alias:Alias", "inputs": old},
+            "newState": {"urn": urn, "custom": True, "type": "aws:lambda/alias:Alias", "inputs": inputs}}
+
+
+@pytest.fixture
+def shifted(deploy):
+    """A gradual service whose alias collections-release moved to v3 (Pulumi created it at v1)."""
+    from pipelines.guard import StackLiveAliases
+    from pipelines.shift import Shift
+    from pipelines.strategies import parse
+
+    d = deploy(versions=3)
+    Shift(d.context(), parse("all-at-once")).run()
+    assert d.alias() == {"version": "3", "weights": {}}
+    return d, StackLiveAliases(d.outputs, d.lambda_client)
+
+
+def test_stale_state_update_of_a_gradual_alias_is_blocked(shifted):
+    d, live = shifted
+    report = check({"steps": [_alias_update(d.function, "1")]}, live=live)
+    assert not report.ok
+    (finding,) = report.blocked
+    assert finding.what == "live alias"
+    assert f"would move {d.function}:live from v3 100% (live) to v1 100%" in finding.reasons[0]
+    assert "--refresh" in report.render()
+    assert d.alias() == {"version": "3", "weights": {}}  # the guard only reads
+
+
+def test_refreshed_update_of_a_gradual_alias_passes(shifted):
+    d, live = shifted
+    report = check({"steps": [_alias_update(d.function, "3")]}, live=live)
+    assert report.ok, report.render()
+
+
+def test_an_update_that_would_cancel_a_canary_is_blocked(deploy):
+    from pipelines.guard import StackLiveAliases
+
+    d = deploy(versions=3)
+    d.lambda_client.update_alias(FunctionName=d.function, Name="live", FunctionVersion="1",
+                                 RoutingConfig={"AdditionalVersionWeights": {"3": 0.1}})
+    live = StackLiveAliases(d.outputs, d.lambda_client)
+    assert not check({"steps": [_alias_update(d.function, "1")]}, live=live).ok  # weights dropped
+    assert check({"steps": [_alias_update(d.function, "1", {"3": 0.1})]}, live=live).ok
+
+
+def test_direct_stacks_aliases_are_left_to_pulumi(deploy):
+    from pipelines.guard import StackLiveAliases
+
+    d = deploy(versions=3, release_mode="direct")
+    assert check({"steps": [_alias_update(d.function, "3")]}, live=StackLiveAliases(d.outputs, d.lambda_client)).ok
+
+
+def test_guard_command_with_outputs_reads_aws(shifted, tmp_path, aws, capsys):
+    d, _ = shifted
+    preview, outputs = tmp_path / "preview.json", tmp_path / "outputs.json"
+    preview.write_text(json.dumps({"steps": [_alias_update(d.function, "1")]}))
+    outputs.write_text(d.outputs.model_dump_json())
+    assert main(["guard", str(preview)]) == 0  # without outputs: the AWS comparison is not made
+    assert main(["guard", str(preview), "--outputs", str(outputs)]) == 8
+    assert "from v3 100% (live) to v1 100%" in capsys.readouterr().err

@@ -110,3 +110,15 @@ def test_rollback_is_manual_and_offers_every_catalog_service():
     assert inputs["stack"]["options"] == ["prod", "dev"]
     assert sorted(inputs["service"]["options"]) == sorted(f.name for f in catalog.FUNCTIONS)
     assert 'collections-release rollback --stack "$STACK" --service "$SERVICE"' in _runs(rollback["jobs"]["rollback"])
+
+
+def test_every_up_and_preview_refreshes_first():
+    """Gradual aliases are ignore_changes: without a refresh Pulumi would send the version in its state."""
+    deploy, preview = _load("deploy.yml"), _load("preview.yml")
+    for job in (deploy["jobs"]["dev"], deploy["jobs"]["prod"], preview["jobs"]["preview"]):
+        for step in job["steps"]:
+            if str(step.get("uses", "")).startswith("pulumi/actions@"):
+                assert step["with"]["refresh"] is True, step
+    runs = _runs(preview["jobs"]["preview"])
+    assert "pulumi preview --refresh" in runs
+    assert "--outputs" in runs.split("collections-release guard", 1)[1]  # live aliases compared with AWS
