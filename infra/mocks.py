@@ -344,6 +344,14 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         info.supportedFeatures.extend(kept)
         return info
 
+    def SupportsFeature(self, request):
+        """The per-feature probe older SDKs use (`replaceWith`, `deletedWith`, …), consistent with the above."""
+        from pulumi.runtime.settings import _LEGACY_FEATURE_MAPPING
+
+        if _LEGACY_FEATURE_MAPPING.get(request.id) in self.unsupported_features:
+            return type("SupportsFeatureResponse", (object,), {"hasSupport": False})
+        return super().SupportsFeature(request)
+
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
         urn = self.make_urn(request.parent, request.type, request.name)

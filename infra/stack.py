@@ -64,7 +64,7 @@ def previous_active_slots() -> dict[str, str]:
     from pulumi.runtime.sync_await import _sync_await
 
     own = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
-    details = _sync_await(pulumi.StackReference(f"{own}-previous", stack_name=own).get_output_details("services"))
+    details = _sync_await(pulumi.StackReference("previous-update", stack_name=own).get_output_details("services"))
     services = details.value or details.secret_value or {}
     return {name: s["active_slot"] for name, s in services.items() if isinstance(s, dict) and s.get("active_slot")}
 

@@ -43,3 +43,14 @@ def test_the_same_engine_with_the_options_runs_the_program(program):
     run = program("dev", unsupported_features=[resource_pb2.RESOURCE_MONITOR_FEATURE_PARAMETERIZATION])
     alias = run.one("aws:lambda/alias:Alias", "collections-dev-api-blue")
     assert alias.replace_with  # the option the check protects is in use
+
+
+def test_the_mock_engine_answers_the_legacy_probe_the_same_way():
+    from pulumi.runtime.proto import resource_pb2 as pb
+
+    from infra.mocks import CollectionsMocks, RecordingMonitor
+
+    monitor = RecordingMonitor(CollectionsMocks("eu-west-1"), [pb.RESOURCE_MONITOR_FEATURE_REPLACE_WITH])
+    assert monitor.SupportsFeature(pb.SupportsFeatureRequest(id="replaceWith")).hasSupport is False
+    assert monitor.SupportsFeature(pb.SupportsFeatureRequest(id="deletedWith")).hasSupport is True
+    assert pb.RESOURCE_MONITOR_FEATURE_REPLACE_WITH not in monitor.GetDeploymentInfo(None).supportedFeatures
