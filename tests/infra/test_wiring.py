@@ -175,3 +175,51 @@ def test_failed_async_invocations_go_to_the_dead_letter_queue(program):
         assert configs[name]["qualifier"] == "live"
         assert configs[name]["destinationConfig"]["onFailure"]["destination"].startswith("arn:aws:sqs:")
     assert queue.inputs["messageRetentionSeconds"] == 14 * 24 * 3600
+
+
+INVOCATION = "aws:lambda/invocation:Invocation"
+
+
+def _urns(run, typ: str, name_part: str = "") -> set[str]:
+    return {r.urn for r in run.of_type(typ) if name_part in r.name}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_migrations_wait_for_the_database_secret_proxy_and_nat_routes(program, stack):
+    """`depends_on` on a component does not reach its children, so the edges must be on the
+    invocation itself, as the engine records them."""
+    run = program(stack)
+    (invocation,) = run.of_type(INVOCATION)
+    needs = (
+        _urns(run, "aws:secretsmanager/secretVersion:SecretVersion", "-connection")
+        | _urns(run, "aws:rds/instance:Instance")
+        | _urns(run, "aws:rds/proxyTarget:ProxyTarget")
+        | _urns(run, "aws:ec2/natGateway:NatGateway")
+        | _urns(run, "aws:ec2/routeTable:RouteTable", "-private-")
+        | _urns(run, "aws:ec2/routeTableAssociation:RouteTableAssociation", "-private-")
+        | {alias_of(run, f"collections-{stack}-migrate-blue").urn}
+    )
+    assert len(_urns(run, "aws:ec2/natGateway:NatGateway")) == (3 if stack == "prod" else 1)
+    assert len(_urns(run, "aws:rds/proxyTarget:ProxyTarget")) == (1 if stack == "prod" else 0)
+    missing = needs - set(invocation.dependencies)
+    assert not missing, f"the migrate invocation does not wait for {sorted(missing)}"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_no_other_alias_moves_before_the_migrations_ran(program, stack):
+    run = program(stack, slots("api", "blue", blue="zip", green="image"))
+    (invocation,) = run.of_type(INVOCATION)
+    aliases = run.of_type(ALIAS)
+    assert len(aliases) == len(catalog.FUNCTIONS) + 1  # the api's green slot too
+    for alias in aliases:
+        if alias.inputs["functionName"].startswith(f"collections-{stack}-migrate-"):
+            assert invocation.urn not in alias.dependencies  # the invocation runs through this alias
+        else:
+            assert invocation.urn in alias.dependencies, alias.inputs["functionName"]
+
+
+def test_the_invocation_edges_are_on_the_children_not_only_the_components(program):
+    """The component carries no dependency that would have to reach its children."""
+    run = program("dev")
+    for service in run.of_type("collections:lambda:LambdaService"):
+        assert service.dependencies == (), service.name
