@@ -30,7 +30,7 @@ from pulumi.runtime.settings import ROOT
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from infra import artifacts
+from infra import artifacts, preconditions
 from infra.config import PROJECT
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -332,12 +332,14 @@ def run_program(
     installer: Callable[[Sequence[str], str, Path], None] = code_only_installer,
     build_dir: Path | None = None,
     source_root: Path | None = None,
+    account: preconditions.AccountConcurrency = preconditions.AccountConcurrency(limit=1000, unreserved=1000),
 ) -> ProgramRun:
     """Run infra/__main__.py for `stack` under the mocks and return what it registered and exported.
 
     `deployed` says which functions AWS runs now and as what ("zip"/"image"); `installer`
     replaces pip (default: a code-only archive); `source_root` swaps the services package (a
-    code release); `build_dir` keeps the artifacts out of .collections/build.
+    code release); `build_dir` keeps the artifacts out of .collections/build; `account` is what
+    Lambda GetAccountSettings reports (default: the usual 1000, nothing reserved).
     """
     config = stack_config(stack, overrides)
     region = config.get("aws:region", "")
@@ -356,6 +358,7 @@ def run_program(
         outputs = pulumi.Output.from_input(root.outputs)  # type: ignore[union-attr]
         resolved.update(_sync_await(outputs.future()) or {})
 
-    with artifacts.use_installer(installer), _build_dir(build_dir, source_root):
+    with artifacts.use_installer(installer), _build_dir(build_dir, source_root), \
+            preconditions.use_account_reader(lambda _config: account):
         _sync_await(run_pulumi_func(program))
     return ProgramRun(stack=stack, config=config, resources=dict(monitor.registrations), outputs=resolved)

@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra import artifacts
+from infra import artifacts, preconditions
 from infra.components.auth import Auth, AuthArgs
 from infra.components.database import Database, DatabaseArgs
 from infra.components.events import EventRouting, EventRoutingArgs, PipelineBus, PipelineBusArgs
@@ -72,6 +72,8 @@ def deployed_packages(config: StackConfig) -> dict[str, str]:
 
 
 def build(config: StackConfig) -> dict[str, Any]:
+    # Before the first resource is registered, so a refusal changes nothing.
+    preconditions.check(config)
     check_package_moves(config, deployed_packages(config))
     prefix = f"{PROJECT}-{config.stack}"
     tags = {"project": PROJECT, "stack": config.stack}
