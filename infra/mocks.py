@@ -194,12 +194,14 @@ class CollectionsMocks(pulumi.runtime.Mocks):
             state.update(name=repo, registryId=a, arn=f"arn:aws:ecr:{r}:{a}:repository/{repo}",
                          repositoryUrl=f"{a}.dkr.ecr.{r}.amazonaws.com/{repo}")
             resource_id = repo
-        elif typ == "docker:index/image:Image":
-            image_name = inputs["imageName"]
-            repository = image_name.rsplit(":", 1)[0]
-            # The digest of what was built: depends on the tag, which depends on the context's content.
-            state.update(repoDigest=f"{repository}@sha256:{_short_hash(image_name, length=64)}")
-            resource_id = image_name
+        elif typ == "docker:index/remoteImage:RemoteImage":
+            # The local image's id: depends on the tag, which depends on the context's content.
+            state.update(imageId=f"sha256:{_short_hash(inputs['name'], inputs.get('build'), length=64)}")
+            resource_id = f"{state['imageId']}{inputs['name']}"
+        elif typ == "docker:index/registryImage:RegistryImage":
+            # The pushed manifest's digest (what `repository@digest` pins).
+            state.update(sha256Digest=f"sha256:{_short_hash(inputs['name'], inputs.get('triggers'), length=64)}")
+            resource_id = inputs["name"]
         elif typ == "aws:rds/instance:Instance":
             identifier = inputs.get("identifier") or f"{name}-{_short_hash(name, length=7)}"
             state.update(identifier=identifier, address=f"{identifier}.abc123.{r}.rds.amazonaws.com", port=5432,

@@ -51,7 +51,10 @@ REPLACE_ON: Mapping[str, tuple[str, ...]] = {
     "aws:rds/instance:Instance": ("identifier", "engine", "dbName", "username", "storageEncrypted"),
     "aws:cognito/userPool:UserPool": ("usernameAttributes",),
     "aws:cognito/userPoolClient:UserPoolClient": ("userPoolId", "generateSecret"),
-    "docker:index/image:Image": ("imageName", "build"),
+    # pulumi-docker's bridged kreuzwerker docker_image / docker_registry_image: every build field
+    # is ForceNew (resource_docker_image.go buildSchema), as are name, triggers and platform.
+    "docker:index/remoteImage:RemoteImage": ("name", "build", "triggers", "platform", "pullTriggers"),
+    "docker:index/registryImage:RegistryImage": ("name", "triggers", "build"),
 }
 
 

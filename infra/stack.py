@@ -212,7 +212,7 @@ def _slot_code(config: StackConfig, service: str, prefix: str, tags: Mapping[str
     image_uri = None
     if "image" in packages:
         image = ContainerImage(f"{prefix}-{service.replace('_', '-')}", ContainerImageArgs(
-            context=artifacts.image_context(fn), keep_images=config.ecr_keep_images,
+            context=artifacts.image_context(fn),
             force_delete=not config.deletion_protection, tags=dict(tags)))
         image_uri = image.image_uri
     return {
