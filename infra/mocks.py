@@ -16,7 +16,7 @@ import copy
 import hashlib
 import json
 import runpy
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -310,9 +310,9 @@ class ProgramRun:
         return found[0]
 
 
-def code_only_installer(requirements: Sequence[str], platform: str, target: Path) -> None:
+def code_only_installer(lock: Path, platform: str, target: Path) -> None:
     """Stands in for pip under the mocks: records what would be installed, downloads nothing."""
-    (target / "REQUIREMENTS.txt").write_text("\n".join([platform, *requirements]) + "\n")
+    (target / "REQUIREMENTS.txt").write_text(f"{platform}\n{lock.read_text()}")
 
 
 @contextmanager
@@ -331,7 +331,7 @@ def run_program(
     overrides: Mapping[str, Any] | None = None,
     *,
     deployed: Mapping[str, str] | None = None,
-    installer: Callable[[Sequence[str], str, Path], None] = code_only_installer,
+    installer: artifacts.Installer = code_only_installer,
     build_dir: Path | None = None,
     source_root: Path | None = None,
     account: preconditions.AccountConcurrency = preconditions.AccountConcurrency(limit=1000, unreserved=1000),
