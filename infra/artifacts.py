@@ -52,16 +52,18 @@ class ArtifactError(RuntimeError):
     """The artifact cannot be built or breaks one of Lambda's limits."""
 
 
-# The same pip options in both builds: every file's hash checked against the lock, wheels only.
-PIP_LOCKED = ("--require-hashes", "--only-binary=:all:")
+def pip_options(platform: str) -> tuple[str, ...]:
+    """The pip options of both builds (zip here, image in its Dockerfile), so both pick the same
+    wheels: Lambda's interpreter and platform tags, wheels only, each file's hash checked against the lock."""
+    return ("--platform", platform, "--python-version", LAMBDA_PYTHON, "--implementation", "cp",
+            "--only-binary=:all:", "--require-hashes")
 
 
 def pip_install(lock: Path, platform: str, target: Path) -> None:
     """Install the lock's wheels for Lambda's Python and CPU into `target` (no local compiling)."""
     command = [
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-        "--platform", platform, "--python-version", LAMBDA_PYTHON, "--implementation", "cp",
-        *PIP_LOCKED, "--target", str(target), "-r", str(lock),
+        *pip_options(platform), "--target", str(target), "-r", str(lock),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -219,7 +221,8 @@ DOCKERFILE = """\
 FROM {base_image}
 COPY requirements.txt ${{LAMBDA_TASK_ROOT}}/requirements.txt
 # The function's hash-locked dependency group (infra/locks/), installed as the zip build does.
-RUN pip install --no-cache-dir {pip_locked} -r "${{LAMBDA_TASK_ROOT}}/requirements.txt" --target "${{LAMBDA_TASK_ROOT}}"
+RUN pip install --no-cache-dir {pip_options} \\
+    -r "${{LAMBDA_TASK_ROOT}}/requirements.txt" --target "${{LAMBDA_TASK_ROOT}}"
 COPY services/ ${{LAMBDA_TASK_ROOT}}/services/
 CMD ["{handler}"]
 """
@@ -237,7 +240,7 @@ def image_context(
     dockerfile = context / "Dockerfile"
     dockerfile.write_text(
         DOCKERFILE.format(service=fn.name, platform=platform, base_image=BASE_IMAGE, handler=fn.handler,
-                          pip_locked=" ".join(PIP_LOCKED))
+                          pip_options=" ".join(pip_options(PLATFORMS[fn.architecture])))
     )
     shutil.copyfile(lock_of(fn), context / "requirements.txt")
     for path in _source_files(source_root):
