@@ -111,7 +111,8 @@ def test_image_context_has_a_single_platform_dockerfile(tmp_path):
     # The same hash-locked set as the zip, installed with the same pip options.
     assert (context.path / "requirements.txt").read_text() == locks.lock_path("analyzer").read_text()
     options = " ".join(artifacts.pip_options("manylinux2014_aarch64"))
-    assert f"pip install --no-cache-dir {options} -r" in dockerfile and "--require-hashes" in options
+    joined = dockerfile.replace("\\\n    ", "")
+    assert f"pip install --no-cache-dir {options} -r" in joined and "--require-hashes" in options
     assert (context.path / "services" / "analyzer" / "handler.py").exists()
     assert not (context.path / "services" / "local").exists()
 
