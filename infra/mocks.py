@@ -200,7 +200,7 @@ class CollectionsMocks(pulumi.runtime.Mocks):
             resource_id = f"{state['imageId']}{inputs['name']}"
         elif typ == "docker:index/registryImage:RegistryImage":
             # The pushed manifest's digest (what `repository@digest` pins).
-            state.update(sha256Digest=f"sha256:{_short_hash(inputs['name'], inputs.get('triggers'), length=64)}")
+            state.update(sha256Digest=f"sha256:{_short_hash(inputs['name'], length=64)}")
             resource_id = inputs["name"]
         elif typ == "aws:rds/instance:Instance":
             identifier = inputs.get("identifier") or f"{name}-{_short_hash(name, length=7)}"

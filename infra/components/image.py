@@ -98,7 +98,9 @@ class ContainerImage(pulumi.ComponentResource):
                 password=pulumi.Output.secret(token.password),
             ),
             keep_remotely=True,  # a replaced image may still back a published version
-            triggers={"image_id": self.build.image_id},
+            # No `triggers` on the local image id: a fresh CI runner rebuilds the same content with
+            # another id, and re-pushing an existing tag fails on this IMMUTABLE repository. A push
+            # happens when the content tag (the name) changes.
             opts=child,
         )
         # repository@sha256:…: the function runs exactly what was built, whatever happens to tags.

@@ -89,6 +89,7 @@ def test_image_slots_run_a_digest_pinned_single_platform_image(program):
     assert image.inputs["name"] == build.inputs["name"]  # pushes what was built, under its content tag
     assert image.inputs["authConfig"]["username"] == "AWS"
     assert image.inputs["keepRemotely"] is True  # a replaced image may back a published version
+    assert "triggers" not in image.inputs  # pushed when the content tag changes, never re-pushed under it
     repository_url, digest = green.inputs["imageUri"].split("@")
     assert build.inputs["name"] == f"{repository_url}:{build.inputs['name'].rsplit(':', 1)[1]}"
     assert len(digest) == len("sha256:") + 64
