@@ -87,6 +87,7 @@ def generated_names(config: StackConfig) -> list[GeneratedName]:
         names.append(GeneratedName("RDS instance identifier", _autonamed(f"{prefix}-postgres"), RDS_IDENTIFIER_LIMIT))
         if config.database.proxy:
             names.append(GeneratedName("RDS proxy name", _autonamed(f"{prefix}-proxy"), PROXY_NAME_LIMIT))
+            names.append(GeneratedName("IAM role name", _autonamed(f"{prefix}-proxy"), ROLE_NAME_LIMIT))
     return names
 
 

@@ -69,9 +69,7 @@ def test_generated_names_match_what_the_program_registers(program):
                       "EventBridge rule name"), ("aws:s3/bucket:Bucket", "S3 bucket name"),
                       ("aws:rds/instance:Instance", "RDS instance identifier"),
                       ("aws:rds/proxy:Proxy", "RDS proxy name")):
-        # The database proxy's own role is not a function role: its name is shorter than those.
-        registered |= {(what, r.name + suffix) for r in run.of_type(typ) if not r.name.endswith("-proxy")
-                       or typ != "aws:iam/role:Role"}
+        registered |= {(what, r.name + suffix) for r in run.of_type(typ)}
     assert predicted == registered
 
 
