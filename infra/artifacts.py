@@ -1,12 +1,14 @@
 """Build what a Lambda slot runs: a deterministic zip, or the context of a container image.
 
 Both hold the `services` package plus the function's dependency group (services/catalog.py)
-installed for the Lambda platform, never for this machine. They are built when the program runs
+installed for the Lambda platform, never for this machine, from the group's hash-locked
+requirements (infra/locks/<group>.txt, made by infra/locks.py): the zip and the image of one
+commit install the same files. They are built when the program runs
 (before any resource is registered), not inside an `apply`, so `pulumi preview` shows the real
 `source_code_hash` and a failed build stops the program with a plain error.
 
-Dependencies are cached per (requirements, platform) under .collections/build/deps, so a second
-`pulumi up` with unchanged requirements installs nothing.
+Dependencies are cached per (lock, platform) under .collections/build/deps, so a second
+`pulumi up` with an unchanged lock installs nothing.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra import locks
 from services import catalog
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -42,23 +45,29 @@ EXCLUDED_PARTS = {"__pycache__", "local"}
 EXCLUDED_SUFFIXES = {".pyc", ".pyo"}
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: same inputs, same bytes, same hash
 
-Installer = Callable[[Sequence[str], str, Path], None]
+Installer = Callable[[Path, str, Path], None]  # (lock file, pip platform, target folder)
 
 
 class ArtifactError(RuntimeError):
     """The artifact cannot be built or breaks one of Lambda's limits."""
 
 
-def pip_install(requirements: Sequence[str], platform: str, target: Path) -> None:
-    """Install wheels for Lambda's Python and CPU into `target` (binary wheels only: no local compiling)."""
+def pip_options(platform: str) -> tuple[str, ...]:
+    """The pip options of both builds (zip here, image in its Dockerfile), so both pick the same
+    wheels: Lambda's interpreter and platform tags, wheels only, each file's hash checked against the lock."""
+    return ("--platform", platform, "--python-version", LAMBDA_PYTHON, "--implementation", "cp",
+            "--only-binary=:all:", "--require-hashes")
+
+
+def pip_install(lock: Path, platform: str, target: Path) -> None:
+    """Install the lock's wheels for Lambda's Python and CPU into `target` (no local compiling)."""
     command = [
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-        "--platform", platform, "--python-version", LAMBDA_PYTHON, "--implementation", "cp",
-        "--only-binary=:all:", "--target", str(target), *requirements,
+        *pip_options(platform), "--target", str(target), "-r", str(lock),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise ArtifactError(f"pip could not install {' '.join(requirements)} for {platform}:\n{result.stderr}")
+        raise ArtifactError(f"pip could not install {lock.name} for {platform}:\n{result.stderr}")
 
 
 _installer: Installer = pip_install
@@ -100,6 +109,15 @@ def requirements_of(fn: catalog.Function) -> tuple[str, ...]:
         raise ArtifactError(f"{fn.name}: unknown dependency group {fn.dependency_group!r} ({known})") from None
 
 
+def lock_of(fn: catalog.Function) -> Path:
+    """The function's hash-locked dependency set; refused when it lags behind the catalog."""
+    requirements_of(fn)
+    try:
+        return locks.check(fn.dependency_group)
+    except locks.LockError as error:
+        raise ArtifactError(f"{fn.name}: {error}") from None
+
+
 def _source_files(root: Path) -> list[Path]:
     files = []
     for path in sorted(root.rglob("*")):
@@ -110,19 +128,19 @@ def _source_files(root: Path) -> list[Path]:
     return files
 
 
-def dependencies_dir(requirements: Sequence[str], architecture: str, build_dir: Path | None = None) -> Path:
-    """The installed dependency set, built once per (requirements, platform)."""
+def dependencies_dir(lock: Path, architecture: str, build_dir: Path | None = None) -> Path:
+    """The installed dependency set, built once per (lock content, platform)."""
     build_dir = build_dir or BUILD_DIR
     platform = PLATFORMS[architecture]
-    key = hashlib.sha256("\n".join([platform, LAMBDA_PYTHON, *sorted(requirements)]).encode()).hexdigest()[:16]
+    key = hashlib.sha256("\n".join([platform, LAMBDA_PYTHON, lock.read_text()]).encode()).hexdigest()[:16]
     target = build_dir / "deps" / f"{architecture}-{key}"
     if (target / ".complete").exists():
         return target
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    _installer(requirements, platform, staging)
-    (staging / ".complete").write_text("\n".join(requirements) + "\n")
+    _installer(lock, platform, staging)
+    (staging / ".complete").write_text(f"{lock.name}\n")
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)  # a half-finished install never looks complete
     return target
@@ -152,7 +170,7 @@ def build_zip(
     """
     build_dir, source_root = build_dir or BUILD_DIR, source_root or SOURCE_PACKAGE
     architecture = architecture or fn.architecture
-    deps = dependencies_dir(requirements_of(fn), architecture, build_dir)
+    deps = dependencies_dir(lock_of(fn), architecture, build_dir)
     entries = _zip_entries(deps, source_root)
     unzipped = sum(path.stat().st_size for _, path in entries)
     if check_limits and unzipped > MAX_UNZIPPED_BYTES:
@@ -202,7 +220,9 @@ DOCKERFILE = """\
 # Built for exactly one platform ({platform}); Lambda rejects multi-platform image indexes.
 FROM {base_image}
 COPY requirements.txt ${{LAMBDA_TASK_ROOT}}/requirements.txt
-RUN pip install --no-cache-dir -r ${{LAMBDA_TASK_ROOT}}/requirements.txt --target ${{LAMBDA_TASK_ROOT}}
+# The function's hash-locked dependency group (infra/locks/), installed as the zip build does.
+RUN pip install --no-cache-dir {pip_options} \\
+    -r "${{LAMBDA_TASK_ROOT}}/requirements.txt" --target "${{LAMBDA_TASK_ROOT}}"
 COPY services/ ${{LAMBDA_TASK_ROOT}}/services/
 CMD ["{handler}"]
 """
@@ -219,9 +239,10 @@ def image_context(
     platform = DOCKER_PLATFORMS[fn.architecture]
     dockerfile = context / "Dockerfile"
     dockerfile.write_text(
-        DOCKERFILE.format(service=fn.name, platform=platform, base_image=BASE_IMAGE, handler=fn.handler)
+        DOCKERFILE.format(service=fn.name, platform=platform, base_image=BASE_IMAGE, handler=fn.handler,
+                          pip_options=" ".join(pip_options(PLATFORMS[fn.architecture])))
     )
-    (context / "requirements.txt").write_text("\n".join(requirements_of(fn)) + "\n")
+    shutil.copyfile(lock_of(fn), context / "requirements.txt")
     for path in _source_files(source_root):
         target = context / "services" / path.relative_to(source_root)
         target.parent.mkdir(parents=True, exist_ok=True)

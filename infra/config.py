@@ -133,7 +133,6 @@ class StackConfig:
     release_step_minutes: int
     log_retention_days: int
     deletion_protection: bool
-    ecr_keep_images: int
     alarm_email: str | None
     network: NetworkConfig
     database: DatabaseConfig
@@ -383,7 +382,6 @@ def parse(stack: str, region: str | None, values: Mapping[str, Any]) -> StackCon
         release_step_minutes=release_step_minutes,
         log_retention_days=retention,
         deletion_protection=top.get("deletionProtection", bool, False),
-        ecr_keep_images=top.number("ecrKeepImages", 10, 1, 1000),
         alarm_email=alarm_email,
         network=network,
         database=database,

@@ -17,7 +17,7 @@ import copy
 import hashlib
 import json
 import runpy
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +31,7 @@ from pulumi.runtime.settings import ROOT
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from infra import artifacts
+from infra import artifacts, preconditions
 from infra.config import PROJECT
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -262,12 +262,14 @@ class CollectionsMocks(pulumi.runtime.Mocks):
             state.update(name=repo, registryId=a, arn=f"arn:aws:ecr:{r}:{a}:repository/{repo}",
                          repositoryUrl=f"{a}.dkr.ecr.{r}.amazonaws.com/{repo}")
             resource_id = repo
-        elif typ == "docker:index/image:Image":
-            image_name = inputs["imageName"]
-            repository = image_name.rsplit(":", 1)[0]
-            # The digest of what was built: depends on the tag, which depends on the context's content.
-            state.update(repoDigest=f"{repository}@sha256:{_short_hash(image_name, length=64)}")
-            resource_id = image_name
+        elif typ == "docker:index/remoteImage:RemoteImage":
+            # The local image's id: depends on the tag, which depends on the context's content.
+            state.update(imageId=f"sha256:{_short_hash(inputs['name'], inputs.get('build'), length=64)}")
+            resource_id = f"{state['imageId']}{inputs['name']}"
+        elif typ == "docker:index/registryImage:RegistryImage":
+            # The pushed manifest's digest (what `repository@digest` pins).
+            state.update(sha256Digest=f"sha256:{_short_hash(inputs['name'], length=64)}")
+            resource_id = inputs["name"]
         elif typ == "aws:rds/instance:Instance":
             identifier = inputs.get("identifier") or f"{name}-{_short_hash(name, length=7)}"
             state.update(identifier=identifier, address=f"{identifier}.abc123.{r}.rds.amazonaws.com", port=5432,
@@ -394,9 +396,9 @@ class ProgramRun:
         return found[0]
 
 
-def code_only_installer(requirements: Sequence[str], platform: str, target: Path) -> None:
+def code_only_installer(lock: Path, platform: str, target: Path) -> None:
     """Stands in for pip under the mocks: records what would be installed, downloads nothing."""
-    (target / "REQUIREMENTS.txt").write_text("\n".join([platform, *requirements]) + "\n")
+    (target / "REQUIREMENTS.txt").write_text(f"{platform}\n{lock.read_text()}")
 
 
 @contextmanager
@@ -415,11 +417,12 @@ def run_program(
     overrides: Mapping[str, Any] | None = None,
     *,
     deployed: Mapping[str, str] | None = None,
-    installer: Callable[[Sequence[str], str, Path], None] = code_only_installer,
+    installer: artifacts.Installer = code_only_installer,
     build_dir: Path | None = None,
     source_root: Path | None = None,
     previous: ProgramRun | None = None,
     unsupported_features: Sequence[int] = (),
+    account: preconditions.AccountConcurrency = preconditions.AccountConcurrency(limit=1000, unreserved=1000),
 ) -> ProgramRun:
     """Run infra/__main__.py for `stack` under the mocks and return what it registered and exported.
 
@@ -427,7 +430,8 @@ def run_program(
     run last applied (published versions, stack outputs); `installer` replaces pip (default: a
     code-only archive); `source_root` swaps the services package (a code release); `build_dir`
     keeps the artifacts out of .collections/build; `unsupported_features` plays an older engine
-    (resource_pb2.RESOURCE_MONITOR_FEATURE_* ids it does not report).
+    (resource_pb2.RESOURCE_MONITOR_FEATURE_* ids it does not report); `account` is what Lambda
+    GetAccountSettings reports (default: the usual 1000, nothing reserved).
     """
     config = stack_config(stack, overrides)
     region = config.get("aws:region", "")
@@ -446,7 +450,8 @@ def run_program(
         outputs = pulumi.Output.from_input(root.outputs)  # type: ignore[union-attr]
         resolved.update(_sync_await(outputs.future()) or {})
 
-    with artifacts.use_installer(installer), _build_dir(build_dir, source_root):
+    with artifacts.use_installer(installer), _build_dir(build_dir, source_root), \
+            preconditions.use_account_reader(lambda _config: account):
         _sync_await(run_pulumi_func(program))
     return ProgramRun(stack=stack, config=config, resources=dict(monitor.registrations), outputs=resolved,
                       functions=dict(mocks.functions))

@@ -220,6 +220,18 @@ REPLACEMENTS: Mapping[str, Replacement] = {
     "docker:index/image:Image": Replacement(
         source="pulumi-docker provider/provider.go @237b789 (Diff: no replace kinds)", regional=False,
         ignored=("registry.username", "registry.password")),
+    # -- pulumi-docker's bridged kreuzwerker/terraform-provider-docker (image slots build with these) --
+    # internal/provider/resource_docker_image.go: name, triggers, platform, pull_triggers and every
+    # field of the build block are ForceNew (buildSchema).
+    "docker:index/remoteImage:RemoteImage": Replacement(
+        ("name", "build", "triggers", "platform", "pullTriggers"),
+        "kreuzwerker/terraform-provider-docker internal/provider/resource_docker_image.go (pulumi-docker 5.x)",
+        regional=False),
+    # internal/provider/resource_docker_registry_image.go: name and triggers are ForceNew.
+    "docker:index/registryImage:RegistryImage": Replacement(
+        ("name", "triggers", "build"),
+        "kreuzwerker/terraform-provider-docker internal/provider/resource_docker_registry_image.go (pulumi-docker 5.x)",
+        regional=False),
 }
 
 

@@ -9,13 +9,13 @@ provisioned_concurrency, alarm_names, triggers}}.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from infra import artifacts
+from infra import artifacts, preconditions
 from infra.components.auth import Auth, AuthArgs
 from infra.components.database import Database, DatabaseArgs
 from infra.components.events import EventRouting, EventRoutingArgs, PipelineBus, PipelineBusArgs
@@ -87,6 +87,8 @@ def deployed_packages(config: StackConfig, previous_active: dict[str, str] | Non
 
 
 def build(config: StackConfig) -> dict[str, Any]:
+    # Before the first resource is registered, so a refusal changes nothing.
+    preconditions.check(config)
     previous_active = previous_active_slots()
     deployed = deployed_packages(config, previous_active)
     check_package_moves(config, deployed)
@@ -119,10 +121,13 @@ def build(config: StackConfig) -> dict[str, Any]:
     ))
     secret_arns = {"database": database.secret.arn, **keys.arns}
 
-    services: dict[str, LambdaService] = {}
-    for service in config.services.values():
+    # Services the deploy invokes (migrate) come first: their invocation must exist before the
+    # other services' aliases, which wait for it (new code takes traffic after the migrations).
+    built: dict[str, LambdaService] = {}
+    on_deploy: list[aws.lambda_.Invocation] = []
+    for service in sorted(config.services.values(), key=lambda s: not s.function.invoke_on_deploy):
         environment = _environment(service.function, storage, bus, auth, secret_arns)
-        services[service.name] = LambdaService(f"{prefix}-{service.name.replace('_', '-')}", LambdaServiceArgs(
+        built[service.name] = LambdaService(f"{prefix}-{service.name.replace('_', '-')}", LambdaServiceArgs(
             stack=config,
             service=service,
             code=_slot_code(config, service.name, prefix, tags),
@@ -134,7 +139,14 @@ def build(config: StackConfig) -> dict[str, Any]:
             security_group_ids=[network.functions_security_group.id],
             dead_letter_queue_arn=bus.dead_letter_queue.arn,
             tags=tags,
-        ), opts=pulumi.ResourceOptions(depends_on=[database]))
+            alias_depends_on=tuple(on_deploy),
+        ))
+        if service.function.invoke_on_deploy:
+            # It connects to the database and reaches AWS APIs through the NAT: `depends_on` on a
+            # component does not reach its children, so the invocation names what it needs itself.
+            on_deploy.append(_invoke_on_deploy(prefix, built[service.name],
+                                               needs=[*database.ready, *network.egress]))
+    services = {name: built[name] for name in config.services}  # catalog order
 
     api_service = _http_service(services)
     api = HttpApi(f"{prefix}-http", HttpApiArgs(
@@ -156,8 +168,6 @@ def build(config: StackConfig) -> dict[str, Any]:
         database_instance_class=config.database.instance_class,
         database_proxy_name=database.proxy.name if database.proxy is not None else None,
     ))
-    _invoke_on_deploy(prefix, services, database)
-
     return {
         "api_url": api.url,
         "bucket": storage.bucket.bucket,
@@ -229,7 +239,7 @@ def _slot_code(config: StackConfig, service: str, prefix: str, tags: Mapping[str
     image_uri = None
     if "image" in packages:
         image = ContainerImage(f"{prefix}-{service.replace('_', '-')}", ContainerImageArgs(
-            context=artifacts.image_context(fn), keep_images=config.ecr_keep_images,
+            context=artifacts.image_context(fn),
             force_delete=not config.deletion_protection, tags=dict(tags)))
         image_uri = image.image_uri
     return {
@@ -238,20 +248,16 @@ def _slot_code(config: StackConfig, service: str, prefix: str, tags: Mapping[str
     }
 
 
-def _invoke_on_deploy(prefix: str, services: Mapping[str, LambdaService], database: Database) -> None:
-    """Run functions such as `migrate` once per deploy whose migrations changed."""
+def _invoke_on_deploy(prefix: str, service: LambdaService, needs: Sequence[pulumi.Resource]) -> aws.lambda_.Invocation:
+    """Invoke a function such as `migrate` through its `live` alias on each deploy whose migrations changed."""
     digest = migrations_hash()
-    for name, service in services.items():
-        if not service.function_spec.invoke_on_deploy:
-            continue
-        active = service.slots[service.active_slot]
-        depends = [active.alias, *([database.instance] if database.instance is not None else [])]
-        aws.lambda_.Invocation(
-            f"{prefix}-{name.replace('_', '-')}-on-deploy",
-            function_name=service.function_name,
-            qualifier=ALIAS_NAME,
-            input=json.dumps({"source": "collections.deploy", "migrations_hash": digest}),
-            # Re-invoked only when this changes: a deploy without new migrations skips it.
-            triggers={"migrations_hash": digest},
-            opts=pulumi.ResourceOptions(depends_on=depends),
-        )
+    active = service.slots[service.active_slot]
+    return aws.lambda_.Invocation(
+        f"{prefix}-{service.service.name.replace('_', '-')}-on-deploy",
+        function_name=service.function_name,
+        qualifier=ALIAS_NAME,
+        input=json.dumps({"source": "collections.deploy", "migrations_hash": digest}),
+        # Re-invoked only when this changes: a deploy without new migrations skips it.
+        triggers={"migrations_hash": digest},
+        opts=pulumi.ResourceOptions(depends_on=[active.alias, *needs]),
+    )

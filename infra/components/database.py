@@ -41,14 +41,19 @@ class Database(pulumi.ComponentResource):
         )
         self.instance: aws.rds.Instance | None = None
         self.proxy: aws.rds.Proxy | None = None
+        # What a client needs in place before its first connection: the connection secret's
+        # value, and in rds mode the instance (and the proxy's registered target). The deploy's
+        # migrate invocation depends on these explicitly (see infra/stack.py).
+        self.ready: list[pulumi.Resource] = []
         if config.mode == "external":
             if args.url is None:
                 raise ValueError("database.mode is external but collections:databaseUrl is not set")
-            aws.secretsmanager.SecretVersion(
+            connection = aws.secretsmanager.SecretVersion(
                 f"{name}-connection", secret_id=self.secret.id,
                 secret_string=pulumi.Output.secret(args.url).apply(lambda url: json.dumps({"url": url})),
                 opts=child,
             )
+            self.ready = [connection]
             self.register_outputs({"secret_arn": self.secret.arn})
             return
         if args.password is None:
@@ -95,9 +100,10 @@ class Database(pulumi.ComponentResource):
             opts=child,
         )
         host = self.instance.address
+        self.proxy_target: aws.rds.ProxyTarget | None = None
         if config.proxy:
             host = self._proxy(name, args, child)
-        aws.secretsmanager.SecretVersion(
+        connection = aws.secretsmanager.SecretVersion(
             f"{name}-connection", secret_id=self.secret.id,
             secret_string=pulumi.Output.all(host, self.instance.port, args.password).apply(
                 lambda values: json.dumps({
@@ -107,6 +113,7 @@ class Database(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self.ready = [connection, self.instance, *([self.proxy_target] if self.proxy_target is not None else [])]
         self.register_outputs({"secret_arn": self.secret.arn, "endpoint": self.instance.address})
 
     def _proxy(self, name: str, args: DatabaseArgs, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
@@ -141,6 +148,8 @@ class Database(pulumi.ComponentResource):
         # PostgreSQL" (awsdocs/amazon-rds-user-guide, rds-proxy-managing.md), and clients must not SET
         # either: RDS Proxy pins a session on SET (services/core/database.py).
         group = aws.rds.ProxyDefaultTargetGroup(f"{name}-proxy", db_proxy_name=self.proxy.name, opts=child)
-        aws.rds.ProxyTarget(f"{name}-proxy", db_proxy_name=self.proxy.name, target_group_name=group.name,
-                            db_instance_identifier=self.instance.identifier, opts=child)
+        # Connections through the proxy fail until the instance is registered as its target.
+        self.proxy_target = aws.rds.ProxyTarget(
+            f"{name}-proxy", db_proxy_name=self.proxy.name, target_group_name=group.name,
+            db_instance_identifier=self.instance.identifier, opts=child)
         return self.proxy.endpoint

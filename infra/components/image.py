@@ -1,10 +1,23 @@
-"""A service's container image: an ECR repository and one single-platform image, pinned by digest."""
+"""A service's container image: an ECR repository and one single-platform image, pinned by digest.
+
+Built with pulumi-docker's RemoteImage (the bridged kreuzwerker docker_image, buildx underneath)
+and pushed with RegistryImage, not with pulumi-docker's native `Image`: the native one has no
+input for BuildKit attestations, and a build with provenance or SBOM attestations pushes an image
+*index*, which Lambda rejects. RemoteImage's `provenance`/`sbom` turn them off explicitly.
+
+Retention: every pushed image carries an immutable content tag and may back a published Lambda
+version (Lambda fails a version whose image is gone: StateReasonCode ImageDeleted). So neither
+the lifecycle policy nor Pulumi ever removes a tagged image: the policy expires untagged images
+only, and a replaced RegistryImage keeps its image (`keep_remotely`). That keeps every version
+`collections-release prune` keeps (it deletes versions, never images) runnable.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -16,7 +29,6 @@ from infra.artifacts import ImageContext
 @dataclass
 class ContainerImageArgs:
     context: ImageContext
-    keep_images: int
     force_delete: bool  # dev: a repository goes with its images; prod: deleting one is a manual step
     tags: dict[str, str]
 
@@ -28,6 +40,21 @@ def context_tag(context: ImageContext) -> str:
         digest.update(path.relative_to(context.path).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:20]
+
+
+# Untagged images are never what a function runs (our pushes are tagged, tags are immutable):
+# leftovers of interrupted pushes. Tagged images are not selected by any rule.
+UNTAGGED_EXPIRY_DAYS = 1
+
+
+def lifecycle_policy() -> dict[str, Any]:
+    return {"rules": [{
+        "rulePriority": 1,
+        "description": "expire untagged images (interrupted pushes); tagged images may back a published version",
+        "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days",
+                      "countNumber": UNTAGGED_EXPIRY_DAYS},
+        "action": {"type": "expire"},
+    }]}
 
 
 class ContainerImage(pulumi.ComponentResource):
@@ -44,35 +71,39 @@ class ContainerImage(pulumi.ComponentResource):
             tags=args.tags,
             opts=child,
         )
-        # Keep the last N images: enough to roll a slot back to any recent published version.
-        aws.ecr.LifecyclePolicy(
-            f"{name}-lifecycle", repository=self.repository.name,
-            policy=json.dumps({"rules": [{
-                "rulePriority": 1,
-                "description": f"keep the last {args.keep_images} images",
-                "selection": {"tagStatus": "any", "countType": "imageCountMoreThan",
-                              "countNumber": args.keep_images},
-                "action": {"type": "expire"},
-            }]}),
-            opts=child,
-        )
+        aws.ecr.LifecyclePolicy(f"{name}-lifecycle", repository=self.repository.name,
+                                policy=json.dumps(lifecycle_policy()), opts=child)
         token = aws.ecr.get_authorization_token_output(registry_id=self.repository.registry_id)
         tag = context_tag(args.context)
-        self.image = docker.Image(
-            f"{name}-image",
-            image_name=self.repository.repository_url.apply(lambda url: f"{url}:{tag}"),
-            build=docker.DockerBuildArgs(
+        tagged = self.repository.repository_url.apply(lambda url: f"{url}:{tag}")
+        self.build = docker.RemoteImage(
+            f"{name}-build",
+            name=tagged,
+            build=docker.RemoteImageBuildArgs(
                 context=str(args.context.path),
                 dockerfile=str(args.context.dockerfile),
-                platform=args.context.platform,  # exactly one: Lambda rejects image indexes
+                platform=args.context.platform,  # exactly one: the function's architecture
+                provenance="false",  # no attestations: one image manifest, not an index
+                sbom="false",
             ),
-            registry=docker.RegistryArgs(
-                server=self.repository.repository_url,
+            keep_locally=False,
+            opts=child,
+        )
+        self.image = docker.RegistryImage(
+            f"{name}-image",
+            name=self.build.name,
+            auth_config=docker.RegistryImageAuthConfigArgs(
+                address=self.repository.repository_url.apply(lambda url: url.split("/", 1)[0]),
                 username=token.user_name,
                 password=pulumi.Output.secret(token.password),
             ),
+            keep_remotely=True,  # a replaced image may still back a published version
+            # No `triggers` on the local image id: a fresh CI runner rebuilds the same content with
+            # another id, and re-pushing an existing tag fails on this IMMUTABLE repository. A push
+            # happens when the content tag (the name) changes.
             opts=child,
         )
         # repository@sha256:…: the function runs exactly what was built, whatever happens to tags.
-        self.image_uri = self.image.repo_digest
+        self.image_uri = pulumi.Output.all(self.repository.repository_url, self.image.sha256_digest).apply(
+            lambda values: f"{values[0]}@{values[1]}")
         self.register_outputs({"repository_url": self.repository.repository_url, "image_uri": self.image_uri})

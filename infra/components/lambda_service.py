@@ -9,7 +9,7 @@ wired by other components to the *active* slot's alias only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -47,6 +47,9 @@ class LambdaServiceArgs:
     security_group_ids: list[pulumi.Input[str]]
     dead_letter_queue_arn: pulumi.Input[str] | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    # What each slot's `live` alias waits for (e.g. the deploy's migrations): passed to the alias
+    # itself, because `depends_on` on this component does not reach its children.
+    alias_depends_on: Sequence[pulumi.Resource] = ()
 
 
 @dataclass
@@ -160,6 +163,7 @@ class LambdaService(pulumi.ComponentResource):
             # Gradual: Pulumi creates the alias; collections-release moves it (and its weights).
             opts=pulumi.ResourceOptions.merge(tied, pulumi.ResourceOptions(
                 ignore_changes=["function_version", "routing_config"] if gradual else None,
+                depends_on=list(args.alias_depends_on) or None,
             )),
         )
         if service.provisioned_concurrency:

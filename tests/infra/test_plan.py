@@ -45,7 +45,8 @@ def test_step1_adds_the_image_slot_with_creates_only(plan_of, service):
     created = {(c.type, c.name) for c in plan.actions("create")}
     assert (FUNCTION, f"collections-dev-{slug}-green") in created
     assert (ALIAS, f"collections-dev-{slug}-green") in created
-    assert ("docker:index/image:Image", f"collections-dev-{slug}-image") in created
+    assert ("docker:index/remoteImage:RemoteImage", f"collections-dev-{slug}-build") in created
+    assert ("docker:index/registryImage:RegistryImage", f"collections-dev-{slug}-image") in created
     assert ("aws:ecr/repository:Repository", f"collections-dev-{slug}-repo") in created
     # Only the new slot's name appears in the outputs; what consumers use is unchanged.
     assert plan.output_changes == {
@@ -104,7 +105,8 @@ def test_an_idle_slots_package_change_replaces_only_that_slot(plan_of):
     assert plan.after.one(FUNCTION, "collections-dev-api-green").delete_before_replace
     deleted = {c.type for c in plan.actions("delete")}
     assert deleted == {"aws:ecr/repository:Repository", "aws:ecr/lifecyclePolicy:LifecyclePolicy",
-                       "docker:index/image:Image"}  # no image slot is left
+                       "docker:index/remoteImage:RemoteImage",
+                       "docker:index/registryImage:RegistryImage"}  # no image slot is left
     assert not [c for c in plan.actions("update", "replace", "delete") if c.type in CONSUMED_OR_EXPORTED
                 and not c.name.endswith("-green")]
     assert plan.output_changes == {}

@@ -39,7 +39,8 @@ COMMON = {
     "aws:cloudwatch/eventBus:EventBus": 1, "aws:sqs/queue:Queue": 1,
     "aws:cognito/userPool:UserPool": 1, "aws:cognito/userPoolClient:UserPoolClient": 1,
     "aws:rds/instance:Instance": 1, "aws:lambda/invocation:Invocation": 1, "aws:ec2/vpcEndpoint:VpcEndpoint": 1,
-    "aws:ecr/repository:Repository": 0, "docker:index/image:Image": 0,
+    "aws:ecr/repository:Repository": 0, "docker:index/remoteImage:RemoteImage": 0,
+    "docker:index/registryImage:RegistryImage": 0,
 }
 PER_STACK = {
     "dev": {"aws:ec2/natGateway:NatGateway": 1, "aws:ec2/subnet:Subnet": 4, "aws:rds/proxy:Proxy": 0,

@@ -79,15 +79,23 @@ def test_image_slots_run_a_digest_pinned_single_platform_image(program):
     assert "@sha256:" in green.inputs["imageUri"] and ":" not in green.inputs["imageUri"].split("@")[0].rsplit(
         "/", 1)[1]
     assert "handler" not in green.inputs and "runtime" not in green.inputs
-    (image,) = run.of_type("docker:index/image:Image")
-    assert image.inputs["build"]["platform"] == "linux/arm64"  # the function's architecture, exactly one
-    assert image.inputs["registry"]["username"] == "AWS"
+    (build,) = run.of_type("docker:index/remoteImage:RemoteImage")
+    # Exactly the function's platform, and no attestations: BuildKit would otherwise push an
+    # image index (manifest list), which Lambda rejects.
+    assert build.inputs["build"]["platform"] == "linux/arm64" == {
+        "arm64": "linux/arm64"}[catalog.function("image_processor").architecture]
+    assert build.inputs["build"]["provenance"] == "false" and build.inputs["build"]["sbom"] == "false"
+    (image,) = run.of_type("docker:index/registryImage:RegistryImage")
+    assert image.inputs["name"] == build.inputs["name"]  # pushes what was built, under its content tag
+    assert image.inputs["authConfig"]["username"] == "AWS"
+    assert image.inputs["keepRemotely"] is True  # a replaced image may back a published version
+    assert "triggers" not in image.inputs  # pushed when the content tag changes, never re-pushed under it
+    repository_url, digest = green.inputs["imageUri"].split("@")
+    assert build.inputs["name"] == f"{repository_url}:{build.inputs['name'].rsplit(':', 1)[1]}"
+    assert len(digest) == len("sha256:") + 64
     (repository,) = run.of_type("aws:ecr/repository:Repository")
     assert repository.inputs["imageTagMutability"] == "IMMUTABLE"
     assert repository.inputs["imageScanningConfiguration"]["scanOnPush"] is True
-    (lifecycle,) = run.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")
-    rule = json.loads(lifecycle.inputs["policy"])["rules"][0]
-    assert rule["selection"]["countNumber"] == 5  # dev keeps 5 (Pulumi.dev.yaml ecrKeepImages)
 
 
 def test_each_catalog_function_is_a_service(program):
@@ -175,3 +183,87 @@ def test_failed_async_invocations_go_to_the_dead_letter_queue(program):
         assert configs[name]["qualifier"] == "live"
         assert configs[name]["destinationConfig"]["onFailure"]["destination"].startswith("arn:aws:sqs:")
     assert queue.inputs["messageRetentionSeconds"] == 14 * 24 * 3600
+
+
+INVOCATION = "aws:lambda/invocation:Invocation"
+
+
+def _urns(run, typ: str, name_part: str = "") -> set[str]:
+    return {r.urn for r in run.of_type(typ) if name_part in r.name}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_migrations_wait_for_the_database_secret_proxy_and_nat_routes(program, stack):
+    """`depends_on` on a component does not reach its children, so the edges must be on the
+    invocation itself, as the engine records them."""
+    run = program(stack)
+    (invocation,) = run.of_type(INVOCATION)
+    needs = (
+        _urns(run, "aws:secretsmanager/secretVersion:SecretVersion", "-connection")
+        | _urns(run, "aws:rds/instance:Instance")
+        | _urns(run, "aws:rds/proxyTarget:ProxyTarget")
+        | _urns(run, "aws:ec2/natGateway:NatGateway")
+        | _urns(run, "aws:ec2/routeTable:RouteTable", "-private-")
+        | _urns(run, "aws:ec2/routeTableAssociation:RouteTableAssociation", "-private-")
+        | {alias_of(run, f"collections-{stack}-migrate-blue").urn}
+    )
+    assert len(_urns(run, "aws:ec2/natGateway:NatGateway")) == (3 if stack == "prod" else 1)
+    assert len(_urns(run, "aws:rds/proxyTarget:ProxyTarget")) == (1 if stack == "prod" else 0)
+    missing = needs - set(invocation.dependencies)
+    assert not missing, f"the migrate invocation does not wait for {sorted(missing)}"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_no_other_alias_moves_before_the_migrations_ran(program, stack):
+    run = program(stack, slots("api", "blue", blue="zip", green="image"))
+    (invocation,) = run.of_type(INVOCATION)
+    aliases = run.of_type(ALIAS)
+    assert len(aliases) == len(catalog.FUNCTIONS) + 1  # the api's green slot too
+    for alias in aliases:
+        if alias.inputs["functionName"].startswith(f"collections-{stack}-migrate-"):
+            assert invocation.urn not in alias.dependencies  # the invocation runs through this alias
+        else:
+            assert invocation.urn in alias.dependencies, alias.inputs["functionName"]
+
+
+def test_the_invocation_edges_are_on_the_children_not_only_the_components(program):
+    """The component carries no dependency that would have to reach its children."""
+    run = program("dev")
+    for service in run.of_type("collections:lambda:LambdaService"):
+        assert service.dependencies == (), service.name
+
+
+def test_the_ecr_lifecycle_never_expires_an_image_a_published_version_may_use(program):
+    """Every pushed image is tagged (immutable content tags) and may back a version that
+    `collections-release prune` keeps (prune deletes versions, never images): so the only rule
+    selects untagged images, and no rule counts tagged ones."""
+    from infra.components.image import lifecycle_policy
+
+    run = program("dev", slots("image_processor", "blue", blue="zip", green="image"))
+    (lifecycle,) = run.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")
+    policy = json.loads(lifecycle.inputs["policy"])
+    assert policy == lifecycle_policy()
+    for rule in policy["rules"]:
+        assert rule["selection"]["tagStatus"] == "untagged", rule
+        assert rule["action"] == {"type": "expire"}
+    (repository,) = run.of_type("aws:ecr/repository:Repository")
+    assert repository.inputs["imageTagMutability"] == "IMMUTABLE"  # a tag never moves off an image
+    (build,) = run.of_type("docker:index/remoteImage:RemoteImage")
+    assert ":" in build.inputs["name"].rsplit("/", 1)[1]  # pushed with a tag
+
+
+def test_prune_deletes_versions_only_so_their_images_stay():
+    """The other half of the agreement: prune's only destructive call is DeleteFunction on a version."""
+    import ast
+    from pathlib import Path
+
+    import pipelines.prune
+    import pipelines.traffic
+
+    calls = set()
+    for module in (pipelines.prune, pipelines.traffic):
+        for node in ast.walk(ast.parse(Path(module.__file__).read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr.startswith(
+                    ("delete", "batch_delete", "put_lifecycle")):
+                calls.add(node.func.attr)
+    assert calls <= {"delete_version", "delete_function"}, calls
