@@ -25,7 +25,7 @@ from infra.components.monitoring import Monitoring, MonitoringArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.secrets import ApiKeys, ApiKeysArgs
 from infra.components.storage import Storage, StorageArgs
-from infra.config import ALIAS_NAME, PROJECT, ConfigError, StackConfig, check_flips, check_package_moves, parse
+from infra.config import ALIAS_NAME, PROJECT, SLOTS, ConfigError, StackConfig, check_flips, check_package_moves, parse
 from services import catalog
 from services.core.migrations import migrations_hash
 
@@ -70,14 +70,17 @@ def previous_active_slots() -> dict[str, str]:
 
 def deployed_packages(config: StackConfig, previous_active: dict[str, str] | None = None) -> dict[str, str]:
     """Package type ("zip"/"image") of each active (and previously active) slot's function as it runs
-    on AWS now.
+    on AWS now; for a service without a recorded previous slot, of every slot's function (any of
+    them may be serving: infra.config.check_flips fails closed on them).
 
     Asked of AWS itself (not of a recorded value that could be stale): a function with an image
     URI is an image. Functions that do not exist yet are absent.
     """
+    previous_active = previous_active or {}
     wanted = {config.function_name(s.name, s.active) for s in config.services.values()}
-    wanted |= {config.function_name(name, slot) for name, slot in (previous_active or {}).items()
-               if name in config.services}
+    for name in config.services:
+        slots = (previous_active[name],) if name in previous_active else SLOTS
+        wanted |= {config.function_name(name, slot) for slot in slots}
     existing = wanted & set(aws.lambda_.get_functions().function_names)
     return {
         name: "image" if aws.lambda_.get_function(function_name=name).image_uri else "zip"
