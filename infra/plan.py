@@ -409,8 +409,11 @@ def consumer_violations(changes: Iterable[Change], before: ProgramRun, after: Pr
     - None of them may be deleted while a consumer still references it after the up.
     - A function or alias that served before may not be deleted in the same up that moves its
       consumers away: that is the previously active slot, which must outlive the flip.
-      Its permissions may go: Pulumi deletes last, after the new permissions exist and the
-      consumers have moved (the flip's own permission swap).
+      Its permissions may go: Pulumi issues the deletes of resources the program no longer registers
+      only once the program has exited (pulumi/pulumi developer-docs/architecture/resource-registration.md,
+      "The Step Generator"), and the Python program exits only after every registration it made was
+      answered, i.e. after the new permissions exist and the consumers' updates landed (the flip's own
+      permission swap). `deleted_with` only skips such a delete; it does not move it earlier.
     """
     refs_before, refs_after = consumed(before), consumed(after)
     problems: list[str] = []
