@@ -327,6 +327,11 @@ def classify(before: Resource | None, after: Resource | None) -> Change:
     if not changed:
         return Change(after.urn, after.type, after.name, "same")
     forced = rule.forces(changed, old, new) if rule is not None else ()
+    # The `replace_on_changes` option: the engine turns a diff of these inputs into a replacement
+    # (pulumi/pulumi developer-docs/architecture/resource-registration.md, "Resource Diffing").
+    option = after.replace_on_changes
+    forced = (*forced, *(k for k in changed if "*" in option or k in option or any(
+        p.startswith(f"{k}.") or p.startswith(f"{k}[") for p in option)))
     return Change(after.urn, after.type, after.name, "replace" if forced else "update", changed)
 
 
