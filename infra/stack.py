@@ -59,7 +59,15 @@ def _secret(key: str, why: str) -> pulumi.Output[str]:
 
 def previous_active_slots() -> dict[str, str]:
     """Each service's active slot as this stack's last update left it: its own `services` output
-    (a stack may read its own outputs through a StackReference). Empty before the first update."""
+    (a stack may read its own outputs through a StackReference). Empty before the first update.
+
+    Upstream facts this leans on: `pulumi up`/`preview` run on an existing stack, so the reference
+    always resolves (a StackReference is a read, done in previews too); self-managed backends accept
+    only the org `organization`, which is what `get_organization()` returns there; since pulumi 3.112
+    (pulumi/pulumi#15754) a failed update keeps the previous outputs instead of wiping them. A missing
+    entry is not taken as "nothing served": infra.config.check_flips fails closed on it.
+    `_sync_await`: the check has to finish before the first resource is registered.
+    """
     from pulumi.runtime.sync_await import _sync_await
 
     own = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
