@@ -63,7 +63,7 @@ def previous_active_slots() -> dict[str, str]:
 
     Upstream facts this leans on: `pulumi up`/`preview` run on an existing stack, so the reference
     always resolves (a StackReference is a read, done in previews too); self-managed backends accept
-    only the org `organization`, which is what `get_organization()` returns there; since pulumi 3.112
+    only the org `organization`, which is what `get_organization()` returns there; since March 2024
     (pulumi/pulumi#15754) a failed update keeps the previous outputs instead of wiping them. A missing
     entry is not taken as "nothing served": infra.config.check_flips fails closed on it.
     `_sync_await`: the check has to finish before the first resource is registered.
