@@ -426,12 +426,20 @@ def check_flips(config: StackConfig, previous_active: Mapping[str, str], deploye
     previously active slot until their own update lands in the same up; converting that slot
     replaces its function (delete first: the name is explicit) and removing it deletes it, so
     either breaks traffic and the rollback path. Two ups do it safely.
+
+    Fails closed: a service the last update recorded no active slot for (outputs lost or never
+    written, e.g. a failed first up) while AWS already runs one of its slot functions may not
+    convert or remove any existing idle slot in this up, since that slot may be the one serving.
+    `deployed` must then hold every slot function of that service (infra/stack.py asks AWS for them).
     """
     for service in config.services.values():
         before = previous_active.get(service.name)
-        if before is None or before == service.active:
-            continue
         key = f"collections:services.{service.name}"
+        if before is None:
+            _check_unknown_previous_slot(config, service, deployed)
+            continue
+        if before == service.active:
+            continue
         flip = f"(1) set `{key}.active: {service.active}` with slot `{before}` unchanged and `pulumi up`"
         if before not in service.slots:
             raise ConfigError(
@@ -446,3 +454,21 @@ def check_flips(config: StackConfig, previous_active: Mapping[str, str], deploye
                 f"converts slot {before!r} from {was!r} to {wanted!r}, which replaces the function still serving "
                 f"until the flip lands. Two steps: {flip}; (2) set `{key}.slots.{before}.package: {wanted}` and "
                 f"`pulumi up`.")
+
+
+def _check_unknown_previous_slot(config: StackConfig, service: ServiceConfig, deployed: Mapping[str, str]) -> None:
+    """Without a recorded active slot, any idle slot that runs on AWS may be the one serving."""
+    key = f"collections:services.{service.name}"
+    for slot in SLOTS:
+        was = deployed.get(config.function_name(service.name, slot))
+        if slot == service.active or was is None:
+            continue
+        wanted = service.slots[slot].package if slot in service.slots else None
+        if wanted == was:
+            continue
+        change = f"removes slot {slot!r}" if wanted is None else f"converts slot {slot!r} from {was!r} to {wanted!r}"
+        raise ConfigError(
+            f"{key}.slots.{slot}: this up {change}, whose function runs on AWS, but the stack's last update "
+            f"recorded no active slot for {service.name!r} (stack output `services.{service.name}.active_slot`), "
+            f"so it may be the slot serving. Run `pulumi up` once with slot `{slot}` unchanged (it records the "
+            f"active slot), then repeat this change.")

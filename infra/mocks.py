@@ -316,6 +316,7 @@ class Resource:
     dependencies: tuple[str, ...] = ()
     property_dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     replace_with: tuple[str, ...] = ()  # replaced whenever one of these is
+    replace_on_changes: tuple[str, ...] = ()  # inputs whose change replaces, whatever the provider says ("*": any)
     deleted_with: str = ""
 
 
@@ -369,6 +370,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             dependencies=tuple(request.dependencies),
             property_dependencies={k: tuple(v.urns) for k, v in request.propertyDependencies.items()},
             replace_with=tuple(request.replace_with),
+            replace_on_changes=tuple(request.replaceOnChanges),
             deleted_with=request.deletedWith,
         )
         return response

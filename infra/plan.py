@@ -339,6 +339,11 @@ def classify(before: Resource | None, after: Resource | None) -> Change:
     if not changed:
         return Change(after.urn, after.type, after.name, "same")
     forced = rule.forces(changed, old, new) if rule is not None else ()
+    # The `replace_on_changes` option: the engine turns a diff of these inputs into a replacement
+    # (pulumi/pulumi developer-docs/architecture/resource-registration.md, "Resource Diffing").
+    option = after.replace_on_changes
+    forced = (*forced, *(k for k in changed if "*" in option or k in option or any(
+        p.startswith(f"{k}.") or p.startswith(f"{k}[") for p in option)))
     return Change(after.urn, after.type, after.name, "replace" if forced else "update", changed)
 
 
@@ -421,8 +426,11 @@ def consumer_violations(changes: Iterable[Change], before: ProgramRun, after: Pr
     - None of them may be deleted while a consumer still references it after the up.
     - A function or alias that served before may not be deleted in the same up that moves its
       consumers away: that is the previously active slot, which must outlive the flip.
-      Its permissions may go: Pulumi deletes last, after the new permissions exist and the
-      consumers have moved (the flip's own permission swap).
+      Its permissions may go: Pulumi issues the deletes of resources the program no longer registers
+      only once the program has exited (pulumi/pulumi developer-docs/architecture/resource-registration.md,
+      "The Step Generator"), and the Python program exits only after every registration it made was
+      answered, i.e. after the new permissions exist and the consumers' updates landed (the flip's own
+      permission swap). `deleted_with` only skips such a delete; it does not move it earlier.
     """
     refs_before, refs_after = consumed(before), consumed(after)
     problems: list[str] = []

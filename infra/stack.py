@@ -26,7 +26,7 @@ from infra.components.monitoring import Monitoring, MonitoringArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.secrets import ApiKeys, ApiKeysArgs
 from infra.components.storage import Storage, StorageArgs
-from infra.config import ALIAS_NAME, PROJECT, ConfigError, StackConfig, check_flips, check_package_moves, parse
+from infra.config import ALIAS_NAME, PROJECT, SLOTS, ConfigError, StackConfig, check_flips, check_package_moves, parse
 from services import catalog
 from services.core.migrations import migrations_hash
 
@@ -60,7 +60,15 @@ def _secret(key: str, why: str) -> pulumi.Output[str]:
 
 def previous_active_slots() -> dict[str, str]:
     """Each service's active slot as this stack's last update left it: its own `services` output
-    (a stack may read its own outputs through a StackReference). Empty before the first update."""
+    (a stack may read its own outputs through a StackReference). Empty before the first update.
+
+    Upstream facts this leans on: `pulumi up`/`preview` run on an existing stack, so the reference
+    always resolves (a StackReference is a read, done in previews too); self-managed backends accept
+    only the org `organization`, which is what `get_organization()` returns there; since March 2024
+    (pulumi/pulumi#15754) a failed update keeps the previous outputs instead of wiping them. A missing
+    entry is not taken as "nothing served": infra.config.check_flips fails closed on it.
+    `_sync_await`: the check has to finish before the first resource is registered.
+    """
     from pulumi.runtime.sync_await import _sync_await
 
     own = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
@@ -71,14 +79,17 @@ def previous_active_slots() -> dict[str, str]:
 
 def deployed_packages(config: StackConfig, previous_active: dict[str, str] | None = None) -> dict[str, str]:
     """Package type ("zip"/"image") of each active (and previously active) slot's function as it runs
-    on AWS now.
+    on AWS now; for a service without a recorded previous slot, of every slot's function (any of
+    them may be serving: infra.config.check_flips fails closed on them).
 
     Asked of AWS itself (not of a recorded value that could be stale): a function with an image
     URI is an image. Functions that do not exist yet are absent.
     """
+    previous_active = previous_active or {}
     wanted = {config.function_name(s.name, s.active) for s in config.services.values()}
-    wanted |= {config.function_name(name, slot) for name, slot in (previous_active or {}).items()
-               if name in config.services}
+    for name in config.services:
+        slots = (previous_active[name],) if name in previous_active else SLOTS
+        wanted |= {config.function_name(name, slot) for slot in slots}
     existing = wanted & set(aws.lambda_.get_functions().function_names)
     return {
         name: "image" if aws.lambda_.get_function(function_name=name).image_uri else "zip"

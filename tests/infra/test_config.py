@@ -178,7 +178,36 @@ def test_converting_or_removing_the_idle_slot_without_a_flip_passes():
     check_flips(green_only, {"api": "green"}, DEPLOYED_BOTH)
 
 
-def test_without_a_previous_update_there_is_no_flip_to_check():
-    check_flips(_api("green", blue="image", green="image"), {}, DEPLOYED_BOTH)
+def test_before_the_first_update_nothing_is_deployed_and_nothing_is_refused():
+    check_flips(_api("green", blue="image", green="image"), {}, {})
     # …and a previous slot not deployed (any more) cannot be converted.
     check_flips(_api("green", blue="image", green="image"), {"api": "blue"}, {})
+
+
+@pytest.mark.parametrize("change, config_, expected", [
+    ("convert", lambda: _api("green", blue="image", green="image"), "converts slot 'blue' from 'zip' to 'image'"),
+    ("remove", lambda: parse("dev", "eu-west-1", {"services": {"api": {"active": "green",
+                                                                       "slots": {"green": {"package": "image"}}}}}),
+     "removes slot 'blue'"),
+])
+def test_without_a_recorded_active_slot_a_deployed_idle_slot_may_be_serving_and_is_refused(change, config_, expected):
+    """Fail closed: the stack's last outputs lost (or never written) while both slots run on AWS."""
+    with pytest.raises(ConfigError) as error:
+        check_flips(config_(), {}, DEPLOYED_BOTH)
+    message = str(error.value)
+    assert message.startswith(f"collections:services.api.slots.blue: this up {expected}, whose function runs on AWS")
+    assert "recorded no active slot for 'api'" in message
+    assert "Run `pulumi up` once with slot `blue` unchanged" in message
+    assert "\n" not in message
+
+
+def test_without_a_recorded_active_slot_leaving_the_slots_as_they_run_passes():
+    check_flips(_api("green", blue="zip", green="image"), {}, DEPLOYED_BOTH)  # a flip alone breaks nothing
+    check_flips(_api("blue", blue="zip", green="image"), {}, DEPLOYED_BOTH)
+
+
+def test_the_program_asks_aws_for_every_slot_when_no_active_slot_was_recorded(program):
+    """No `previous` run: the stack has no outputs, yet AWS runs both api slots; converting blue is refused."""
+    with pytest.raises(ConfigError, match=r"slots.blue: this up converts slot 'blue' .* recorded no active slot"):
+        program("dev", {"collections:services": {"api": {"active": "green", "slots": {
+            "blue": {"package": "image"}, "green": {"package": "image"}}}}}, deployed=DEPLOYED_BOTH)

@@ -54,3 +54,23 @@ def test_the_mock_engine_answers_the_legacy_probe_the_same_way():
     assert monitor.SupportsFeature(pb.SupportsFeatureRequest(id="replaceWith")).hasSupport is False
     assert monitor.SupportsFeature(pb.SupportsFeatureRequest(id="deletedWith")).hasSupport is True
     assert pb.RESOURCE_MONITOR_FEATURE_REPLACE_WITH not in monitor.GetDeploymentInfo(None).supportedFeatures
+
+
+def test_an_sdk_older_than_the_option_fails_with_one_line_before_asking_the_engine(monkeypatch):
+    from infra import engine
+
+    monkeypatch.setattr(engine, "sdk_version", lambda: "3.206.0")
+    with pytest.raises(pulumi.RunError) as error:
+        engine.require_engine_features()
+    message = str(error.value)
+    assert message.startswith("The Pulumi Python SDK 3.206.0 has no replace_with: install pulumi>=3.207.0")
+    assert "\n" not in message
+
+
+def test_versions_compare_by_release_numbers_not_text():
+    from infra.engine import _release
+
+    assert _release("3.272.0") > _release("3.207.0") > _release("3.99.9")  # "3.99" > "3.207" as text
+    assert _release("3.207.0a1760000000+dirty") == (3, 207, 0)
+    with pytest.raises(ValueError):
+        _release("dev")

@@ -60,3 +60,30 @@ def test_a_configuration_change_through_the_program_publishes_the_next_version(p
     assert second.functions["collections-dev-embedder-blue"].version == "1"  # untouched
     alias = second.one("aws:lambda/alias:Alias", "collections-dev-api-blue")
     assert alias.inputs["functionVersion"] == "2"
+
+
+def test_the_publish_tables_name_inputs_the_sdk_has():
+    """A misspelled input would never match a change and so never publish: every name must be a real
+    aws.lambda_.Function input (the bridge's camelCase of the Terraform argument)."""
+    import inspect
+
+    import pulumi_aws
+
+    from infra.mocks import (
+        _FUNCTION_IDENTITY_INPUTS,
+        NON_PUBLISHING_INPUTS,
+        PUBLISHING_CODE_INPUTS,
+        PUBLISHING_CONFIG_INPUTS,
+    )
+
+    def camel(snake: str) -> str:
+        head, *rest = snake.split("_")
+        return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+    parameters = inspect.signature(pulumi_aws.lambda_.Function._internal_init).parameters
+    sdk = {camel(p) for p in parameters if p not in ("__self__", "resource_name", "opts", "__props__")}
+    modelled = PUBLISHING_CODE_INPUTS | PUBLISHING_CONFIG_INPUTS | NON_PUBLISHING_INPUTS | _FUNCTION_IDENTITY_INPUTS
+    assert modelled <= sdk, sorted(modelled - sdk)
+    tables = [PUBLISHING_CODE_INPUTS, PUBLISHING_CONFIG_INPUTS, NON_PUBLISHING_INPUTS, _FUNCTION_IDENTITY_INPUTS]
+    assert sum(map(len, tables)) == len(modelled)  # each input in exactly one table
+    assert "description" in PUBLISHING_CONFIG_INPUTS and "reservedConcurrentExecutions" in NON_PUBLISHING_INPUTS

@@ -213,11 +213,17 @@ def test_a_flip_that_also_removes_the_serving_slot_is_refused_naming_the_two_ste
         plan_of("dev", step1("api"), remove_blue)
 
 
+# The classifier is a second, independent check. To exercise it alone, the next two runs give the
+# program an AWS view without the blue function: config validation then has nothing to refuse (with
+# both functions and no recorded active slot it refuses on its own: tests/infra/test_config.py).
+GREEN_ONLY_ON_AWS = {"collections-dev-api-green": "image"}
+
+
 def test_the_plan_check_refuses_flip_and_convert_even_when_config_cannot_see_the_last_update(program):
-    """Without the stack's last outputs (no `previous`), config validation cannot know what served;
-    the classifier still sees the serving function replaced and says so."""
+    """Without the stack's last outputs (no `previous`) and without blue on AWS, config validation cannot
+    know what served; the classifier still sees the serving function replaced and says so."""
     before = program("dev", step1("api"))
-    after = program("dev", slots("api", "green", blue="image", green="image"), deployed=FLIPPED_TO_GREEN)
+    after = program("dev", slots("api", "green", blue="image", green="image"), deployed=GREEN_ONLY_ON_AWS)
     plan = diff(before, after)
     replaced = {(c.type, c.name) for c in plan.actions("replace")}
     assert (FUNCTION, "collections-dev-api-blue") in replaced
@@ -229,7 +235,7 @@ def test_the_plan_check_refuses_flip_and_remove_when_config_cannot_see_the_last_
     before = program("dev", step1("api"))
     green_only = {"collections:services": {"api": {"active": "green",
                                                    "slots": {"blue": None, "green": {"package": "image"}}}}}
-    after = program("dev", green_only, deployed=FLIPPED_TO_GREEN)
+    after = program("dev", green_only, deployed=GREEN_ONLY_ON_AWS)
     plan = diff(before, after)
     assert (FUNCTION, "collections-dev-api-blue") in {(c.type, c.name) for c in plan.actions("delete")}
     assert any("deletes aws:lambda/function:Function collections-dev-api-blue" in v and "flip first" in v

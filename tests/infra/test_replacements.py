@@ -7,6 +7,7 @@ against the provider facts recorded in the table.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 
@@ -155,3 +156,19 @@ def test_issue_listed_types_replace_on_their_identity():
                "aws:ec2/internetGateway:InternetGateway": "vpcId"}
     for typ, key in updates.items():
         assert classify(resource(typ, {key: "a"}), resource(typ, {key: "b"})).action == "update", typ
+
+
+def test_the_replace_on_changes_option_replaces_what_the_provider_would_update():
+    """Pulumi's `replace_on_changes` turns a diff of the listed inputs into a replacement: the classifier too."""
+    typ = "aws:lambda/function:Function"
+    before = resource(typ, {"name": "f", "memorySize": 128, "environment": {"variables": {"A": "1"}}})
+    grown = {**before.inputs, "memorySize": 256}
+    assert classify(before, resource(typ, grown)).action == "update"  # the provider updates it in place
+    for option in (("memorySize",), ("*",)):
+        after = dataclasses.replace(resource(typ, grown), replace_on_changes=option)
+        assert classify(before, after).action == "replace", option
+    nested = dataclasses.replace(resource(typ, {**before.inputs, "environment": {"variables": {"A": "2"}}}),
+                                 replace_on_changes=("environment.variables",))
+    assert classify(before, nested).action == "replace"
+    unrelated = dataclasses.replace(resource(typ, grown), replace_on_changes=("timeout",))
+    assert classify(before, unrelated).action == "update"
