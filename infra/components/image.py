@@ -71,8 +71,11 @@ class ContainerImage(pulumi.ComponentResource):
             tags=args.tags,
             opts=child,
         )
+        # The provider has no Update for a lifecycle policy (every input replaces) and a repository
+        # holds one policy: create-before-delete would write the new policy, then delete it.
         aws.ecr.LifecyclePolicy(f"{name}-lifecycle", repository=self.repository.name,
-                                policy=json.dumps(lifecycle_policy()), opts=child)
+                                policy=json.dumps(lifecycle_policy()),
+                                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True))
         token = aws.ecr.get_authorization_token_output(registry_id=self.repository.registry_id)
         tag = context_tag(args.context)
         tagged = self.repository.repository_url.apply(lambda url: f"{url}:{tag}")

@@ -43,8 +43,9 @@ def test_every_registered_type_has_an_entry(registered_types):
     missing = sorted(t for t in registered_types if t not in REPLACEMENTS)
     assert not missing, f"types without a replace-forcing entry in infra.plan.REPLACEMENTS: {missing}"
     # The variants really registered the image and network types the issue names.
-    assert {"docker:index/image:Image", "aws:ecr/lifecyclePolicy:LifecyclePolicy", "aws:ec2/vpc:Vpc",
-            "aws:rds/proxyTarget:ProxyTarget", "aws:sns/topicSubscription:TopicSubscription"} <= registered_types
+    assert {"docker:index/remoteImage:RemoteImage", "docker:index/registryImage:RegistryImage",
+            "aws:ecr/lifecyclePolicy:LifecyclePolicy", "aws:ec2/vpc:Vpc", "aws:rds/proxyTarget:ProxyTarget",
+            "aws:sns/topicSubscription:TopicSubscription"} <= registered_types
 
 
 def test_every_entry_names_its_upstream_source():
