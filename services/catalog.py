@@ -15,6 +15,9 @@ from typing import Literal
 PIPELINE_SOURCE = "collections.pipeline"
 UPLOADS_PREFIX = "uploads/"
 THUMBNAILS_PREFIX = "thumbnails/"
+# Verified originals: written only by the image processor. The api role signs the presigned POSTs,
+# so it must never be able to write here (an uploader could then replace a verified original).
+ORIGINALS_PREFIX = "originals/"
 
 # Detail-types on the custom bus. Contracts (pydantic models) live in services/core/contracts.py.
 PROCESSING_REQUESTED = "ProcessingRequested"  # retry of the first stage (the S3 event cannot be replayed)
@@ -107,6 +110,9 @@ DELETE_UPLOADS = Access(("s3:DeleteObject",), "bucket", UPLOADS_PREFIX)
 READ_THUMBNAILS = Access(("s3:GetObject",), "bucket", THUMBNAILS_PREFIX)
 WRITE_THUMBNAILS = Access(("s3:PutObject",), "bucket", THUMBNAILS_PREFIX)
 DELETE_THUMBNAILS = Access(("s3:DeleteObject",), "bucket", THUMBNAILS_PREFIX)
+READ_ORIGINALS = Access(("s3:GetObject",), "bucket", ORIGINALS_PREFIX)
+WRITE_ORIGINALS = Access(("s3:PutObject",), "bucket", ORIGINALS_PREFIX)
+DELETE_ORIGINALS = Access(("s3:DeleteObject",), "bucket", ORIGINALS_PREFIX)
 LIST_BUCKET = Access(("s3:ListBucket",), "bucket")
 # Without ListBucket, S3 answers 403 (not 404) for a missing key: a stage could not tell "gone" from "denied".
 LIST_UPLOADS = Access(("s3:ListBucket",), "bucket", UPLOADS_PREFIX)
@@ -191,7 +197,15 @@ FUNCTIONS: tuple[Function, ...] = (
         timeout_s=15,
         dependency_group="api",
         secrets=("database", "voyage"),
-        access=(WRITE_UPLOADS, READ_UPLOADS, READ_THUMBNAILS, DELETE_UPLOADS, DELETE_THUMBNAILS, PUBLISH_EVENTS),
+        access=(
+            WRITE_UPLOADS,
+            READ_UPLOADS,
+            READ_ORIGINALS,  # presigned GETs of verified originals; never WRITE_ORIGINALS
+            READ_THUMBNAILS,
+            DELETE_UPLOADS,
+            DELETE_THUMBNAILS,
+            PUBLISH_EVENTS,
+        ),
     ),
     Function(
         name="image_processor",
@@ -204,6 +218,7 @@ FUNCTIONS: tuple[Function, ...] = (
         access=(
             READ_UPLOADS,
             DELETE_UPLOADS,  # objects that cannot be attributed to their item are removed
+            WRITE_ORIGINALS,  # the verified copy the API serves
             WRITE_THUMBNAILS,
             READ_THUMBNAILS,
             LIST_UPLOADS,
@@ -241,7 +256,7 @@ FUNCTIONS: tuple[Function, ...] = (
         memory_mb=512,
         timeout_s=300,
         dependency_group="worker",
-        access=(LIST_BUCKET, READ_UPLOADS, DELETE_UPLOADS, DELETE_THUMBNAILS),
+        access=(LIST_BUCKET, READ_UPLOADS, DELETE_UPLOADS, DELETE_ORIGINALS, DELETE_THUMBNAILS),
         reserved_concurrency=1,
     ),
     Function(

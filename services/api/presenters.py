@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.api.schemas import ItemDetail, ItemOut, SearchHit
 from services.api.signing import UrlSigner
 from services.core.models import Item
+from services.core.storage import FORMAT_TYPES, UNVERIFIED_TYPE, attachment, verified_original_key
 
 LIST_THUMBNAIL = "256"  # lists and search hits carry the small thumbnail only
 
@@ -24,5 +25,18 @@ def item_detail(item: Item, signer: UrlSigner) -> ItemDetail:
     detail = ItemDetail.model_validate(item)
     detail.thumbnail_urls = {size: signer.url(key) for size, key in (item.thumbnail_keys or {}).items()}
     detail.thumbnail_url = detail.thumbnail_urls.get(LIST_THUMBNAIL)
-    detail.original_url = signer.url(item.original_key)
+    detail.original_url = original_url(item, signer)
     return detail
+
+
+def original_url(item: Item, signer: UrlSigner) -> str:
+    """Always a download (Content-Disposition: attachment), never a page on the bucket's origin.
+    Once processed: the processor's verified copy, as its verified image type. Before (pending, or
+    failed validation): the upload itself, whatever it is, as opaque bytes."""
+    if item.processed_at is not None and item.format in FORMAT_TYPES:
+        return signer.url(
+            verified_original_key(item.original_key),
+            content_type=FORMAT_TYPES[item.format],
+            disposition=attachment(item.filename),
+        )
+    return signer.url(item.original_key, content_type=UNVERIFIED_TYPE, disposition=attachment(item.filename))
