@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from services.api.signing import UrlSigner
 from services.core import events
 from services.core.ai import Embedder
-from services.core.auth import Principal, bearer_token, get_verifier, principal_from_authorizer
+from services.core.auth import Principal, bearer_token, get_verifier, principal_from_api_gateway
 from services.core.database import get_sessionmaker
 from services.core.events import EventPublisher
 from services.core.settings import Settings, get_settings
@@ -53,10 +53,11 @@ async def get_current_user(
     settings: SettingsDep,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
 ) -> Principal:
-    # jwks mode blocks on the network only to (re)fetch the JWKS: once per container and key rotation.
+    # Blocks on the network only to (re)fetch the JWKS: once per container and key rotation.
+    authorization = request.headers.get("authorization")
     if settings.auth_mode == "apigateway":
-        return principal_from_authorizer(request.scope.get("aws.event"), settings.cognito_client_id)
-    return get_verifier(settings).verify(bearer_token(request.headers.get("authorization")))
+        return principal_from_api_gateway(request.scope.get("aws.event"), authorization, get_verifier(settings))
+    return get_verifier(settings).verify(bearer_token(authorization))
 
 
 CurrentUser = Annotated[Principal, Depends(get_current_user)]
