@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -29,17 +30,26 @@ HTTP_CODES = {
     413: "too_large",
     415: "unsupported_media_type",
     422: "invalid_request",
+    429: "too_many_requests",
     503: "unavailable",
 }
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        self.headers = headers
 
 
 def not_found(what: str = "item") -> ApiError:
@@ -48,6 +58,12 @@ def not_found(what: str = "item") -> ApiError:
 
 def invalid(message: str, status: int = 422) -> ApiError:
     return ApiError(status, HTTP_CODES[status], message)
+
+
+def retry_later(status: int, message: str, retry_after_s: float) -> ApiError:
+    """429 or 503 with Retry-After (whole seconds, at least 1)."""
+    seconds = max(1, math.ceil(retry_after_s))
+    return ApiError(status, HTTP_CODES[status], message, headers={"Retry-After": str(seconds)})
 
 
 def error_response(
@@ -90,7 +106,7 @@ def _validation_response(request: Request, error: RequestValidationError) -> Res
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, error: ApiError) -> Response:
-        return error_response(error.status, error.code, error.message, error.details)
+        return error_response(error.status, error.code, error.message, error.details, headers=error.headers)
 
     @app.exception_handler(AuthError)
     async def _auth_error(request: Request, error: AuthError) -> Response:

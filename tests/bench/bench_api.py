@@ -441,6 +441,10 @@ def run() -> dict:
             "COLLECTIONS_COGNITO_JWKS_URL": jwks.url,
             "COLLECTIONS_COGNITO_ISSUER": ISSUER,
             "COLLECTIONS_EMBEDDING_DIMENSION": str(DIMENSION),
+            # One user sends thousands of requests here: the per-user limits would answer 429.
+            "COLLECTIONS_LIMIT_SEARCHES_PER_MINUTE": "0",
+            "COLLECTIONS_LIMIT_UPLOADS_PER_DAY": "0",
+            "COLLECTIONS_LIMIT_PENDING_UPLOADS": "0",
         }
         for key in ("VOYAGE_API_KEY", "ANTHROPIC_API_KEY", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
             os.environ.pop(key, None)

@@ -7,7 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from services.api.deps import CurrentUser, EmbedderDep, SessionDep, SignerDep
+from services.api import limits
+from services.api.deps import CurrentUser, EmbedderDep, SessionDep, SettingsDep, SignerDep
 from services.api.errors import ApiError, not_found
 from services.api.params import CommonFilters, K, search_query
 from services.api.presenters import search_hit
@@ -27,7 +28,11 @@ def search(
     session: SessionDep,
     signer: SignerDep,
     embedder: EmbedderDep,
+    settings: SettingsDep,
 ) -> SearchResults:
+    limits.check_search(session, user.sub, settings)
+    # Counted now, and the connection handed back while the query is embedded.
+    session.commit()
     vector = embedder.embed_query(q)
     hits = nearest(session, user.sub, vector, k, filters)
     return SearchResults(items=[search_hit(item, d, signer) for item, d in hits], model=embedder.model)

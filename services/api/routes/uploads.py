@@ -6,6 +6,7 @@ import uuid
 
 from fastapi import APIRouter
 
+from services.api import limits
 from services.api.deps import CurrentUser, SessionDep, SettingsDep, SignerDep, StorageDep
 from services.api.errors import ApiError
 from services.api.presenters import item_out
@@ -34,6 +35,7 @@ def create_upload(
         raise ApiError(413, "too_large", f"size {body.size} is over the limit of {settings.max_upload_bytes} bytes")
     if body.size is not None and body.size < settings.min_upload_bytes:
         raise ApiError(422, "invalid_request", f"size must be at least {settings.min_upload_bytes} bytes")
+    limits.check_uploads(session, user.sub, settings)  # counted in this transaction, with the item
     item_id = uuid.uuid4()
     post = storage.presigned_post(user.sub, item_id, body.filename, body.content_type)
     item = Item(
