@@ -89,6 +89,13 @@ class Settings(BaseSettings):
     embedding_dimension: int = Field(default=1024, gt=0, le=16000, description="Vector size in the database.")
     embedding_timeout_s: float = Field(default=30.0, gt=0, description="Per-request timeout.")
     embedding_max_retries: int = Field(default=2, ge=0, description="SDK retries (429/5xx).")
+    # A search embeds its query while the user waits, inside the api function's 15 s: fail fast.
+    query_embedding_timeout_s: float = Field(
+        default=3.0, gt=0, le=10, description="Per-attempt timeout of a search's query embedding."
+    )
+    query_embedding_max_retries: int = Field(
+        default=1, ge=0, le=1, description="Retries of a search's query embedding (at most one)."
+    )
 
     # --- pipeline -------------------------------------------------------------------------
     max_image_pixels: int = Field(default=50_000_000, gt=0, description="Decompression-bomb limit.")

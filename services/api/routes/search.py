@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Annotated
 
@@ -9,13 +10,15 @@ from fastapi import APIRouter, Depends
 
 from services.api import limits
 from services.api.deps import CurrentUser, EmbedderDep, SessionDep, SettingsDep, SignerDep
-from services.api.errors import ApiError, not_found
+from services.api.errors import ApiError, not_found, retry_later
 from services.api.params import CommonFilters, K, search_query
 from services.api.presenters import search_hit
 from services.api.queries import embedding_of, nearest
 from services.api.schemas import ErrorResponse, SearchResults
+from services.core.ai import EmbedderUnavailable
 from services.core.models import ItemStatus
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["search"])
 
 
@@ -33,7 +36,11 @@ def search(
     limits.check_search(session, user.sub, settings)
     # Counted now, and the connection handed back while the query is embedded.
     session.commit()
-    vector = embedder.embed_query(q)
+    try:
+        vector = embedder.embed_query(q)
+    except EmbedderUnavailable as error:
+        log.warning("search unavailable: the query could not be embedded: %s", error)
+        raise retry_later(503, "search is unavailable right now; try again shortly", error.retry_after_s or 5) from None
     hits = nearest(session, user.sub, vector, k, filters)
     return SearchResults(items=[search_hit(item, d, signer) for item, d in hits], model=embedder.model)
 
