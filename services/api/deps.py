@@ -2,18 +2,21 @@
 
 They are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker thread, and on
 Lambda each of those hops costs more than the work (they are all cheap, non-blocking lookups).
-The routes themselves stay `def`: their database work runs in the thread pool.
-Tests swap any of them with `app.dependency_overrides` (e.g. a fake embedder).
+Route bodies are plain functions run in the thread pool through `threaded` (see there: why not a
+plain `def` route). Tests swap any dependency with `app.dependency_overrides` (e.g. a fake embedder).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+import functools
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, ParamSpec, TypeVar
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from services.api.signing import UrlSigner
 from services.core import events
@@ -23,6 +26,29 @@ from services.core.database import get_sessionmaker
 from services.core.events import EventPublisher
 from services.core.settings import Settings, get_settings
 from services.core.storage import Storage
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def threaded(route: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """Make a blocking route body an `async def` endpoint that runs it in the thread pool.
+
+    Why not a plain `def` route: FastAPI then validates and serialises its response in a *second*
+    worker thread, after the body returned but before the session dependency closes and hands its
+    connection back. Under load every worker thread can be a request waiting for a connection while
+    each connection belongs to a finished request waiting for a thread: nothing moves until the pool
+    times out (50 clients on `make dev`: 30 s waits, then 500s). An async endpoint is serialised on
+    the event loop, and the session's teardown (async too) needs no thread, so a connection is always
+    given back as soon as its route body returns."""
+
+    @functools.wraps(route)
+    async def endpoint(*args: P.args, **kwargs: P.kwargs) -> R:
+        return await run_in_threadpool(route, *args, **kwargs)
+
+    # Annotations resolved in the route's own module: FastAPI must not look them up in this one.
+    endpoint.__signature__ = inspect.signature(route, eval_str=True)  # type: ignore[attr-defined]
+    return endpoint
 
 
 async def settings() -> Settings:

@@ -130,7 +130,8 @@ class SearchResults(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "unavailable"]
+    database: Literal["ok", "unavailable"]
 
 
 class ErrorDetail(BaseModel):

@@ -59,7 +59,7 @@ def test_dev_serves_and_its_printed_commands_work(dev_factory):
     commands = _curl_commands(banner)
     assert len(commands) == 2
     health = _run_curl(commands[0])
-    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    assert health.status_code == 200 and health.json() == {"status": "ok", "database": "ok"}
     items = _run_curl(commands[1])
     assert items.status_code == 200, items.text
     assert items.json()["items"] == []  # a fresh data folder: the demo user has nothing yet

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import func
 
-from services.api.deps import CurrentUser, PublisherDep, SessionDep, SignerDep
+from services.api.deps import CurrentUser, PublisherDep, SessionDep, SignerDep, threaded
 from services.api.errors import ApiError, invalid, not_found
 from services.api.params import ListFilters, PageSize
 from services.api.presenters import item_detail, item_out
@@ -23,6 +23,7 @@ NOT_FOUND = {404: {"model": ErrorResponse, "description": "No such item of the c
 
 
 @router.get("", response_model=ItemPage)
+@threaded
 def list_items(
     user: CurrentUser,
     session: SessionDep,
@@ -39,6 +40,7 @@ def list_items(
 
 
 @router.get("/{item_id}", response_model=ItemDetail, responses=NOT_FOUND)
+@threaded
 def get_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep, signer: SignerDep) -> ItemDetail:
     item = get_visible(session, user.sub, item_id)
     if item is None:
@@ -47,6 +49,7 @@ def get_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep, signer:
 
 
 @router.patch("/{item_id}", response_model=ItemOut, responses=NOT_FOUND)
+@threaded
 def update_item(
     item_id: uuid.UUID, patch: ItemPatch, user: CurrentUser, session: SessionDep, signer: SignerDep
 ) -> ItemOut:
@@ -67,6 +70,7 @@ def update_item(
 
 
 @router.delete("/{item_id}", status_code=204, responses=NOT_FOUND)
+@threaded
 def delete_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Response:
     """Soft delete: the item disappears from every read at once; the cleanup function removes its
     objects and then the row on its next run."""
@@ -84,6 +88,7 @@ def delete_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> R
     response_model=ItemOut,
     responses={**NOT_FOUND, 409: {"model": ErrorResponse, "description": "The item is not failed"}},
 )
+@threaded
 def retry_item(
     item_id: uuid.UUID, user: CurrentUser, session: SessionDep, signer: SignerDep, publisher: PublisherDep
 ) -> ItemOut:

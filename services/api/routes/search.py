@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from services.api import limits
-from services.api.deps import CurrentUser, EmbedderDep, SessionDep, SettingsDep, SignerDep
+from services.api.deps import CurrentUser, EmbedderDep, SessionDep, SettingsDep, SignerDep, threaded
 from services.api.errors import ApiError, not_found, retry_later
 from services.api.params import CommonFilters, K, search_query
 from services.api.presenters import search_hit
@@ -23,6 +23,7 @@ router = APIRouter(tags=["search"])
 
 
 @router.get("/search", response_model=SearchResults)
+@threaded
 def search(
     q: Annotated[str, Depends(search_query)],
     k: K,
@@ -53,6 +54,7 @@ def search(
         409: {"model": ErrorResponse, "description": "The item has no embedding yet"},
     },
 )
+@threaded
 def similar(
     item_id: uuid.UUID,
     k: K,

@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter
 
 from services.api import limits
-from services.api.deps import CurrentUser, SessionDep, SettingsDep, SignerDep, StorageDep
+from services.api.deps import CurrentUser, SessionDep, SettingsDep, SignerDep, StorageDep, threaded
 from services.api.errors import ApiError
 from services.api.presenters import item_out
 from services.api.schemas import ErrorResponse, PresignedPost, UploadRequest, UploadResponse
@@ -23,6 +23,7 @@ router = APIRouter(tags=["uploads"])
     response_model=UploadResponse,
     responses={413: {"model": ErrorResponse, "description": "Declared size over the upload limit"}},
 )
+@threaded
 def create_upload(
     body: UploadRequest,
     user: CurrentUser,

@@ -173,7 +173,7 @@ def test_claims_with_a_self_signed_token_are_refused(bob, cognito, sign, lambda_
 
 
 def test_health_and_docs_through_the_handler(lambda_handler, apigateway_mode):
-    assert _invoke(lambda_handler, http_api_event("GET", "/health"))[:2] == (200, {"status": "ok"})
+    assert _invoke(lambda_handler, http_api_event("GET", "/health"))[:2] == (200, {"status": "ok", "database": "ok"})
     status, document, _ = _invoke(lambda_handler, http_api_event("GET", "/openapi.json"))
     assert status == 200 and "/search" in document["paths"]
     docs = lambda_handler(http_api_event("GET", "/docs"), LambdaContext())
