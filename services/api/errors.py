@@ -45,6 +45,34 @@ HTTP_CODES = {
 }
 
 
+# What each error status means, for the OpenAPI document (every body is schemas.ErrorResponse).
+ERROR_DESCRIPTIONS = {
+    400: "Malformed JSON, an invalid cursor or an empty date range",
+    401: "Missing, invalid or expired access token",
+    404: "No such item of the caller's (another user's item is indistinguishable from a missing one)",
+    409: "The item is not in a state that allows this",
+    413: "Declared size over the upload limit",
+    415: "The body is not JSON",
+    422: "Invalid parameters or body; `details` lists each problem",
+    429: "A per-user limit is reached; Retry-After says when to try again",
+    500: "Unexpected error (logged); the body says nothing about internals",
+    503: "A dependency (database, event bus, search provider) is unavailable; Retry-After when known",
+}
+# Every authenticated route can answer these: token problems, invalid input, our bugs, a database outage.
+AUTHENTICATED = (401, 422, 500, 503)
+
+
+def error_responses(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: the error body and meaning of each status it can return.
+    `descriptions` (keyed "s409") override the generic text."""
+    from services.api.schemas import ErrorResponse
+
+    return {
+        status: {"model": ErrorResponse, "description": descriptions.get(f"s{status}", ERROR_DESCRIPTIONS[status])}
+        for status in sorted(set(statuses))
+    }
+
+
 class ApiError(Exception):
     def __init__(
         self,

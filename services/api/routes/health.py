@@ -13,6 +13,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from services.api.errors import error_responses
 from services.api.schemas import Health
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,10 @@ def database_ready() -> bool:
 @router.get(
     "/health",
     response_model=Health,
-    responses={503: {"model": Health, "description": "The database cannot be reached"}},
+    responses={
+        503: {"model": Health, "description": "The database cannot be reached"},
+        **error_responses(500),
+    },
 )
 async def health() -> Health | JSONResponse:
     if await run_in_threadpool(database_ready):

@@ -9,20 +9,20 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import func
 
 from services.api.deps import CurrentUser, PublisherDep, SessionDep, SignerDep, threaded
-from services.api.errors import ApiError, invalid, not_found
+from services.api.errors import AUTHENTICATED, ApiError, error_responses, invalid, not_found
 from services.api.params import ListFilters, PageSize
 from services.api.presenters import item_detail, item_out
 from services.api.queries import InvalidCursor, get_visible, list_page
-from services.api.schemas import ErrorResponse, ItemDetail, ItemOut, ItemPage, ItemPatch
+from services.api.schemas import ItemDetail, ItemOut, ItemPage, ItemPatch
 from services.core import retry
 from services.core.events import PublishError
 from services.core.models import ItemStatus
 
 router = APIRouter(prefix="/items", tags=["items"])
-NOT_FOUND = {404: {"model": ErrorResponse, "description": "No such item of the caller's"}}
+ITEM = (*AUTHENTICATED, 404)
 
 
-@router.get("", response_model=ItemPage)
+@router.get("", response_model=ItemPage, responses=error_responses(*AUTHENTICATED, 400))
 @threaded
 def list_items(
     user: CurrentUser,
@@ -39,7 +39,7 @@ def list_items(
     return ItemPage(items=[item_out(item, signer) for item in items], next_cursor=next_cursor)
 
 
-@router.get("/{item_id}", response_model=ItemDetail, responses=NOT_FOUND)
+@router.get("/{item_id}", response_model=ItemDetail, responses=error_responses(*ITEM))
 @threaded
 def get_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep, signer: SignerDep) -> ItemDetail:
     item = get_visible(session, user.sub, item_id)
@@ -48,7 +48,7 @@ def get_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep, signer:
     return item_detail(item, signer)
 
 
-@router.patch("/{item_id}", response_model=ItemOut, responses=NOT_FOUND)
+@router.patch("/{item_id}", response_model=ItemOut, responses=error_responses(*ITEM, 400, 415))
 @threaded
 def update_item(
     item_id: uuid.UUID, patch: ItemPatch, user: CurrentUser, session: SessionDep, signer: SignerDep
@@ -69,7 +69,7 @@ def update_item(
     return item_out(item, signer)
 
 
-@router.delete("/{item_id}", status_code=204, responses=NOT_FOUND)
+@router.delete("/{item_id}", status_code=204, responses=error_responses(*ITEM))
 @threaded
 def delete_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Response:
     """Soft delete: the item disappears from every read at once; the cleanup function removes its
@@ -86,7 +86,7 @@ def delete_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> R
 @router.post(
     "/{item_id}/retry",
     response_model=ItemOut,
-    responses={**NOT_FOUND, 409: {"model": ErrorResponse, "description": "The item is not failed"}},
+    responses=error_responses(*ITEM, 409, s409="The item is not failed"),
 )
 @threaded
 def retry_item(

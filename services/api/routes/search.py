@@ -10,11 +10,11 @@ from fastapi import APIRouter, Depends
 
 from services.api import limits
 from services.api.deps import CurrentUser, EmbedderDep, SessionDep, SettingsDep, SignerDep, threaded
-from services.api.errors import ApiError, not_found, retry_later
+from services.api.errors import AUTHENTICATED, ApiError, error_responses, not_found, retry_later
 from services.api.params import CommonFilters, K, search_query
 from services.api.presenters import search_hit
 from services.api.queries import embedding_of, nearest
-from services.api.schemas import ErrorResponse, SearchResults
+from services.api.schemas import SearchResults
 from services.core.ai import EmbedderUnavailable
 from services.core.models import ItemStatus
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["search"])
 
 
-@router.get("/search", response_model=SearchResults)
+@router.get("/search", response_model=SearchResults, responses=error_responses(*AUTHENTICATED, 400, 429))
 @threaded
 def search(
     q: Annotated[str, Depends(search_query)],
@@ -49,10 +49,7 @@ def search(
 @router.get(
     "/items/{item_id}/similar",
     response_model=SearchResults,
-    responses={
-        404: {"model": ErrorResponse, "description": "No such item of the caller's"},
-        409: {"model": ErrorResponse, "description": "The item has no embedding yet"},
-    },
+    responses=error_responses(*AUTHENTICATED, 400, 404, 409, s409="The item has no embedding yet"),
 )
 @threaded
 def similar(

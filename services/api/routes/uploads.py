@@ -8,9 +8,9 @@ from fastapi import APIRouter
 
 from services.api import limits
 from services.api.deps import CurrentUser, SessionDep, SettingsDep, SignerDep, StorageDep, threaded
-from services.api.errors import ApiError
+from services.api.errors import AUTHENTICATED, ApiError, error_responses
 from services.api.presenters import item_out
-from services.api.schemas import ErrorResponse, PresignedPost, UploadRequest, UploadResponse
+from services.api.schemas import PresignedPost, UploadRequest, UploadResponse
 from services.core.models import Item, ItemStatus
 from services.core.storage import upload_key
 
@@ -21,7 +21,7 @@ router = APIRouter(tags=["uploads"])
     "/uploads",
     status_code=201,
     response_model=UploadResponse,
-    responses={413: {"model": ErrorResponse, "description": "Declared size over the upload limit"}},
+    responses=error_responses(*AUTHENTICATED, 400, 413, 415, 429),
 )
 @threaded
 def create_upload(
