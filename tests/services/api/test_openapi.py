@@ -36,7 +36,9 @@ def observed(client, alice, make_item, monkeypatch_module, sign):
     # The success of each route: an item it can act on (deleting one must not take the others').
     success_ids = {
         "DELETE /items/{item_id}": make_item(alice.sub, status="ready"),
-        "POST /items/{item_id}/retry": make_item(alice.sub, status="failed", failed_stage="process", failure_reason="x"),
+        "POST /items/{item_id}/retry": make_item(
+            alice.sub, status="failed", failed_stage="process", failure_reason="-"
+        ),
     }
     for route in ROUTES:
         key = route.route_key
