@@ -25,7 +25,8 @@ IMAGE_PROCESSED = "ImageProcessed"
 IMAGE_ANALYZED = "ImageAnalyzed"
 IMAGE_READY = "ImageReady"
 ITEM_FAILED = "ItemFailed"
-DETAIL_TYPES = (PROCESSING_REQUESTED, IMAGE_PROCESSED, IMAGE_ANALYZED, IMAGE_READY, ITEM_FAILED)
+ITEM_EDITED = "ItemEdited"  # a user's edit of title/description/tags: the embedder embeds the item again
+DETAIL_TYPES = (PROCESSING_REQUESTED, IMAGE_PROCESSED, IMAGE_ANALYZED, IMAGE_READY, ITEM_FAILED, ITEM_EDITED)
 
 Architecture = Literal["arm64", "x86_64"]
 
@@ -242,7 +243,7 @@ FUNCTIONS: tuple[Function, ...] = (
         name="embedder",
         handler="services.embedder.handler.handler",
         description="Embeds each analysis with Voyage AI into pgvector",
-        triggers=(PipelineEventTrigger((IMAGE_ANALYZED,)),),
+        triggers=(PipelineEventTrigger((IMAGE_ANALYZED, ITEM_EDITED)),),
         memory_mb=512,
         timeout_s=60,
         dependency_group="embedder",

@@ -15,6 +15,7 @@ from services.api.presenters import item_detail, item_out
 from services.api.queries import InvalidCursor, get_visible, list_page
 from services.api.schemas import ItemDetail, ItemOut, ItemPage, ItemPatch
 from services.core import retry
+from services.core.contracts import ItemEdited
 from services.core.events import PublishError
 from services.core.models import ItemStatus
 
@@ -51,8 +52,14 @@ def get_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep, signer:
 @router.patch("/{item_id}", response_model=ItemOut, responses=error_responses(*ITEM, 400, 415))
 @threaded
 def update_item(
-    item_id: uuid.UUID, patch: ItemPatch, user: CurrentUser, session: SessionDep, signer: SignerDep
+    item_id: uuid.UUID,
+    patch: ItemPatch,
+    user: CurrentUser,
+    session: SessionDep,
+    signer: SignerDep,
+    publisher: PublisherDep,
 ) -> ItemOut:
+    """Edit title, description or tags. A searchable item is embedded again with the new text."""
     changes = patch.model_dump(exclude_unset=True)
     if not changes:
         raise invalid("nothing to change: send at least one of title, description, tags")
@@ -61,10 +68,23 @@ def update_item(
     item = get_visible(session, user.sub, item_id, for_update=True)
     if item is None:
         raise not_found()
+    from services.embedder.logic import text_sha256
+
+    before = text_sha256(item)
     for name, value in changes.items():
         setattr(item, name, list(dict.fromkeys(value)) if name == "tags" else value)
     # The analyzer keeps user edits when an item is analysed again.
     item.user_edited = True
+    after = text_sha256(item)
+    if after != before and item.status in (ItemStatus.analyzed, ItemStatus.ready):
+        # Search must find the edit: the embedder embeds the item again (it stays ready, with its
+        # old vector, meanwhile). Published before the commit, like the pipeline's own events: if
+        # publishing fails nothing is saved; the embedder waits briefly for this commit to show.
+        try:
+            publisher.publish([ItemEdited(item_id=item.id, owner_id=item.owner_id, text_sha256=after)])
+        except PublishError:
+            session.rollback()
+            raise ApiError(503, "unavailable", "the edit could not be saved; try again shortly") from None
     session.commit()
     return item_out(item, signer)
 
