@@ -136,7 +136,7 @@ BASE_REQUIREMENTS = (
 DEPENDENCY_GROUPS: dict[str, tuple[str, ...]] = {
     # Voyage is reached over its REST API with urllib3 (services/core/ai/voyage.py): the voyageai SDK
     # would pull numpy, Pillow and tokenizers and push these zips past Lambda's 50 MB.
-    "api": (*BASE_REQUIREMENTS, "fastapi>=0.115", "mangum>=0.19"),
+    "api": (*BASE_REQUIREMENTS, "fastapi>=0.115", "mangum>=0.19", "fastapi-offline>=1.7.7"),
     "image": (*BASE_REQUIREMENTS, "pillow>=11"),
     "analyzer": (*BASE_REQUIREMENTS, "anthropic>=0.40", "pillow>=11"),
     "embedder": BASE_REQUIREMENTS,
@@ -179,6 +179,7 @@ API_ROUTES = (
     Route("GET", "/health", authorized=False),
     Route("GET", "/openapi.json", authorized=False),
     Route("GET", "/docs", authorized=False),
+    Route("GET", "/docs/{asset}", authorized=False),  # Swagger UI's own files, served from a package
     Route("POST", "/uploads"),
     Route("GET", "/items"),
     Route("GET", "/items/{item_id}"),
