@@ -170,6 +170,8 @@ class ImageProcessor:
                 sha256=sha256,
             )
         except ImageRejected as error:
+            if error.detail:
+                log.info("item %s: %s (%s)", item.id, error, error.detail)  # Pillow's words stay in the log
             return self._fail(session, item, str(error))
         if image.format != declared:
             return self._fail(session, item, _type_mismatch(image.format, item.content_type))

@@ -307,3 +307,31 @@ def test_an_edit_that_cannot_reach_search_is_not_saved(app, client, owner, owner
         app.dependency_overrides.pop(get_publisher)
     assert response.status_code == 503 and response.json()["error"]["code"] == "unavailable"
     assert client.get(f"/items/{item_id}", headers=owner_headers).json()["title"] == "before"
+
+
+@pytest.mark.parametrize(
+    "stage, stored, shown",
+    [
+        (
+            "analyze",
+            "Claude answered 400: invalid_request_error: messages.0.content.1 ...",
+            "the image could not be described; retry later",
+        ),
+        (
+            "embed",
+            "Voyage rejected the request: {'detail': 'input too long'}",
+            "the image could not be indexed for search; retry later",
+        ),
+        ("process", "unsupported format: BMP; accepted formats are JPEG, PNG, WebP and GIF", None),
+    ],
+)
+def test_failure_reasons_shown_to_users_are_short_and_ours(
+    client, owner, owner_headers, make_item, stage, stored, shown
+):
+    item_id = make_item(owner, status="failed", failed_stage=stage, failure_reason=stored)
+    detail = client.get(f"/items/{item_id}", headers=owner_headers).json()
+    listed = client.get("/items", headers=owner_headers, params={"status": "failed"}).json()["items"]
+    assert detail["failure_reason"] == (shown or stored)
+    assert {i["failure_reason"] for i in listed if i["id"] == str(item_id)} == {shown or stored}
+    with session_scope() as session:
+        assert session.get(Item, item_id).failure_reason == stored  # the full text stays for operators
