@@ -196,12 +196,21 @@ def test_iam_is_least_privilege_per_function(program):
     processor = _policy(run, "dev", "image-processor")
     s3 = [s for s in processor["Statement"] if any(a.startswith("s3:") for a in s["Action"])]
     objects = [s for s in s3 if s["Action"] != ["s3:ListBucket"]]
-    assert {r for s in objects for r in s["Resource"]} == {f"{bucket}/uploads/*", f"{bucket}/thumbnails/*"}
+    assert {r for s in objects for r in s["Resource"]} == {
+        f"{bucket}/uploads/*",
+        f"{bucket}/originals/*",
+        f"{bucket}/thumbnails/*",
+    }
     listings = [s for s in s3 if s["Action"] == ["s3:ListBucket"]]
     assert {r for s in listings for r in s["Resource"]} == {bucket}
     prefixes = sorted(p for s in listings for p in s["Condition"]["StringLike"]["s3:prefix"])
     assert prefixes == ["thumbnails/*", "uploads/*"]
     assert not any(a == "*" or a.endswith(":*") for s in processor["Statement"] for a in s["Action"])
+
+    # The api signs the presigned POSTs: it (hence an uploader) can never write a verified original.
+    api = _policy(run, "dev", "api")
+    api_writes = {r for s in api["Statement"] if "s3:PutObject" in s["Action"] for r in s["Resource"]}
+    assert api_writes == {f"{bucket}/uploads/*"}
 
     embedder = _policy(run, "dev", "embedder")
     assert not [s for s in embedder["Statement"] if any(a.startswith("s3:") for a in s["Action"])]
