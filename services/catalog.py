@@ -15,6 +15,9 @@ from typing import Literal
 PIPELINE_SOURCE = "collections.pipeline"
 UPLOADS_PREFIX = "uploads/"
 THUMBNAILS_PREFIX = "thumbnails/"
+# Verified originals: written only by the image processor. The api role signs the presigned POSTs,
+# so it must never be able to write here (an uploader could then replace a verified original).
+ORIGINALS_PREFIX = "originals/"
 
 # Detail-types on the custom bus. Contracts (pydantic models) live in services/core/contracts.py.
 PROCESSING_REQUESTED = "ProcessingRequested"  # retry of the first stage (the S3 event cannot be replayed)
@@ -22,7 +25,8 @@ IMAGE_PROCESSED = "ImageProcessed"
 IMAGE_ANALYZED = "ImageAnalyzed"
 IMAGE_READY = "ImageReady"
 ITEM_FAILED = "ItemFailed"
-DETAIL_TYPES = (PROCESSING_REQUESTED, IMAGE_PROCESSED, IMAGE_ANALYZED, IMAGE_READY, ITEM_FAILED)
+ITEM_EDITED = "ItemEdited"  # a user's edit of title/description/tags: the embedder embeds the item again
+DETAIL_TYPES = (PROCESSING_REQUESTED, IMAGE_PROCESSED, IMAGE_ANALYZED, IMAGE_READY, ITEM_FAILED, ITEM_EDITED)
 
 Architecture = Literal["arm64", "x86_64"]
 
@@ -116,6 +120,9 @@ DELETE_THUMBNAILS = Access(("s3:DeleteObject",), "bucket", THUMBNAILS_PREFIX)
 # functions read anyway. The code takes only 404 for "missing"; a 403 stays an error (a permission
 # problem must never look like a deleted upload to cleanup or the pipeline).
 # tests/services/test_storage_missing.py checks both sides.
+READ_ORIGINALS = Access(("s3:GetObject",), "bucket", ORIGINALS_PREFIX)
+WRITE_ORIGINALS = Access(("s3:PutObject",), "bucket", ORIGINALS_PREFIX)
+DELETE_ORIGINALS = Access(("s3:DeleteObject",), "bucket", ORIGINALS_PREFIX)
 LIST_BUCKET = Access(("s3:ListBucket",), "bucket")
 PUBLISH_EVENTS = Access(("events:PutEvents",), "event_bus")
 
@@ -128,13 +135,14 @@ BASE_REQUIREMENTS = (
     "sqlalchemy>=2.0.30",
     "psycopg[binary]>=3.2",
     "pgvector>=0.3",
-    "pyjwt[crypto]>=2.8",
+    "pyjwt[crypto]>=2.13.0",
+    "urllib3>=2",
     "aws-lambda-powertools>=3.0",
 )
 DEPENDENCY_GROUPS: dict[str, tuple[str, ...]] = {
     # Voyage is reached over its REST API with urllib3 (services/core/ai/voyage.py): the voyageai SDK
     # would pull numpy, Pillow and tokenizers and push these zips past Lambda's 50 MB.
-    "api": (*BASE_REQUIREMENTS, "fastapi>=0.115", "mangum>=0.19"),
+    "api": (*BASE_REQUIREMENTS, "fastapi>=0.115", "mangum>=0.19", "fastapi-offline>=1.7.7"),
     "image": (*BASE_REQUIREMENTS, "pillow>=11"),
     "analyzer": (*BASE_REQUIREMENTS, "anthropic>=0.40", "pillow>=11"),
     "embedder": BASE_REQUIREMENTS,
@@ -177,6 +185,7 @@ API_ROUTES = (
     Route("GET", "/health", authorized=False),
     Route("GET", "/openapi.json", authorized=False),
     Route("GET", "/docs", authorized=False),
+    Route("GET", "/docs/{asset}", authorized=False),  # Swagger UI's own files, served from a package
     Route("POST", "/uploads"),
     Route("GET", "/items"),
     Route("GET", "/items/{item_id}"),
@@ -200,6 +209,7 @@ FUNCTIONS: tuple[Function, ...] = (
         access=(
             WRITE_UPLOADS,
             READ_UPLOADS,  # presigned GETs are signed as the api: a missing object answers the browser 404
+            READ_ORIGINALS,  # presigned GETs of verified originals; never WRITE_ORIGINALS
             READ_THUMBNAILS,
             LIST_BUCKET,
             DELETE_UPLOADS,
@@ -218,6 +228,7 @@ FUNCTIONS: tuple[Function, ...] = (
         access=(
             READ_UPLOADS,
             DELETE_UPLOADS,  # objects that cannot be attributed to their item are removed
+            WRITE_ORIGINALS,  # the verified copy the API serves
             WRITE_THUMBNAILS,
             READ_THUMBNAILS,
             LIST_BUCKET,
@@ -239,7 +250,7 @@ FUNCTIONS: tuple[Function, ...] = (
         name="embedder",
         handler="services.embedder.handler.handler",
         description="Embeds each analysis with Voyage AI into pgvector",
-        triggers=(PipelineEventTrigger((IMAGE_ANALYZED,)),),
+        triggers=(PipelineEventTrigger((IMAGE_ANALYZED, ITEM_EDITED)),),
         memory_mb=512,
         timeout_s=60,
         dependency_group="embedder",
@@ -254,7 +265,7 @@ FUNCTIONS: tuple[Function, ...] = (
         memory_mb=512,
         timeout_s=300,
         dependency_group="worker",
-        access=(LIST_BUCKET, READ_UPLOADS, DELETE_UPLOADS, DELETE_THUMBNAILS),
+        access=(LIST_BUCKET, READ_UPLOADS, DELETE_UPLOADS, DELETE_ORIGINALS, DELETE_THUMBNAILS),
         reserved_concurrency=1,
     ),
     Function(

@@ -2,7 +2,7 @@
 
     collections dev                    the whole service locally (what `make dev` runs)
     collections demo                   upload sample images to the running dev environment and search them
-    collections token [--user NAME]    a fresh access token from the running dev environment
+    collections token [--user NAME]    a fresh access token from the running dev environment (bob → bob@example.com)
     collections migrate                apply migrations (DATABASE_URL, or the embedded PostgreSQL)
     collections reembed [...]          re-embed items with the current embedding model
     collections cleanup [--dry-run]    remove orphans, stale pending rows, deleted and expired failed items
@@ -91,7 +91,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run(timeout=args.timeout)
 
 
+LOCAL_EMAIL_DOMAIN = "example.com"  # `--user bob` means bob@example.com (the pool signs in by email)
+
+
+def user_address(name: str) -> str:
+    """The sign-in address for `--user`: an email as given, a bare name at LOCAL_EMAIL_DOMAIN."""
+    name = name.strip()
+    if not name:
+        raise CommandError("--user must not be empty")
+    return name if "@" in name else f"{name}@{LOCAL_EMAIL_DOMAIN}"
+
+
 def cmd_token(args: argparse.Namespace) -> int:
+    from botocore.exceptions import ClientError
+
     from services.local import aws as local_aws
     from services.local.dev import apply_environment, read_state
 
@@ -101,8 +114,16 @@ def cmd_token(args: argparse.Namespace) -> int:
         update={"aws_endpoint_url": state.aws_endpoint_url, "aws_region": state.region}
     )
     app = local_aws.CognitoApp(user_pool_id=state.user_pool_id, client_id=state.client_id)
-    local_aws.ensure_user(settings, app, args.user)
-    print(local_aws.access_token(settings, app, args.user))
+    user = user_address(args.user)
+    try:
+        local_aws.ensure_user(settings, app, user)
+        token = local_aws.access_token(settings, app, user)
+    except ClientError as error:
+        message = error.response.get("Error", {}).get("Message") or str(error)
+        raise CommandError(f"the user pool refused user {user!r}: {message}") from None
+    if user != args.user:
+        print(f"(user {user})", file=sys.stderr)
+    print(token)
     return 0
 
 
@@ -169,7 +190,11 @@ def parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     token = commands.add_parser("token", help="print a fresh access token from the running dev environment")
-    token.add_argument("--user", default=None, help="user name (an email); created if missing; default: demo user")
+    token.add_argument(
+        "--user",
+        default=None,
+        help=f"an email, or a name that becomes NAME@{LOCAL_EMAIL_DOMAIN}; created if missing; default: demo user",
+    )
     token.set_defaults(func=cmd_token)
 
     migrate = commands.add_parser("migrate", help="apply database migrations")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.api import errors
-from services.api.routes import health, items, search, uploads
+from services.api.routes import docs, health, items, search, uploads
 
 DESCRIPTION = """Your image collection: upload images, then list, search and manage them.
 
@@ -22,11 +22,13 @@ def create_app() -> FastAPI:
         title="Collections API",
         version="1.0.0",
         description=DESCRIPTION,
-        # Only what services/catalog.py routes through API Gateway.
+        # Only what services/catalog.py routes through API Gateway; /docs is ours (offline assets).
+        docs_url=None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
     )
     errors.install(app)
+    docs.install(app)
     for module in (health, uploads, items, search):
         app.include_router(module.router)
     return app

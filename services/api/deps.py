@@ -2,27 +2,53 @@
 
 They are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker thread, and on
 Lambda each of those hops costs more than the work (they are all cheap, non-blocking lookups).
-The routes themselves stay `def`: their database work runs in the thread pool.
-Tests swap any of them with `app.dependency_overrides` (e.g. a fake embedder).
+Route bodies are plain functions run in the thread pool through `threaded` (see there: why not a
+plain `def` route). Tests swap any dependency with `app.dependency_overrides` (e.g. a fake embedder).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+import functools
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, ParamSpec, TypeVar
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from services.api.signing import UrlSigner
 from services.core import events
 from services.core.ai import Embedder
-from services.core.auth import Principal, bearer_token, get_verifier, principal_from_authorizer
+from services.core.auth import Principal, bearer_token, get_verifier, principal_from_api_gateway
 from services.core.database import get_sessionmaker
 from services.core.events import EventPublisher
 from services.core.settings import Settings, get_settings
 from services.core.storage import Storage
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def threaded(route: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """Make a blocking route body an `async def` endpoint that runs it in the thread pool.
+
+    Why not a plain `def` route: FastAPI then validates and serialises its response in a *second*
+    worker thread, after the body returned but before the session dependency closes and hands its
+    connection back. Under load every worker thread can be a request waiting for a connection while
+    each connection belongs to a finished request waiting for a thread: nothing moves until the pool
+    times out (50 clients on `make dev`: 30 s waits, then 500s). An async endpoint is serialised on
+    the event loop, and the session's teardown (async too) needs no thread, so a connection is always
+    given back as soon as its route body returns."""
+
+    @functools.wraps(route)
+    async def endpoint(*args: P.args, **kwargs: P.kwargs) -> R:
+        return await run_in_threadpool(route, *args, **kwargs)
+
+    # Annotations resolved in the route's own module: FastAPI must not look them up in this one.
+    endpoint.__signature__ = inspect.signature(route, eval_str=True)  # type: ignore[attr-defined]
+    return endpoint
 
 
 async def settings() -> Settings:
@@ -53,10 +79,11 @@ async def get_current_user(
     settings: SettingsDep,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
 ) -> Principal:
-    # jwks mode blocks on the network only to (re)fetch the JWKS: once per container and key rotation.
+    # Blocks on the network only to (re)fetch the JWKS: once per container and key rotation.
+    authorization = request.headers.get("authorization")
     if settings.auth_mode == "apigateway":
-        return principal_from_authorizer(request.scope.get("aws.event"), settings.cognito_client_id)
-    return get_verifier(settings).verify(bearer_token(request.headers.get("authorization")))
+        return principal_from_api_gateway(request.scope.get("aws.event"), authorization, get_verifier(settings))
+    return get_verifier(settings).verify(bearer_token(authorization))
 
 
 CurrentUser = Annotated[Principal, Depends(get_current_user)]

@@ -1,7 +1,7 @@
 """Lambda entry point: API Gateway HTTP API (payload 2.0) → Mangum → the FastAPI app.
 
 Kept light at import: no anthropic, voyageai or Pillow (the Voyage client loads on first
-search), no boto3 until a route needs S3 or EventBridge, no PyJWT in apigateway auth mode.
+search), no boto3 until a route needs S3 or EventBridge, no PyJWT until the first token is verified.
 """
 
 from __future__ import annotations

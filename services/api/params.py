@@ -14,7 +14,7 @@ from fastapi import Depends, Query
 from services.api.deps import SettingsDep
 from services.api.errors import invalid
 from services.api.queries import ItemFilters, as_utc
-from services.api.schemas import Tag, Text, VisibleStatus
+from services.api.schemas import Tag, Text, VisibleStatus, bounded
 from services.core.models import ItemStatus
 
 MAX_TAG_FILTERS = 10
@@ -37,7 +37,7 @@ def _created_range(created_after: datetime | None, created_before: datetime | No
 
 
 async def common_filters(
-    category: Annotated[Text | None, Query(max_length=64, description="Exact category.")] = None,
+    category: Annotated[bounded(64) | None, Query(description="Exact category.")] = None,  # type: ignore[valid-type]
     tag: Annotated[
         list[Tag] | None, Query(max_length=MAX_TAG_FILTERS, description="Items carrying every given tag.")
     ] = None,

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from services.core import storage
 from services.core.models import ItemStatus, Stage
-
-_IMAGE_TYPE = re.compile(r"^image/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
 
 
 def _storable(value: str) -> str:
@@ -27,9 +25,17 @@ def _storable(value: str) -> str:
 
 
 def _image_type(value: str) -> str:
-    if not _IMAGE_TYPE.match(value):
-        raise ValueError("must be an image/* media type such as image/jpeg")
-    return value.lower()
+    return storage.image_type(value)  # case-insensitive in, lowercase out (IMAGE/JPEG is image/jpeg)
+
+
+def bounded(max_length: int, *, strip: bool = True, min_length: int = 0) -> Any:
+    """A storable string of at most `max_length` characters. The length check comes first, on the
+    str itself: placed after a function validator, pydantic would report it in list terms ("items")."""
+    return Annotated[
+        str,
+        StringConstraints(strip_whitespace=strip, min_length=min_length, max_length=max_length),
+        AfterValidator(_storable),
+    ]
 
 
 Text = Annotated[str, AfterValidator(_storable)]
@@ -39,22 +45,26 @@ VisibleStatus = Literal["pending", "processed", "analyzed", "ready", "failed"]
 
 
 class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: JSON types are taken as sent. A size of "100" (a string) or true is refused, not coerced.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class UploadRequest(Input):
-    filename: Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
-    content_type: Annotated[
-        Text, StringConstraints(strip_whitespace=True, max_length=128), AfterValidator(_image_type)
-    ] = Field(description="The image's media type; must be image/* (the upload policy pins it).")
-    size: int | None = Field(default=None, ge=1, description="Declared size in bytes (checked against the limit).")
+    filename: bounded(255, min_length=1)  # type: ignore[valid-type]
+    content_type: Annotated[bounded(128), AfterValidator(_image_type)] = Field(  # type: ignore[valid-type]
+        description="The image's media type: one of " + ", ".join(storage.IMAGE_TYPES) + " (any letter case). "
+        "The upload policy pins it and the processor checks the file really is that type."
+    )
+    size: int | None = Field(
+        default=None, ge=1, description="Declared size in bytes, a JSON integer (checked against the limit)."
+    )
 
 
 class ItemPatch(Input):
     """User edits. Only the fields sent change; `title`/`description` may be null to clear them."""
 
-    title: Annotated[Text, StringConstraints(strip_whitespace=True, max_length=300)] | None = None
-    description: Annotated[Text, StringConstraints(max_length=10_000)] | None = None
+    title: bounded(300) | None = None  # type: ignore[valid-type]
+    description: bounded(10_000, strip=False) | None = None  # type: ignore[valid-type]
     tags: Annotated[list[Tag], Field(max_length=50)] | None = None
 
 
@@ -120,7 +130,8 @@ class SearchResults(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "unavailable"]
+    database: Literal["ok", "unavailable"]
 
 
 class ErrorDetail(BaseModel):

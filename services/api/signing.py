@@ -7,7 +7,8 @@ the list latency budget. This signs the same SigV4 query string directly (~30 µ
 It is not a second source of truth: the bucket's URL prefix, signing region, host and lifetime
 come from one URL that botocore itself presigns (through services.core.storage.Storage), and the
 credentials are the S3 client's own. Tests check the output is byte-for-byte what botocore
-produces for the same instant. Anything unexpected in botocore's probe URL → botocore is used.
+produces for the same instant, with and without the response-* overrides. Anything unexpected in
+botocore's probe URL → botocore is used.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from services.core.storage import Storage
 
 _PROBE_KEY = "presign-probe/key"
 _ALGORITHM = "AWS4-HMAC-SHA256"
+_SAFE = "-_.~"  # botocore's percent_encode: RFC 3986 unreserved characters stay as they are
 
 
 @lru_cache(maxsize=8)
@@ -72,10 +74,19 @@ class UrlSigner:
             "credentials": credentials,
         }
 
-    def url(self, key: str, now: datetime | None = None) -> str:
+    def url(
+        self,
+        key: str,
+        now: datetime | None = None,
+        *,
+        content_type: str | None = None,
+        disposition: str | None = None,
+    ) -> str:
+        """A presigned GET of `key`; `content_type`/`disposition` override the headers S3 answers with
+        (response-content-type / response-content-disposition, covered by the signature)."""
         fast = self._fast
         if fast is None:
-            return self.storage.presigned_get(key)
+            return self.storage.presigned_get(key, content_type, disposition)
         frozen = fast["credentials"].get_frozen_credentials()  # refreshes role credentials when due
         amz_date = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
         day = amz_date[:8]
@@ -89,7 +100,14 @@ class UrlSigner:
         ]
         if frozen.token:
             params.append(("X-Amz-Security-Token", frozen.token))
-        encoded = [(quote(k, safe="-_.~"), quote(v, safe="-_.~")) for k, v in params]
+        # botocore (SigV4QueryAuth) puts the operation's own parameters first, in the order the Params
+        # dict gives them (Storage.presigned_get: type, then disposition), then the auth ones.
+        operation = []
+        if content_type is not None:
+            operation.append(("response-content-type", content_type))
+        if disposition is not None:
+            operation.append(("response-content-disposition", disposition))
+        encoded = [(quote(k, safe=_SAFE), quote(v, safe=_SAFE)) for k, v in (*operation, *params)]
         path = fast["path_prefix"] + quote(key, safe="/~")
         canonical_query = "&".join(f"{k}={v}" for k, v in sorted(encoded))
         canonical_request = f"GET\n{path}\n{canonical_query}\nhost:{fast['host']}\n\nhost\nUNSIGNED-PAYLOAD"

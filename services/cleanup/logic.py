@@ -1,11 +1,11 @@
 """Cleanup (hourly): what the pipeline and the API leave behind, within a bounded amount of work.
 
 Per run, at most `cleanup_batch` of each kind:
-- soft-deleted items: their objects (original and thumbnails), then the row;
+- soft-deleted items: their objects (upload, verified original, thumbnails), then the row;
 - failed items older than `cleanup_failed_retention_days` (by updated_at): objects, then row;
 - pending rows older than `cleanup_orphan_hours` whose upload never arrived: the row
   (a pending row whose object exists is left alone and counted as stuck: retry can still save it);
-- objects under uploads/ and thumbnails/ older than `cleanup_orphan_hours` that belong to no
+- objects under uploads/, originals/ and thumbnails/ older than `cleanup_orphan_hours` that belong to no
   row (no such item, another owner, or an upload that is not the item's original).
 Rows are locked (FOR UPDATE SKIP LOCKED) while their objects go, so a retry or a second cleanup
 cannot interleave; objects go before rows, so a crash leaves a row to try again, never an
@@ -26,7 +26,16 @@ from services import catalog
 from services.core.database import session_scope
 from services.core.models import Item, ItemStatus
 from services.core.settings import Settings, get_settings
-from services.core.storage import InvalidKey, Storage, get_storage, parse_upload_key, thumbnail_prefix, upload_prefix
+from services.core.storage import (
+    InvalidKey,
+    Storage,
+    get_storage,
+    original_prefix,
+    parse_upload_key,
+    thumbnail_prefix,
+    upload_prefix,
+    verified_original_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +63,8 @@ def item_of_key(key: str) -> tuple[str, uuid.UUID] | None:
             return None
         return parsed.owner_id, parsed.item_id
     parts = key.split("/")
-    if len(parts) == 4 and key.startswith(catalog.THUMBNAILS_PREFIX) and parts[1] and parts[3]:
+    derived = key.startswith((catalog.THUMBNAILS_PREFIX, catalog.ORIGINALS_PREFIX))
+    if len(parts) == 4 and derived and parts[1] and parts[3]:
         try:
             return parts[1], uuid.UUID(parts[2])
         except ValueError:
@@ -84,6 +94,7 @@ class Cleanup:
 
     def _item_keys(self, item: Item) -> list[str]:
         keys = [o["Key"] for o in self.storage.list(upload_prefix(item.owner_id, item.id))]
+        keys += [o["Key"] for o in self.storage.list(original_prefix(item.owner_id, item.id))]
         keys += [o["Key"] for o in self.storage.list(thumbnail_prefix(item.owner_id, item.id))]
         return keys
 
@@ -137,7 +148,7 @@ class Cleanup:
 
     def _orphan_objects(self, dry_run: bool, report: CleanupReport) -> None:
         found: list[str] = []
-        for prefix in (catalog.UPLOADS_PREFIX, catalog.THUMBNAILS_PREFIX):
+        for prefix in (catalog.UPLOADS_PREFIX, catalog.ORIGINALS_PREFIX, catalog.THUMBNAILS_PREFIX):
             page: list[dict[str, Any]] = []
             for obj in self.storage.list(prefix):
                 if obj["LastModified"] < self.orphan_cutoff:
@@ -175,6 +186,8 @@ class Cleanup:
                 orphans.append(key)
             elif key.startswith(catalog.UPLOADS_PREFIX) and key != row[1]:
                 orphans.append(key)  # a second object beside the item's original
+            elif key.startswith(catalog.ORIGINALS_PREFIX) and key != verified_original_key(row[1]):
+                orphans.append(key)
         return orphans
 
 

@@ -5,11 +5,14 @@ Two modes (settings.auth_mode):
   refetched when a token names an unknown `kid`, at most once per JWKS_MIN_REFETCH_S), `iss`,
   `exp`, `token_use == "access"` and `client_id`.
 - "apigateway": API Gateway's JWT authorizer already checked signature, issuer, expiry and
-  audience; we read its claims (requestContext.authorizer.jwt.claims) and still check
-  `token_use` and `client_id`, because the authorizer accepts id tokens whose `aud` matches.
+  audience, and we read its claims (requestContext.authorizer.jwt.claims), still checking
+  `token_use` and `client_id` (the authorizer accepts id tokens whose `aud` matches). Defence in
+  depth: the forwarded bearer token is verified here as well, exactly as in "jwks" mode (cached
+  JWKS), and must name the same user. The claims are only text in the invocation event: any
+  principal allowed to invoke the function (lambda:InvokeFunction on the alias, a console test
+  event, a misrouted integration) could write someone else's `sub` there, but cannot sign a token.
 
-PyJWT (and through it cryptography) is imported only when a token is verified here, so the
-apigateway mode does not pay for it at cold start.
+PyJWT (and through it cryptography) is imported on the first verified token, not at cold start.
 """
 
 from __future__ import annotations
@@ -172,6 +175,18 @@ def principal_from_authorizer(event: Mapping[str, Any] | None, client_id: str) -
     if not isinstance(claims, Mapping) or not claims:
         raise AuthError("no authorizer claims: this route must sit behind API Gateway's JWT authorizer")
     return _check_cognito_claims(claims, client_id)
+
+
+def principal_from_api_gateway(
+    event: Mapping[str, Any] | None, authorization: str | None, verifier: TokenVerifier
+) -> Principal:
+    """auth_mode "apigateway": the authorizer's claims, and the forwarded token verified here too;
+    both must name the same user."""
+    claimed = principal_from_authorizer(event, verifier.client_id)
+    verified = verifier.verify(bearer_token(authorization))
+    if verified.sub != claimed.sub:
+        raise AuthError("the bearer token and the authorizer's claims name different users")
+    return verified
 
 
 def bearer_token(authorization: str | None) -> str:

@@ -55,8 +55,17 @@ class ItemFailed(Detail):
     reason: str
 
 
+class ItemEdited(Detail):
+    """The user changed what the item's embedding stands for (title, description, tags). The
+    embedder embeds the item's text again; `text_sha256` names the text after this edit, so a
+    delivery that arrives before the edit is committed, or after a newer edit, can tell."""
+
+    DETAIL_TYPE: ClassVar[str] = catalog.ITEM_EDITED
+    text_sha256: str
+
+
 DETAIL_MODELS: dict[str, type[Detail]] = {
-    m.DETAIL_TYPE: m for m in (ProcessingRequested, ImageProcessed, ImageAnalyzed, ImageReady, ItemFailed)
+    m.DETAIL_TYPE: m for m in (ProcessingRequested, ImageProcessed, ImageAnalyzed, ImageReady, ItemFailed, ItemEdited)
 }
 
 

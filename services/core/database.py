@@ -72,6 +72,8 @@ def make_engine(url: str, settings: Settings | None = None) -> Engine:
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,  # a frozen Lambda container wakes up with connections the server closed
         pool_recycle=300,
+        # Bound parameters (titles, descriptions, 1024-d vectors) never reach a log or an error message.
+        hide_parameters=True,
         connect_args={"prepare_threshold": None},  # see the module docstring: never prepare server-side
     )
 

@@ -122,3 +122,14 @@ class PipelineLock(Base):
     item_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("items.id", ondelete="CASCADE"), nullable=False, index=True
     )
+
+
+class UsageCounter(Base):
+    """How often an owner did something (`kind`) in the current fixed window (services/api/limits.py)."""
+
+    __tablename__ = "usage_counters"
+
+    owner_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    count: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     embedding_dimension: int = Field(default=1024, gt=0, le=16000, description="Vector size in the database.")
     embedding_timeout_s: float = Field(default=30.0, gt=0, description="Per-request timeout.")
     embedding_max_retries: int = Field(default=2, ge=0, description="SDK retries (429/5xx).")
+    # A search embeds its query while the user waits, inside the api function's 15 s: fail fast.
+    query_embedding_timeout_s: float = Field(
+        default=3.0, gt=0, le=10, description="Per-attempt timeout of a search's query embedding."
+    )
+    query_embedding_max_retries: int = Field(
+        default=1, ge=0, le=1, description="Retries of a search's query embedding (at most one)."
+    )
 
     # --- pipeline -------------------------------------------------------------------------
     max_image_pixels: int = Field(default=50_000_000, gt=0, description="Decompression-bomb limit.")
@@ -106,6 +113,13 @@ class Settings(BaseSettings):
     page_size_max: int = Field(default=100, ge=1, description="Largest page size accepted.")
     search_k_max: int = Field(default=100, ge=1, description="Largest k for search and similar.")
     query_max_chars: int = Field(default=500, ge=1, description="Longest text query accepted.")
+    # Per-user limits (429 with Retry-After); 0 turns one off. Each search is a paid Voyage call and
+    # each upload a paid Claude analysis (retries included), so these bound what one account costs.
+    limit_pending_uploads: int = Field(
+        default=20, ge=0, description="Upload forms per user not yet used or processed (within their lifetime)."
+    )
+    limit_uploads_per_day: int = Field(default=500, ge=0, description="Uploads per user per UTC day.")
+    limit_searches_per_minute: int = Field(default=30, ge=0, description="Searches per user per minute.")
 
     # --- local runtime --------------------------------------------------------------------
     data_dir: str = Field(default=".collections", description="Embedded PostgreSQL data and local state.")

@@ -1,9 +1,13 @@
 """S3: object keys, presigned POST/GET, and the object operations the services use.
 
-Keys:  uploads/{sub}/{item_id}/{filename}        originals (written by the browser, presigned POST)
+Keys:  uploads/{sub}/{item_id}/{filename}        what the browser sent (presigned POST); a candidate only
+       originals/{sub}/{item_id}/{filename}      the verified original, written by the image processor
        thumbnails/{sub}/{item_id}/{size}.webp     derivatives (written by the image processor)
-The presigned POST policy pins the key prefix, `image/*` and a size range; AWS enforces it, but
-nothing downstream trusts it (moto does not check policies, and neither should we).
+The presigned POST policy pins the exact key, the exact Content-Type (one of IMAGE_TYPES) and a
+size range; AWS enforces it, but nothing downstream trusts it (moto does not check policies, and
+neither should we). A presigned POST can be replayed until it expires, so the uploader can always
+rewrite uploads/...: that is why what the API serves is the processor's copy under originals/,
+which the api role (the presigned POST's signer) has no right to write.
 """
 
 from __future__ import annotations
@@ -30,8 +34,29 @@ def is_missing_object(error: Exception) -> bool:
     return response.get("Error", {}).get("Code") in MISSING_OBJECT_CODES
 
 
+# The media types the pipeline can process, and the Pillow format each must decode as. Raster
+# only: an SVG (or anything a browser could run as a document) is never accepted.
+IMAGE_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP", "image/gif": "GIF"}
+FORMAT_TYPES = {fmt: media_type for media_type, fmt in IMAGE_TYPES.items()}
+# What an unverified upload is served as: a download, never rendered by the browser.
+UNVERIFIED_TYPE = "application/octet-stream"
+
+
 class InvalidKey(ValueError):
     pass
+
+
+def image_type(value: str) -> str:
+    """The canonical (lowercase) media type of an accepted image type; ValueError for anything else."""
+    media_type = value.strip().lower()
+    if media_type not in IMAGE_TYPES:
+        raise ValueError(f"must be one of {', '.join(IMAGE_TYPES)}")
+    return media_type
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition that makes browsers download, never render (safe_filename is plain ASCII)."""
+    return f'attachment; filename="{safe_filename(filename)}"'
 
 
 class ObjectTooLarge(ValueError):
@@ -54,6 +79,17 @@ def upload_prefix(owner_id: str, item_id: uuid.UUID) -> str:
 
 def upload_key(owner_id: str, item_id: uuid.UUID, filename: str) -> str:
     return upload_prefix(owner_id, item_id) + safe_filename(filename)
+
+
+def verified_original_key(upload: str) -> str:
+    """Where the processor keeps the verified copy of the upload at `upload` (same sub/item/filename)."""
+    if not upload.startswith(catalog.UPLOADS_PREFIX):
+        raise InvalidKey(f"key {upload!r} is not under {catalog.UPLOADS_PREFIX}")
+    return catalog.ORIGINALS_PREFIX + upload[len(catalog.UPLOADS_PREFIX) :]
+
+
+def original_prefix(owner_id: str, item_id: uuid.UUID) -> str:
+    return f"{catalog.ORIGINALS_PREFIX}{owner_id}/{item_id}/"
 
 
 def thumbnail_key(owner_id: str, item_id: uuid.UUID, size: int) -> str:
@@ -96,10 +132,13 @@ class Storage:
     # --- presigned URLs -------------------------------------------------------------------
     def presigned_post(self, owner_id: str, item_id: uuid.UUID, filename: str, content_type: str) -> dict[str, Any]:
         key = upload_key(owner_id, item_id, filename)
+        content_type = image_type(content_type)
+        # Every form field must match a condition (S3 refuses extra fields), so the uploader can
+        # change neither the key (botocore adds {"key": key}) nor the type (`eq`) nor add headers.
         conditions = [
             {"bucket": self.bucket},
             ["starts-with", "$key", upload_prefix(owner_id, item_id)],
-            ["starts-with", "$Content-Type", "image/"],
+            ["eq", "$Content-Type", content_type],
             ["content-length-range", self.settings.min_upload_bytes, self.settings.max_upload_bytes],
         ]
         post = self.s3.generate_presigned_post(
@@ -111,10 +150,15 @@ class Storage:
         )
         return {"url": post["url"], "fields": post["fields"], "key": key, "expires_in": self.settings.upload_url_ttl_s}
 
-    def presigned_get(self, key: str) -> str:
-        return self.s3.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.settings.download_url_ttl_s
-        )
+    def presigned_get(self, key: str, content_type: str | None = None, disposition: str | None = None) -> str:
+        """A GET URL; `content_type`/`disposition` become response-content-type/-disposition, which S3
+        sends instead of the stored headers (signed, so the holder of the URL cannot change them)."""
+        params = {"Bucket": self.bucket, "Key": key}
+        if content_type is not None:
+            params["ResponseContentType"] = content_type
+        if disposition is not None:
+            params["ResponseContentDisposition"] = disposition
+        return self.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=self.settings.download_url_ttl_s)
 
     # --- objects --------------------------------------------------------------------------
     def head(self, key: str) -> dict[str, Any] | None:
@@ -140,8 +184,9 @@ class Storage:
             raise ObjectTooLarge(f"object is over the limit of {max_bytes} bytes")
         return body
 
-    def write(self, key: str, data: bytes, content_type: str) -> None:
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+    def write(self, key: str, data: bytes, content_type: str, disposition: str | None = None) -> None:
+        extra = {"ContentDisposition": disposition} if disposition else {}
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, **extra)
 
     def copy(self, source_key: str, target_key: str) -> None:
         self.s3.copy_object(Bucket=self.bucket, Key=target_key, CopySource={"Bucket": self.bucket, "Key": source_key})

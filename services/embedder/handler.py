@@ -1,4 +1,4 @@
-"""Lambda entry point of the embedder: ImageAnalyzed → Voyage (or the local embedder).
+"""Lambda entry point of the embedder: ImageAnalyzed (and ItemEdited) → Voyage (or the local embedder).
 
 The logic (SQLAlchemy, urllib3 for Voyage) is imported on the first event.
 """
@@ -9,7 +9,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from services.core.contracts import EventBridgeEvent, ImageAnalyzed
+from services.core.contracts import EventBridgeEvent, ImageAnalyzed, ItemEdited
 
 logger = Logger(service="embedder")
 
@@ -17,10 +17,11 @@ logger = Logger(service="embedder")
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     logger.append_keys(request_id=getattr(context, "aws_request_id", None))
     detail = EventBridgeEvent.model_validate(event).pipeline_detail()
-    if not isinstance(detail, ImageAnalyzed):
+    if not isinstance(detail, ImageAnalyzed | ItemEdited):
         raise ValueError(f"the embedder does not handle {type(detail).__name__} events")
     from services.embedder.logic import ItemEmbedder
 
-    outcome = ItemEmbedder().image_analyzed(detail)
+    embedder = ItemEmbedder()
+    outcome = embedder.image_analyzed(detail) if isinstance(detail, ImageAnalyzed) else embedder.item_edited(detail)
     logger.info("embedder outcome", extra=outcome.as_dict())
     return outcome.as_dict()

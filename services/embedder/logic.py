@@ -6,12 +6,16 @@ reembed.py uses the same text, so a re-embedding gives what a fresh run would.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
 from datetime import UTC, datetime
+
+from sqlalchemy import select
 
 from services.core import pipeline_store as store
 from services.core.ai import Embedder, ModelOutputRejected, get_embedder
-from services.core.contracts import ImageAnalyzed, ImageReady, ItemFailed
+from services.core.contracts import ImageAnalyzed, ImageReady, ItemEdited, ItemFailed
 from services.core.database import session_scope
 from services.core.events import EventPublisher, get_publisher
 from services.core.models import Item, ItemStatus, Stage
@@ -31,6 +35,11 @@ def embedding_text(item: Item) -> str:
     ]
     text = "\n".join(line for line in lines if line)
     return text or item.filename  # never empty: an item always has a filename
+
+
+def text_sha256(item: Item) -> str:
+    """Names the text an embedding stands for (ItemEdited carries it)."""
+    return hashlib.sha256(embedding_text(item).encode()).hexdigest()
 
 
 class ItemEmbedder:
@@ -60,6 +69,49 @@ class ItemEmbedder:
             )
             log.info("embedded item %s with %s", item.id, self.embedder.model)
             return store.Outcome(item.id, "ready", extra={"model": self.embedder.model})
+
+    def item_edited(self, event: ItemEdited) -> store.Outcome:
+        """Embed a ready item's text again after a user's edit. The item stays ready, with its old
+        vector, until the new one is written; nothing else about it changes."""
+        with session_scope() as session:
+            item = store.get_item(session, event.item_id)
+            if item is None or item.owner_id != event.owner_id:
+                return store.Outcome(event.item_id, "skipped", "no such item for this owner")
+            if item.status == ItemStatus.analyzed:
+                # Its first embedding is under way and may have read the text before the edit.
+                raise store.NotReadyYet(f"item {item.id} is analyzed; re-embed it once it is ready")
+            if item.status != ItemStatus.ready:
+                return store.Outcome(item.id, "skipped", f"item is {item.status.value}; its embedding is still to come")
+            if not self._edit_visible(session, item, event.text_sha256):
+                return store.Outcome(item.id, "skipped", "the item's text is not the edited one (superseded)")
+            text = embedding_text(item)
+            session.commit()  # no transaction (or connection) held while the model answers
+            try:
+                (vector,) = self.embedder.embed_documents([text])
+            except ModelOutputRejected as error:
+                # The old vector still serves search; the edit itself is kept.
+                log.warning("item %s: the edited text could not be embedded: %s", item.id, error)
+                return store.Outcome(item.id, "skipped", "the edited text could not be embedded")
+            # Write only if the text is still the one embedded (row lock: a concurrent edit waits).
+            current = session.execute(
+                select(Item).where(Item.id == item.id).with_for_update().execution_options(populate_existing=True)
+            ).scalar_one_or_none()
+            if current is None or current.status != ItemStatus.ready or text_sha256(current) != event.text_sha256:
+                return store.Outcome(item.id, "skipped", "the item changed while it was embedded")
+            current.embedding = vector
+            current.embedding_model = self.embedder.model
+            log.info("re-embedded item %s after an edit", item.id)
+            return store.Outcome(item.id, "ready", extra={"model": self.embedder.model, "reembedded": True})
+
+    def _edit_visible(self, session, item: Item, expected: str) -> bool:
+        """The API publishes before it commits: give the edit's commit READY_WAIT_S to show."""
+        deadline = time.monotonic() + store.READY_WAIT_S
+        while text_sha256(item) != expected:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(store.READY_POLL_S)
+            store.get_item(session, item.id)
+        return True
 
     def _fail(self, session, item: Item, reason: str) -> store.Outcome:
         if not store.fail(session, item.id, ItemStatus.analyzed, Stage.embed, reason):

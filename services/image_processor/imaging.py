@@ -23,7 +23,12 @@ REDUCING_GAP = 2.0
 
 
 class ImageRejected(ValueError):
-    """The upload is not an image we accept; the message is the reason stored on the item."""
+    """The upload is not an image we accept. The message is the short reason stored on the item
+    and shown to its owner; `detail` is the library's own text, for the logs only."""
+
+    def __init__(self, reason: str, detail: str | None = None):
+        super().__init__(reason)
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -61,9 +66,9 @@ def _open(data: bytes, max_pixels: int):
     except UnidentifiedImageError:
         raise ImageRejected(f"unsupported format: {_describe_other_format(data)}") from None
     except Image.DecompressionBombError as error:
-        raise ImageRejected(f"image too large: {error}") from None
+        raise ImageRejected(f"image too large: the limit is {max_pixels} pixels", str(error)) from None
     except (OSError, SyntaxError, ValueError) as error:
-        raise ImageRejected(f"corrupt image: {error}") from None
+        raise ImageRejected("corrupt image: it could not be read", str(error)) from None
     width, height = image.size
     if width <= 0 or height <= 0:
         raise ImageRejected(f"corrupt image: {width}x{height} pixels")
@@ -154,12 +159,12 @@ def process_image(
             else image
         )
     except Image.DecompressionBombError as error:
-        raise ImageRejected(f"image too large: {error}") from None
+        raise ImageRejected(f"image too large: the limit is {max_pixels} pixels", str(error)) from None
     except MemoryError:
         raise  # the function's memory, not the image's fault: let the retry (or a bigger size) decide
     except Exception as error:
         # Pure computation on these bytes: whatever fails here fails the same way every time.
-        raise ImageRejected(f"corrupt or truncated image: {error}") from None
+        raise ImageRejected("corrupt or truncated image: it could not be decoded", str(error)) from None
 
     transpose = _ORIENTATION_TRANSPOSE.get(orientation)
     if transpose is not None:

@@ -3,7 +3,14 @@
 Trust nothing about the upload (moto does not enforce presigned POST policies, and AWS users can
 be creative): the key must be uploads/{sub}/{item_id}/{filename} and exactly the item's
 original_key, the item must exist, belong to {sub} and be pending, and the object must be under
-the size limit; the bytes must decode as JPEG, PNG, WebP or GIF within the pixel limit.
+the size limit; the bytes must decode as JPEG, PNG, WebP or GIF within the pixel limit, and as the
+type the item was declared with (a PNG sent as image/jpeg fails).
+
+The verified bytes, exactly those hashed and thumbnailed, are written to originals/{sub}/{item}/...
+with their verified type and `Content-Disposition: attachment`; the API serves that copy. The
+upload object is then removed: a presigned POST stays usable until it expires, and a later object
+under the upload key of an item whose original is verified is refused and removed, so an item's
+served bytes, sha256 and thumbnails always agree.
 
 Refusals:
 - An object that cannot be attributed to its item (bad key, unknown item, another owner's item,
@@ -46,7 +53,18 @@ from services.core.database import session_scope
 from services.core.events import EventPublisher, get_publisher
 from services.core.models import Item, ItemStatus, Stage
 from services.core.settings import Settings, get_settings
-from services.core.storage import InvalidKey, ObjectTooLarge, Storage, get_storage, parse_upload_key, thumbnail_key
+from services.core.storage import (
+    FORMAT_TYPES,
+    IMAGE_TYPES,
+    InvalidKey,
+    ObjectTooLarge,
+    Storage,
+    attachment,
+    get_storage,
+    parse_upload_key,
+    thumbnail_key,
+    verified_original_key,
+)
 from services.image_processor.imaging import ImageRejected, process_image, sha256_of
 
 log = logging.getLogger(__name__)
@@ -87,9 +105,18 @@ class ImageProcessor:
                 return self._remove_unattributable(key, upload.size, "the item belongs to another owner", item.id)
             if item.original_key != key:
                 return self._remove_unattributable(key, upload.size, "not the item's upload key", item.id)
+            if item.status != ItemStatus.pending and item.processed_at is not None:
+                # The verified original lives under originals/: anything at the upload key now is a
+                # replayed form. Never served, removed. (A repeated event finds the key already gone.)
+                if self.storage.head(key) is None:
+                    return store.Outcome(item.id, "skipped", f"item is {item.status.value}; its upload was moved")
+                return self._remove_unattributable(
+                    key, upload.size, "the item's original is already verified; later uploads are refused", item.id
+                )
             if item.status != ItemStatus.pending:
                 return store.Outcome(item.id, "skipped", f"item is {item.status.value}, not pending")
-            return self._process(session, item, upload.size)
+            outcome = self._process(session, item, upload.size)
+        return self._after_commit(outcome, key)
 
     def processing_requested(self, request: ProcessingRequested) -> store.Outcome:
         """A retry of the first stage (the API re-emits this; the S3 event cannot be replayed)."""
@@ -101,7 +128,15 @@ class ImageProcessor:
                 return store.Outcome(request.item_id, "skipped", "the request does not match the item")
             if item.status != ItemStatus.pending:
                 return store.Outcome(item.id, "skipped", f"item is {item.status.value}, not pending")
-            return self._process(session, item, None)
+            outcome = self._process(session, item, None)
+        return self._after_commit(outcome, request.key)
+
+    def _after_commit(self, outcome: store.Outcome, upload_key: str) -> store.Outcome:
+        """Once the verified copy is committed as the item's original, the upload object has no use
+        left: remove it (with whatever a replayed form may have put there meanwhile)."""
+        if outcome.result in ("processed", "duplicate"):
+            self.storage.delete([upload_key])
+        return outcome
 
     # --- the work -----------------------------------------------------------------------------
     def _process(self, session: Any, item: Item, size_hint: int | None) -> store.Outcome:
@@ -115,12 +150,17 @@ class ImageProcessor:
         except self.storage.s3.exceptions.NoSuchKey:
             return self._fail(session, item, "the original upload is missing")
 
+        declared = IMAGE_TYPES.get((item.content_type or "").lower())
+        if declared is None:
+            return self._fail(session, item, f"unsupported declared type {item.content_type!r}")
         sha256 = sha256_of(data)
         # Same content uploaded twice at once: one of the two becomes the other's duplicate.
         store.lock_content(session, item.owner_id, sha256, item.id)
         first = store.find_duplicate(session, item.owner_id, sha256, item.id)
         if first is not None and first.thumbnail_keys:
-            return self._duplicate(session, item, first, len(data))
+            if first.format != declared:
+                return self._fail(session, item, _type_mismatch(first.format, item.content_type))
+            return self._duplicate(session, item, first, data)
 
         try:
             image = process_image(
@@ -130,8 +170,13 @@ class ImageProcessor:
                 sha256=sha256,
             )
         except ImageRejected as error:
+            if error.detail:
+                log.info("item %s: %s (%s)", item.id, error, error.detail)  # Pillow's words stay in the log
             return self._fail(session, item, str(error))
+        if image.format != declared:
+            return self._fail(session, item, _type_mismatch(image.format, item.content_type))
 
+        self._store_original(item, data, image.format)
         keys: dict[str, str] = {}
         for size, thumb in image.thumbnails.items():
             keys[str(size)] = thumbnail_key(item.owner_id, item.id, size)
@@ -162,7 +207,16 @@ class ImageProcessor:
         """The thumbnail the analyzer reads: the largest one ("1024")."""
         return keys[str(max(self.settings.thumbnail_sizes))]
 
-    def _duplicate(self, session: Any, item: Item, first: Item, size: int) -> store.Outcome:
+    def _store_original(self, item: Item, data: bytes, fmt: str) -> None:
+        """The verified bytes (the very ones hashed and decoded, not a re-read of the upload key,
+        which a replayed form may have changed meanwhile) under originals/, served as a download."""
+        self.storage.write(
+            verified_original_key(item.original_key), data, FORMAT_TYPES[fmt], disposition=attachment(item.filename)
+        )
+
+    def _duplicate(self, session: Any, item: Item, first: Item, data: bytes) -> store.Outcome:
+        size = len(data)
+        self._store_original(item, data, first.format)
         keys: dict[str, str] = {}
         for name, source in first.thumbnail_keys.items():
             keys[name] = thumbnail_key(item.owner_id, item.id, int(name))
@@ -226,3 +280,7 @@ class ImageProcessor:
             if decoded != key and self.storage.head(key) is None and self.storage.head(decoded) is not None:
                 return decoded
         return key
+
+
+def _type_mismatch(fmt: str | None, declared: str | None) -> str:
+    return f"the file is a {fmt} image, not the declared {declared}"

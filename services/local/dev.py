@@ -19,11 +19,13 @@ import shutil
 import signal
 import socket
 import sys
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from services.core.settings import Settings, get_settings
+from services.local.postgres import watch as postgres_watch
 
 if TYPE_CHECKING:
     from services.local.aws import MotoServer
@@ -43,6 +45,10 @@ MOTO_SEED = 461
 # retry comes after Lambda's backoff (a minute or more); locally a short wait keeps `make dev`
 # responsive, e.g. when a stage sees an item whose previous stage has not committed yet.
 DEV_RETRY_DELAY_S = 3
+# The API's worker threads (anyio's limiter; 40 by default) and the database pool, sized together:
+# a connection for every API thread and every pipeline worker thread (one per triggered function),
+# so under load requests queue for a thread, not for a connection. (Lambda keeps pool size 1.)
+DEV_API_THREADS = 8
 
 
 class DevError(RuntimeError):
@@ -186,6 +192,15 @@ def restore_objects(settings: Settings, folder: Path) -> int:
     return len(index)
 
 
+def _dev_pool() -> dict[str, str]:
+    """Pool settings for the dev server, unless set explicitly."""
+    from services import catalog
+
+    workers = sum(1 for function in catalog.FUNCTIONS if function.triggers)
+    pool = {"COLLECTIONS_DB_POOL_SIZE": str(DEV_API_THREADS + workers), "COLLECTIONS_DB_MAX_OVERFLOW": "4"}
+    return {key: value for key, value in pool.items() if key not in os.environ}
+
+
 def ai_mode(settings: Settings) -> str:
     analyzer = "Claude" if settings.anthropic_api_key or settings.anthropic_secret_arn else "local stand-in"
     embedder = "Voyage" if settings.voyage_api_key or settings.voyage_secret_arn else "local stand-in"
@@ -198,6 +213,7 @@ def banner(state: RuntimeState, token: str, settings: Settings, database_note: s
             "",
             "Collections is running locally.",
             f"  API        {state.api_url}   (docs: {state.api_url}/docs)",
+            f"  Health     {state.api_url}/health   (200 when the API and its database are ready, else 503)",
             f"  AWS (moto) {state.aws_endpoint_url}   bucket {state.bucket}, event bus {state.event_bus}",
             f"  Database   {database_note}",
             f"  AI         {ai_mode(settings)}",
@@ -228,6 +244,8 @@ class DevEnvironment:
         self.state: RuntimeState | None = None
         self.token = ""
         self.database_note = ""
+        self.exit_code = 0
+        self._watch: threading.Event | None = None
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -262,7 +280,7 @@ class DevEnvironment:
         self.say(f"Starting the AWS emulator (moto) on 127.0.0.1:{settings.moto_port} ...")
         self.moto = local_aws.start_moto(settings.moto_port)
         _seed_moto(self.moto.endpoint_url)
-        apply_environment({"AWS_ENDPOINT_URL": self.moto.endpoint_url, "DATABASE_URL": database_url})
+        apply_environment({"AWS_ENDPOINT_URL": self.moto.endpoint_url, "DATABASE_URL": database_url, **_dev_pool()})
         settings = self.settings = get_settings()
 
         local_aws.ensure_bucket(settings)
@@ -321,16 +339,32 @@ class DevEnvironment:
 
         class AnnouncingServer(uvicorn.Server):
             async def startup(self, sockets: Any = None) -> None:
+                import anyio.to_thread
+
+                anyio.to_thread.current_default_thread_limiter().total_tokens = DEV_API_THREADS
                 await super().startup(sockets)
                 # Only once the socket listens: the printed curl commands must work right away.
                 if self.started:
                     announce(text)
 
         announce = self.say
+        if self.postgres is not None:
+            self._watch = postgres_watch(self.postgres.alive, self._postgres_died)
         config = uvicorn.Config(
             create_app(), host="127.0.0.1", port=self.settings.api_port, log_level="info", lifespan="on"
         )
         AnnouncingServer(config).run()
+
+    def _postgres_died(self) -> None:
+        """The embedded PostgreSQL is gone (killed, crashed, out of disk): serving on would answer
+        503 forever, so say what happened and stop everything, as Ctrl-C would."""
+        assert self.postgres is not None
+        self.say(
+            f"\nPostgreSQL (data in {self.postgres.data_dir}) stopped unexpectedly; see "
+            f"{self.postgres.data_dir / 'log'}. Stopping; start `make dev` again."
+        )
+        self.exit_code = 1
+        os.kill(os.getpid(), signal.SIGINT)
 
     @property
     def objects_folder(self) -> Path:
@@ -343,6 +377,8 @@ class DevEnvironment:
     def stop(self) -> None:
         from services.core import database
 
+        if self._watch is not None:
+            self._watch.set()  # stopping PostgreSQL on purpose below
         errors: list[str] = []
         for name, action in (
             ("worker", self.worker.stop if self.worker else None),
@@ -388,4 +424,4 @@ def run(settings: Settings | None = None, out: TextIO | None = None) -> int:
     finally:
         environment.say("Stopping ...")
         environment.stop()
-    return 0
+    return environment.exit_code

@@ -12,6 +12,9 @@ user can reach them. As a normal user it simply runs them.
 from __future__ import annotations
 
 import logging
+import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +56,33 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         self._server.cleanup()  # type: ignore[attr-defined]
+
+    def alive(self) -> bool:
+        """Whether the postmaster recorded in postmaster.pid (its first line) still runs."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+            os.kill(pid, 0)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return False
+        except PermissionError:  # running as another user (pgserver's, under root): it exists
+            return True
+        return True
+
+
+def watch(alive: Callable[[], bool], on_death: Callable[[], None], interval_s: float = 2.0) -> threading.Event:
+    """Call `on_death` once when `alive()` turns false (checked every `interval_s` in a daemon
+    thread). Set the returned event to stop watching (e.g. before stopping the server on purpose)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval_s):
+            if not alive():
+                if not stop.is_set():
+                    on_death()
+                return
+
+    threading.Thread(target=loop, name="postgres-watch", daemon=True).start()
+    return stop
 
 
 def start(data_dir: str | Path, *, delete_on_stop: bool = False) -> EmbeddedPostgres:

@@ -41,6 +41,9 @@ TARGET_P95_MS = {
     "GET /search": 30.0,
 }
 HEAVY_MODULES = ("anthropic", "voyageai", "PIL")
+ISSUER = "https://issuer.bench"
+# apigateway mode verifies the forwarded token too (services/core/auth.py): every event carries one.
+AUTH_HEADERS: dict[str, str] = {}
 USER = "bench-user-0000"
 CLIENT_ID = "bench-client"
 WORDS = [
@@ -242,7 +245,7 @@ def _scenarios(user_item_ids: list[str], cursors: list[str]) -> dict[str, tuple[
     queries = [" ".join(rng.sample(WORDS, 3)) for _ in range(50)]
 
     def event(path: str, query: dict | None = None, route: str | None = None) -> dict:
-        return http_api_event("GET", path, query=query, claims=claims, route_key=route)
+        return http_api_event("GET", path, query=query, claims=claims, headers=AUTH_HEADERS, route_key=route)
 
     return {
         "GET /items": (lambda n: event("/items", {"limit": 20}), REQUESTS["list"]),
@@ -322,7 +325,8 @@ import services.api.handler as h
 t1 = time.perf_counter()
 heavy = [m for m in {HEAVY_MODULES!r} if m in sys.modules]
 from tests.services.api.lambda_events import LambdaContext, access_claims, http_api_event
-event = http_api_event("GET", "/items", query={{"limit": 20}}, claims=access_claims({USER!r}, {CLIENT_ID!r}))
+event = http_api_event("GET", "/items", query={{"limit": 20}}, claims=access_claims({USER!r}, {CLIENT_ID!r}),
+                       headers={AUTH_HEADERS!r})
 t2 = time.perf_counter()
 status = h.handler(event, LambdaContext())["statusCode"]
 t3 = time.perf_counter()
@@ -424,7 +428,8 @@ def run() -> dict:
     rows: list[dict] = []
     workdir = Path(tempfile.mkdtemp(prefix="collections-bench-api-"))
     server = start(workdir / "data", delete_on_stop=True)
-    jwks = None
+    jwks = _JwksServer()
+    AUTH_HEADERS["authorization"] = f"Bearer {jwks.token(ISSUER)}"
     try:
         url = server.create_database("bench_api", exist_ok=False)
         env = {
@@ -435,7 +440,13 @@ def run() -> dict:
             "COLLECTIONS_AUTH_MODE": "apigateway",
             "COLLECTIONS_COGNITO_USER_POOL_ID": "us-east-1_bench",
             "COLLECTIONS_COGNITO_CLIENT_ID": CLIENT_ID,
+            "COLLECTIONS_COGNITO_JWKS_URL": jwks.url,
+            "COLLECTIONS_COGNITO_ISSUER": ISSUER,
             "COLLECTIONS_EMBEDDING_DIMENSION": str(DIMENSION),
+            # One user sends thousands of requests here: the per-user limits would answer 429.
+            "COLLECTIONS_LIMIT_SEARCHES_PER_MINUTE": "0",
+            "COLLECTIONS_LIMIT_UPLOADS_PER_DAY": "0",
+            "COLLECTIONS_LIMIT_PENDING_UPLOADS": "0",
         }
         for key in ("VOYAGE_API_KEY", "ANTHROPIC_API_KEY", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
             os.environ.pop(key, None)
@@ -460,7 +471,10 @@ def run() -> dict:
         # Ids and cursors to request, taken through the API itself.
         claims = access_claims(USER, CLIENT_ID)
         first = json.loads(
-            handler(http_api_event("GET", "/items", query={"limit": 100}, claims=claims), LambdaContext())["body"]
+            handler(
+                http_api_event("GET", "/items", query={"limit": 100}, claims=claims, headers=AUTH_HEADERS),
+                LambdaContext(),
+            )["body"]
         )
         user_item_ids = [i["id"] for i in first["items"]]
         cursors, cursor = [], None
@@ -468,7 +482,11 @@ def run() -> dict:
             page = json.loads(
                 handler(
                     http_api_event(
-                        "GET", "/items", query={"limit": 20, **({"cursor": cursor} if cursor else {})}, claims=claims
+                        "GET",
+                        "/items",
+                        query={"limit": 20, **({"cursor": cursor} if cursor else {})},
+                        claims=claims,
+                        headers=AUTH_HEADERS,
                     ),
                     LambdaContext(),
                 )["body"]
@@ -525,16 +543,9 @@ def run() -> dict:
         )
 
         # The same item reads with full RS256 verification (JWKS cached after the first request).
-        jwks = _JwksServer()
-        os.environ.update(
-            {
-                "COLLECTIONS_AUTH_MODE": "jwks",
-                "COLLECTIONS_COGNITO_JWKS_URL": jwks.url,
-                "COLLECTIONS_COGNITO_ISSUER": "https://issuer.bench",
-            }
-        )
+        os.environ["COLLECTIONS_AUTH_MODE"] = "jwks"
         get_settings.cache_clear()
-        token = jwks.token("https://issuer.bench")
+        token = jwks.token(ISSUER)
         samples, _ = _timed(
             handler,
             lambda n: http_api_event(

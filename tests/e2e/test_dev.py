@@ -59,7 +59,7 @@ def test_dev_serves_and_its_printed_commands_work(dev_factory):
     commands = _curl_commands(banner)
     assert len(commands) == 2
     health = _run_curl(commands[0])
-    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    assert health.status_code == 200 and health.json() == {"status": "ok", "database": "ok"}
     items = _run_curl(commands[1])
     assert items.status_code == 200, items.text
     assert items.json()["items"] == []  # a fresh data folder: the demo user has nothing yet
@@ -134,3 +134,18 @@ def test_ctrl_c_stops_everything_and_a_second_run_works(dev_factory, scratch):
     assert thumbnail.status_code == 200 and thumbnail.content[8:12] == b"WEBP"
     assert second.interrupt() == 0
     assert not _postgres_running(data_dir / "pgdata")
+
+
+def test_dev_exits_clearly_when_its_postgresql_dies(dev_factory):
+    import os
+    import signal
+
+    dev = dev_factory()
+    dev.start()
+    postmaster = int((dev.data_dir / "pgdata" / "postmaster.pid").read_text().split("\n", 1)[0])
+    os.kill(postmaster, signal.SIGKILL)
+
+    output = dev.wait_for("stopped unexpectedly", timeout=60)
+    assert "PostgreSQL (data in" in output and "start `make dev` again" in output
+    assert dev.process.wait(60) == 1
+    assert not (dev.data_dir / "runtime.json").exists()

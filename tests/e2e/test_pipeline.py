@@ -83,3 +83,41 @@ def test_retry_of_a_failed_item_runs_the_pipeline_again(api, worker):
     assert item["status"] == "ready" and item["failure_reason"] is None
     # Retrying what is not failed is a conflict.
     assert api.http.post(f"/items/{item_id}/retry", headers=api.headers).status_code == 409
+
+
+def test_an_edit_reaches_search_and_the_item_stays_searchable_meanwhile(api, worker):
+    """PATCH tags to add "holiday": /items?tag=holiday finds it at once; /search?q=holiday once the
+    pipeline has embedded the edited text (ItemEdited → the embedder), and the item is ready and
+    searchable with its old vector in between."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (640, 480), (20, 120, 200))
+    ImageDraw.Draw(image).ellipse((200, 100, 440, 340), fill=(250, 220, 40))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    item_id = api.upload(Sample("sun", "edited-sun.png", out.getvalue(), "image/png", ""))
+    [item] = api.wait([item_id], timeout=120, step=lambda: worker.drain(timeout=120)).values()
+    assert item["status"] == "ready" and "holiday" not in item["tags"]
+
+    def distance(query: str) -> float:
+        hits = {hit["id"]: hit["distance"] for hit in api.search(query, k=20)}
+        return hits[str(item_id)]
+
+    before = distance("holiday")
+    patched = api.http.patch(f"/items/{item_id}", headers=api.headers, json={"tags": [*item["tags"], "holiday"]})
+    assert patched.status_code == 200, patched.text
+    tagged = api.http.get("/items", headers=api.headers, params={"tag": "holiday"}).json()["items"]
+    assert [i["id"] for i in tagged] == [str(item_id)]
+
+    # Before the pipeline runs: still ready and searchable, with the vector it had.
+    assert worker.pending()["embedder"] == 1
+    assert api.item(item_id)["status"] == "ready"
+    assert distance("holiday") == before
+
+    worker.drain(timeout=60)
+    assert api.search("holiday", k=1)[0]["id"] == str(item_id)
+    assert distance("holiday") < before
+    assert api.item(item_id)["status"] == "ready"
+    assert worker.stats["embedder"].failed == 0

@@ -202,11 +202,20 @@ def test_iam_is_least_privilege_per_function(program):
     processor = _policy(run, "dev", "image-processor")
     s3 = [s for s in processor["Statement"] if any(a.startswith("s3:") for a in s["Action"])]
     objects = [s for s in s3 if s["Action"] != ["s3:ListBucket"]]
-    assert {r for s in objects for r in s["Resource"]} == {f"{bucket}/uploads/*", f"{bucket}/thumbnails/*"}
+    assert {r for s in objects for r in s["Resource"]} == {
+        f"{bucket}/uploads/*",
+        f"{bucket}/originals/*",
+        f"{bucket}/thumbnails/*",
+    }
     # ListBucket with no prefix condition: a missing key then answers 404, not 403 (services/catalog.py).
     (listing,) = [s for s in s3 if s["Action"] == ["s3:ListBucket"]]
     assert listing["Resource"] == [bucket] and "Condition" not in listing
     assert not any(a == "*" or a.endswith(":*") for s in processor["Statement"] for a in s["Action"])
+
+    # The api signs the presigned POSTs: it (hence an uploader) can never write a verified original.
+    api = _policy(run, "dev", "api")
+    api_writes = {r for s in api["Statement"] if "s3:PutObject" in s["Action"] for r in s["Resource"]}
+    assert api_writes == {f"{bucket}/uploads/*"}
 
     embedder = _policy(run, "dev", "embedder")
     assert not [s for s in embedder["Statement"] if any(a.startswith("s3:") for a in s["Action"])]

@@ -8,21 +8,23 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import func
 
-from services.api.deps import CurrentUser, PublisherDep, SessionDep, SignerDep
-from services.api.errors import ApiError, invalid, not_found
+from services.api.deps import CurrentUser, PublisherDep, SessionDep, SignerDep, threaded
+from services.api.errors import AUTHENTICATED, ApiError, error_responses, invalid, not_found
 from services.api.params import ListFilters, PageSize
 from services.api.presenters import item_detail, item_out
 from services.api.queries import InvalidCursor, get_visible, list_page
-from services.api.schemas import ErrorResponse, ItemDetail, ItemOut, ItemPage, ItemPatch
+from services.api.schemas import ItemDetail, ItemOut, ItemPage, ItemPatch
 from services.core import retry
+from services.core.contracts import ItemEdited
 from services.core.events import PublishError
 from services.core.models import ItemStatus
 
 router = APIRouter(prefix="/items", tags=["items"])
-NOT_FOUND = {404: {"model": ErrorResponse, "description": "No such item of the caller's"}}
+ITEM = (*AUTHENTICATED, 404)
 
 
-@router.get("", response_model=ItemPage)
+@router.get("", response_model=ItemPage, responses=error_responses(*AUTHENTICATED, 400))
+@threaded
 def list_items(
     user: CurrentUser,
     session: SessionDep,
@@ -38,7 +40,8 @@ def list_items(
     return ItemPage(items=[item_out(item, signer) for item in items], next_cursor=next_cursor)
 
 
-@router.get("/{item_id}", response_model=ItemDetail, responses=NOT_FOUND)
+@router.get("/{item_id}", response_model=ItemDetail, responses=error_responses(*ITEM))
+@threaded
 def get_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep, signer: SignerDep) -> ItemDetail:
     item = get_visible(session, user.sub, item_id)
     if item is None:
@@ -46,10 +49,17 @@ def get_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep, signer:
     return item_detail(item, signer)
 
 
-@router.patch("/{item_id}", response_model=ItemOut, responses=NOT_FOUND)
+@router.patch("/{item_id}", response_model=ItemOut, responses=error_responses(*ITEM, 400, 415))
+@threaded
 def update_item(
-    item_id: uuid.UUID, patch: ItemPatch, user: CurrentUser, session: SessionDep, signer: SignerDep
+    item_id: uuid.UUID,
+    patch: ItemPatch,
+    user: CurrentUser,
+    session: SessionDep,
+    signer: SignerDep,
+    publisher: PublisherDep,
 ) -> ItemOut:
+    """Edit title, description or tags. A searchable item is embedded again with the new text."""
     changes = patch.model_dump(exclude_unset=True)
     if not changes:
         raise invalid("nothing to change: send at least one of title, description, tags")
@@ -58,15 +68,29 @@ def update_item(
     item = get_visible(session, user.sub, item_id, for_update=True)
     if item is None:
         raise not_found()
+    from services.embedder.logic import text_sha256
+
+    before = text_sha256(item)
     for name, value in changes.items():
         setattr(item, name, list(dict.fromkeys(value)) if name == "tags" else value)
     # The analyzer keeps user edits when an item is analysed again.
     item.user_edited = True
+    after = text_sha256(item)
+    if after != before and item.status in (ItemStatus.analyzed, ItemStatus.ready):
+        # Search must find the edit: the embedder embeds the item again (it stays ready, with its
+        # old vector, meanwhile). Published before the commit, like the pipeline's own events: if
+        # publishing fails nothing is saved; the embedder waits briefly for this commit to show.
+        try:
+            publisher.publish([ItemEdited(item_id=item.id, owner_id=item.owner_id, text_sha256=after)])
+        except PublishError:
+            session.rollback()
+            raise ApiError(503, "unavailable", "the edit could not be saved; try again shortly") from None
     session.commit()
     return item_out(item, signer)
 
 
-@router.delete("/{item_id}", status_code=204, responses=NOT_FOUND)
+@router.delete("/{item_id}", status_code=204, responses=error_responses(*ITEM))
+@threaded
 def delete_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Response:
     """Soft delete: the item disappears from every read at once; the cleanup function removes its
     objects and then the row on its next run."""
@@ -82,8 +106,9 @@ def delete_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> R
 @router.post(
     "/{item_id}/retry",
     response_model=ItemOut,
-    responses={**NOT_FOUND, 409: {"model": ErrorResponse, "description": "The item is not failed"}},
+    responses=error_responses(*ITEM, 409, s409="The item is not failed"),
 )
+@threaded
 def retry_item(
     item_id: uuid.UUID, user: CurrentUser, session: SessionDep, signer: SignerDep, publisher: PublisherDep
 ) -> ItemOut:

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from services.api.deps import CurrentUser, EmbedderDep, SessionDep, SignerDep
-from services.api.errors import ApiError, not_found
+from services.api import limits
+from services.api.deps import CurrentUser, EmbedderDep, SessionDep, SettingsDep, SignerDep, threaded
+from services.api.errors import AUTHENTICATED, ApiError, error_responses, not_found, retry_later
 from services.api.params import CommonFilters, K, search_query
 from services.api.presenters import search_hit
 from services.api.queries import embedding_of, nearest
-from services.api.schemas import ErrorResponse, SearchResults
+from services.api.schemas import SearchResults
+from services.core.ai import EmbedderUnavailable
 from services.core.models import ItemStatus
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["search"])
 
 
-@router.get("/search", response_model=SearchResults)
+@router.get("/search", response_model=SearchResults, responses=error_responses(*AUTHENTICATED, 400, 429))
+@threaded
 def search(
     q: Annotated[str, Depends(search_query)],
     k: K,
@@ -27,8 +32,16 @@ def search(
     session: SessionDep,
     signer: SignerDep,
     embedder: EmbedderDep,
+    settings: SettingsDep,
 ) -> SearchResults:
-    vector = embedder.embed_query(q)
+    limits.check_search(session, user.sub, settings)
+    # Counted now, and the connection handed back while the query is embedded.
+    session.commit()
+    try:
+        vector = embedder.embed_query(q)
+    except EmbedderUnavailable as error:
+        log.warning("search unavailable: the query could not be embedded: %s", error)
+        raise retry_later(503, "search is unavailable right now; try again shortly", error.retry_after_s or 5) from None
     hits = nearest(session, user.sub, vector, k, filters)
     return SearchResults(items=[search_hit(item, d, signer) for item, d in hits], model=embedder.model)
 
@@ -36,11 +49,9 @@ def search(
 @router.get(
     "/items/{item_id}/similar",
     response_model=SearchResults,
-    responses={
-        404: {"model": ErrorResponse, "description": "No such item of the caller's"},
-        409: {"model": ErrorResponse, "description": "The item has no embedding yet"},
-    },
+    responses=error_responses(*AUTHENTICATED, 400, 404, 409, s409="The item has no embedding yet"),
 )
+@threaded
 def similar(
     item_id: uuid.UUID,
     k: K,

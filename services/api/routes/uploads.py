@@ -6,10 +6,11 @@ import uuid
 
 from fastapi import APIRouter
 
-from services.api.deps import CurrentUser, SessionDep, SettingsDep, SignerDep, StorageDep
-from services.api.errors import ApiError
+from services.api import limits
+from services.api.deps import CurrentUser, SessionDep, SettingsDep, SignerDep, StorageDep, threaded
+from services.api.errors import AUTHENTICATED, ApiError, error_responses
 from services.api.presenters import item_out
-from services.api.schemas import ErrorResponse, PresignedPost, UploadRequest, UploadResponse
+from services.api.schemas import PresignedPost, UploadRequest, UploadResponse
 from services.core.models import Item, ItemStatus
 from services.core.storage import upload_key
 
@@ -20,8 +21,9 @@ router = APIRouter(tags=["uploads"])
     "/uploads",
     status_code=201,
     response_model=UploadResponse,
-    responses={413: {"model": ErrorResponse, "description": "Declared size over the upload limit"}},
+    responses=error_responses(*AUTHENTICATED, 400, 413, 415, 429),
 )
+@threaded
 def create_upload(
     body: UploadRequest,
     user: CurrentUser,
@@ -34,6 +36,7 @@ def create_upload(
         raise ApiError(413, "too_large", f"size {body.size} is over the limit of {settings.max_upload_bytes} bytes")
     if body.size is not None and body.size < settings.min_upload_bytes:
         raise ApiError(422, "invalid_request", f"size must be at least {settings.min_upload_bytes} bytes")
+    limits.check_uploads(session, user.sub, settings)  # counted in this transaction, with the item
     item_id = uuid.uuid4()
     post = storage.presigned_post(user.sub, item_id, body.filename, body.content_type)
     item = Item(

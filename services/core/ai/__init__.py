@@ -33,6 +33,15 @@ class ModelOutputRejected(ValueError):
     rejected as bad): a permanent failure of this item, never retried."""
 
 
+class EmbedderUnavailable(RuntimeError):
+    """Transient: the embedding provider is down, rate limiting or too slow. `retry_after_s` says when
+    asking again makes sense (the provider's Retry-After when it gave one)."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class ImageAnalysis(BaseModel):
     """What the analyzer stores about an image; also the JSON schema the model must fill."""
 

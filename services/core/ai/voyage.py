@@ -15,10 +15,15 @@ the others the configured dimension must be the model's native one, and a mismat
 Requests stay inside Voyage's limits: at most 1000 texts and a conservative token budget per
 call (tokens are estimated from characters: the exact tokenizer would need a download).
 
-Failures: 429, 5xx and timeouts are retried with exponential backoff (honouring Retry-After) up to
-`embedding_max_retries` times; what still fails raises VoyageUnavailable, so the caller raises and
-the event is retried. A request Voyage rejects as invalid (400/422) is ModelOutputRejected:
-permanent for that input.
+Failures: documents (the embedder function, 60 s) retry 429, 5xx and timeouts with exponential
+backoff (honouring Retry-After) up to `embedding_max_retries` times; what still fails raises
+VoyageUnavailable, so the caller raises and the event is retried. Queries (inside a user's search
+request, in a 15 s function) fail fast instead: `query_embedding_timeout_s` per attempt, at most
+`query_embedding_max_retries` retry after a short fixed pause, Retry-After not waited for but
+handed to the API, which answers 503 with it. A request Voyage rejects as invalid (400/422) is
+ModelOutputRejected: permanent for that input.
+
+urllib3 >= 2 (declared in pyproject and the Lambda groups): Retry(backoff_max=...) is 2.0 API.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import sys
 from array import array
 from collections.abc import Iterator
 
-from services.core.ai import ModelOutputRejected
+from services.core.ai import EmbedderUnavailable, ModelOutputRejected
 from services.core.settings import Settings
 
 MAX_TEXTS_PER_REQUEST = 1000
@@ -53,9 +58,12 @@ FLEXIBLE_DIMENSIONS = (256, 512, 1024, 2048)
 DEFAULT_BASE_URL = "https://api.voyageai.com/v1"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 PERMANENT_STATUSES = (400, 422)
+QUERY_RETRY_PAUSE_S = 0.2  # the one retry of a query waits this long, whatever Retry-After says
+RETRY_AFTER_DEFAULT_S = 5.0  # what the API suggests when Voyage gave no Retry-After
+RETRY_AFTER_MAX_S = 3600.0
 
 
-class VoyageUnavailable(RuntimeError):
+class VoyageUnavailable(EmbedderUnavailable):
     """Transient: rate limited, server errors or timeouts after the bounded retries."""
 
 
@@ -110,6 +118,18 @@ class VoyageEmbedder:
         self._http = urllib3.PoolManager(
             retries=retries, timeout=urllib3.Timeout(total=settings.embedding_timeout_s), maxsize=2
         )
+        # A search waits for this: one short attempt, one retry after a fixed short pause (a
+        # Retry-After of minutes is passed on to the caller, never slept through).
+        self._query_retries = urllib3.Retry(
+            total=settings.query_embedding_max_retries,
+            status_forcelist=RETRY_STATUSES,
+            allowed_methods=None,
+            backoff_factor=QUERY_RETRY_PAUSE_S,
+            backoff_max=QUERY_RETRY_PAUSE_S,
+            respect_retry_after_header=False,
+            raise_on_status=False,
+        )
+        self._query_timeout = urllib3.Timeout(total=settings.query_embedding_timeout_s)
 
     def request_body(self, texts: list[str], input_type: str) -> dict:
         body = {
@@ -123,18 +143,24 @@ class VoyageEmbedder:
             body["output_dimension"] = self.dimension
         return body
 
-    def _post(self, body: dict) -> dict:
+    def _post(self, body: dict, *, query: bool = False) -> dict:
         import urllib3
 
+        options = {"retries": self._query_retries, "timeout": self._query_timeout} if query else {}
         try:
-            response = self._http.request("POST", self._url, body=json.dumps(body).encode(), headers=self._headers)
+            response = self._http.request(
+                "POST", self._url, body=json.dumps(body).encode(), headers=self._headers, **options
+            )
         except urllib3.exceptions.HTTPError as error:  # timeouts and connection errors after retries
-            raise VoyageUnavailable(f"Voyage did not answer: {error}") from error
+            raise VoyageUnavailable(f"Voyage did not answer: {error}", RETRY_AFTER_DEFAULT_S) from error
         text = response.data.decode("utf-8", "replace")
         if response.status in PERMANENT_STATUSES:
             raise ModelOutputRejected(f"Voyage rejected the request: {_detail(text)[:300]}")
         if response.status in RETRY_STATUSES:
-            raise VoyageUnavailable(f"Voyage answered {response.status} after retries: {_detail(text)[:300]}")
+            raise VoyageUnavailable(
+                f"Voyage answered {response.status} after retries: {_detail(text)[:300]}",
+                _retry_after(response.headers.get("retry-after")),
+            )
         if response.status != 200:  # 401/403: a configuration problem; raise so nothing is marked failed
             raise RuntimeError(f"Voyage answered {response.status}: {_detail(text)[:300]}")
         try:
@@ -145,7 +171,8 @@ class VoyageEmbedder:
     def _embed(self, texts: list[str], input_type: str) -> list[list[float]]:
         vectors: list[list[float]] = []
         for batch in request_batches(texts):
-            data = sorted(self._post(self.request_body(batch, input_type)).get("data", []), key=lambda d: d["index"])
+            answer = self._post(self.request_body(batch, input_type), query=input_type == "query")
+            data = sorted(answer.get("data", []), key=lambda d: d["index"])
             if len(data) != len(batch):
                 raise ModelOutputRejected(f"Voyage returned {len(data)} embeddings for {len(batch)} texts")
             for entry in data:
@@ -173,6 +200,23 @@ def decode_embedding(value: str | list[float]) -> list[float]:
     if sys.byteorder != "little":
         floats.byteswap()
     return floats.tolist()
+
+
+def _retry_after(value: str | None) -> float:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), bounded; a default if absent."""
+    if not value:
+        return RETRY_AFTER_DEFAULT_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        from datetime import UTC, datetime
+        from email.utils import parsedate_to_datetime
+
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            return RETRY_AFTER_DEFAULT_S
+    return min(max(seconds, 1.0), RETRY_AFTER_MAX_S)
 
 
 def _detail(text: str) -> str:

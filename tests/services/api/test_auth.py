@@ -146,7 +146,7 @@ def test_tampered_payload_is_refused(client, alice, bob):
 
 def test_health_needs_no_token(client):
     response = client.get("/health")
-    assert response.status_code == 200 and response.json() == {"status": "ok"}
+    assert response.status_code == 200 and response.json() == {"status": "ok", "database": "ok"}
 
 
 # --- the JWKS cache ---------------------------------------------------------------------------

@@ -67,7 +67,14 @@ def test_handler_answers_like_the_asgi_app(
     monkeypatch.setenv("COLLECTIONS_AUTH_MODE", "apigateway")
     get_settings.cache_clear()
     try:
-        event = http_api_event(method, path, query=query, body=body, claims=access_claims(alice.sub, cognito.client_id))
+        event = http_api_event(
+            method,
+            path,
+            query=query,
+            body=body,
+            claims=access_claims(alice.sub, cognito.client_id),
+            headers=alice.headers,
+        )
         status, lambda_body, headers = _invoke(lambda_handler, event)
     finally:
         monkeypatch.setenv("COLLECTIONS_AUTH_MODE", "jwks")
@@ -94,11 +101,19 @@ def test_handler_lists_only_the_claimed_users_items(
 ):
     as_alice = _invoke(
         lambda_handler,
-        http_api_event("GET", "/items", query={"limit": 100}, claims=access_claims(alice.sub, cognito.client_id)),
+        http_api_event(
+            "GET",
+            "/items",
+            query={"limit": 100},
+            claims=access_claims(alice.sub, cognito.client_id),
+            headers=alice.headers,
+        ),
     )
     as_bob = _invoke(
         lambda_handler,
-        http_api_event("GET", "/items", query={"limit": 100}, claims=access_claims(bob.sub, cognito.client_id)),
+        http_api_event(
+            "GET", "/items", query={"limit": 100}, claims=access_claims(bob.sub, cognito.client_id), headers=bob.headers
+        ),
     )
     ids = {str(i) for i in items_of_alice}
     assert ids <= {i["id"] for i in as_alice[1]["items"]}
@@ -111,6 +126,7 @@ def test_handler_posts_json_bodies(alice, cognito, lambda_handler, apigateway_mo
         "/uploads",
         body={"filename": "a.png", "content_type": "image/png"},
         claims=access_claims(alice.sub, cognito.client_id),
+        headers=alice.headers,
     )
     status, body, _ = _invoke(lambda_handler, event)
     assert status == 201 and body["upload"]["key"].startswith(f"uploads/{alice.sub}/")
@@ -126,12 +142,38 @@ def test_handler_posts_json_bodies(alice, cognito, lambda_handler, apigateway_mo
 )
 def test_handler_checks_authorizer_claims(alice, cognito, lambda_handler, apigateway_mode, claims, message):
     full = None if claims is None else {**access_claims(alice.sub, cognito.client_id), **claims}
-    status, body, headers = _invoke(lambda_handler, http_api_event("GET", "/items", claims=full))
+    status, body, headers = _invoke(lambda_handler, http_api_event("GET", "/items", claims=full, headers=alice.headers))
     assert status == 401 and message in body["error"]["message"]
 
 
+# --- an invoker writing claims into the event cannot become another user --------------------------
+def test_claims_for_another_user_with_ones_own_token_are_refused(alice, bob, cognito, lambda_handler, apigateway_mode):
+    event = http_api_event("GET", "/items", claims=access_claims(bob.sub, cognito.client_id), headers=alice.headers)
+    status, body, _ = _invoke(lambda_handler, event)
+    assert status == 401 and "name different users" in body["error"]["message"]
+
+
+def test_claims_without_the_forwarded_token_are_refused(bob, cognito, lambda_handler, apigateway_mode):
+    status, body, _ = _invoke(
+        lambda_handler, http_api_event("GET", "/items", claims=access_claims(bob.sub, cognito.client_id))
+    )
+    assert status == 401 and "missing bearer token" in body["error"]["message"]
+
+
+def test_claims_with_a_self_signed_token_are_refused(bob, cognito, sign, lambda_handler, apigateway_mode):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    own_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = sign(signing_key=own_key, sub=bob.sub, username=bob.sub)  # right claims, wrong signer
+    event = http_api_event(
+        "GET", "/items", claims=access_claims(bob.sub, cognito.client_id), headers={"Authorization": f"Bearer {forged}"}
+    )
+    status, body, _ = _invoke(lambda_handler, event)
+    assert status == 401 and "signature is invalid" in body["error"]["message"]
+
+
 def test_health_and_docs_through_the_handler(lambda_handler, apigateway_mode):
-    assert _invoke(lambda_handler, http_api_event("GET", "/health"))[:2] == (200, {"status": "ok"})
+    assert _invoke(lambda_handler, http_api_event("GET", "/health"))[:2] == (200, {"status": "ok", "database": "ok"})
     status, document, _ = _invoke(lambda_handler, http_api_event("GET", "/openapi.json"))
     assert status == 200 and "/search" in document["paths"]
     docs = lambda_handler(http_api_event("GET", "/docs"), LambdaContext())
@@ -141,7 +183,9 @@ def test_health_and_docs_through_the_handler(lambda_handler, apigateway_mode):
 def test_delete_through_the_handler_is_204_without_body(alice, cognito, make_item, lambda_handler, apigateway_mode):
     item_id = make_item(alice.sub)
     response = lambda_handler(
-        http_api_event("DELETE", f"/items/{item_id}", claims=access_claims(alice.sub, cognito.client_id)),
+        http_api_event(
+            "DELETE", f"/items/{item_id}", claims=access_claims(alice.sub, cognito.client_id), headers=alice.headers
+        ),
         LambdaContext(),
     )
     assert response["statusCode"] == 204 and not response.get("body")
@@ -157,5 +201,7 @@ def test_cold_import_stays_light():
 
 
 def test_unknown_item_through_handler_is_404(alice, cognito, lambda_handler, apigateway_mode):
-    event = http_api_event("GET", f"/items/{uuid.uuid4()}", claims=access_claims(alice.sub, cognito.client_id))
+    event = http_api_event(
+        "GET", f"/items/{uuid.uuid4()}", claims=access_claims(alice.sub, cognito.client_id), headers=alice.headers
+    )
     assert _invoke(lambda_handler, event)[0] == 404

@@ -248,3 +248,90 @@ def test_delete_is_soft_and_hides_the_item(client, owner, owner_headers, make_it
     assert client.get(f"/items/{item_id}", headers=owner_headers).status_code == 404
     assert client.delete(f"/items/{item_id}", headers=owner_headers).status_code == 404
     assert client.patch(f"/items/{item_id}", headers=owner_headers, json={"title": "x"}).status_code == 404
+
+
+# --- edits reach search -------------------------------------------------------------------------
+class _Publisher:
+    def __init__(self, fail: bool = False):
+        self.details, self.fail = [], fail
+
+    def publish(self, details):
+        from services.core.events import PublishError
+
+        if self.fail:
+            raise PublishError([{"ErrorCode": "InternalFailure", "ErrorMessage": "bus down"}])
+        self.details.extend(details)
+
+
+@pytest.fixture
+def recorded(app):
+    from services.api.deps import get_publisher
+
+    publisher = _Publisher()
+    app.dependency_overrides[get_publisher] = lambda: publisher
+    yield publisher
+    app.dependency_overrides.pop(get_publisher)
+
+
+@pytest.mark.parametrize(
+    "status, change, published",
+    [
+        ("ready", {"tags": ["a", "holiday"]}, True),
+        ("analyzed", {"title": "new title"}, True),
+        ("ready", {"tags": ["a"]}, False),  # nothing the embedding stands for changed
+        ("pending", {"tags": ["holiday"]}, False),  # embedded later anyway, with the edit
+        ("failed", {"description": "x"}, False),
+    ],
+)
+def test_an_edit_of_a_searchable_item_asks_for_a_new_embedding(
+    client, owner, owner_headers, make_item, recorded, status, change, published
+):
+    from services.embedder.logic import text_sha256
+
+    item_id = make_item(owner, status=status, tags=["a"])
+    assert client.patch(f"/items/{item_id}", headers=owner_headers, json=change).status_code == 200
+    with session_scope() as session:
+        item = session.get(Item, item_id)
+        expected = [("ItemEdited", item_id, text_sha256(item))] if published else []
+    assert [(d.DETAIL_TYPE, d.item_id, d.text_sha256) for d in recorded.details] == expected
+
+
+def test_an_edit_that_cannot_reach_search_is_not_saved(app, client, owner, owner_headers, make_item):
+    from services.api.deps import get_publisher
+
+    item_id = make_item(owner, status="ready", title="before")
+    app.dependency_overrides[get_publisher] = lambda: _Publisher(fail=True)
+    try:
+        response = client.patch(f"/items/{item_id}", headers=owner_headers, json={"title": "after"})
+    finally:
+        app.dependency_overrides.pop(get_publisher)
+    assert response.status_code == 503 and response.json()["error"]["code"] == "unavailable"
+    assert client.get(f"/items/{item_id}", headers=owner_headers).json()["title"] == "before"
+
+
+@pytest.mark.parametrize(
+    "stage, stored, shown",
+    [
+        (
+            "analyze",
+            "Claude answered 400: invalid_request_error: messages.0.content.1 ...",
+            "the image could not be described; retry later",
+        ),
+        (
+            "embed",
+            "Voyage rejected the request: {'detail': 'input too long'}",
+            "the image could not be indexed for search; retry later",
+        ),
+        ("process", "unsupported format: BMP; accepted formats are JPEG, PNG, WebP and GIF", None),
+    ],
+)
+def test_failure_reasons_shown_to_users_are_short_and_ours(
+    client, owner, owner_headers, make_item, stage, stored, shown
+):
+    item_id = make_item(owner, status="failed", failed_stage=stage, failure_reason=stored)
+    detail = client.get(f"/items/{item_id}", headers=owner_headers).json()
+    listed = client.get("/items", headers=owner_headers, params={"status": "failed"}).json()["items"]
+    assert detail["failure_reason"] == (shown or stored)
+    assert {i["failure_reason"] for i in listed if i["id"] == str(item_id)} == {shown or stored}
+    with session_scope() as session:
+        assert session.get(Item, item_id).failure_reason == stored  # the full text stays for operators

@@ -55,7 +55,10 @@ def test_policy_pins_prefix_type_size_and_a_short_expiry(client, alice):
     policy = json.loads(base64.b64decode(post["fields"]["policy"]))
     conditions = policy["conditions"]
     assert ["starts-with", "$key", f"uploads/{alice.sub}/{item_id}/"] in conditions
-    assert ["starts-with", "$Content-Type", "image/"] in conditions
+    assert {"key": post["key"]} in conditions  # botocore pins the exact key
+    # The exact declared type: the uploader cannot switch to another type at POST time.
+    assert ["eq", "$Content-Type", "image/png"] in conditions
+    assert not [c for c in conditions if isinstance(c, list) and c[0] == "starts-with" and c[1] == "$Content-Type"]
     assert ["content-length-range", settings.min_upload_bytes, settings.max_upload_bytes] in conditions
     assert {"bucket": settings.bucket} in conditions
     expires = datetime.strptime(policy["expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
@@ -79,16 +82,32 @@ def test_declared_size_over_the_limit_is_413(client, alice):
     }
 
 
+@pytest.mark.parametrize("declared", ["image/jpeg", "IMAGE/JPEG", " Image/Png ", "image/WEBP", "image/gif"])
+def test_the_four_types_are_accepted_in_any_case_and_stored_lowercase(client, alice, declared):
+    response = _upload(client, alice, content_type=declared)
+    assert response.status_code == 201, response.text
+    expected = declared.strip().lower()
+    assert response.json()["item"]["content_type"] == expected
+    assert response.json()["upload"]["fields"]["Content-Type"] == expected
+
+
 @pytest.mark.parametrize(
     "body, fragment",
     [
-        ({"content_type": "text/html"}, "image/*"),
-        ({"content_type": "image/"}, "image/*"),
-        ({"content_type": "application/octet-stream"}, "image/*"),
+        ({"content_type": "text/html"}, "image/jpeg, image/png, image/webp, image/gif"),
+        ({"content_type": "image/"}, "must be one of"),
+        ({"content_type": "image/svg+xml"}, "must be one of"),
+        ({"content_type": "image/x-whatever"}, "must be one of"),
+        ({"content_type": "image/jpeg; charset=x"}, "must be one of"),
+        ({"content_type": "application/octet-stream"}, "must be one of"),
+        ({"size": "100"}, "valid integer"),
+        ({"size": 100.0}, "valid integer"),
+        ({"size": True}, "valid integer"),
         ({"size": 0}, "size"),
         ({"size": -5}, "size"),
         ({"filename": ""}, "filename"),
-        ({"filename": "f" * 256}, "filename"),
+        ({"filename": "f" * 256}, "at most 255 characters"),
+        ({"filename": ["a.png"]}, "valid string"),
         ({"filename": "a\x00.png"}, "NUL"),
         ({"bucket": "someone-elses"}, "bucket"),  # unknown field
     ],
@@ -111,3 +130,72 @@ def test_form_body_is_415(client, alice):
 
 def test_upload_needs_a_token(client):
     assert client.post("/uploads", json={"filename": "x.png", "content_type": "image/png"}).status_code == 401
+
+
+def _png(color: tuple[int, int, int], size=(96, 64)) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, "PNG")
+    return out.getvalue()
+
+
+class _Recorder:
+    def __init__(self):
+        self.details = []
+
+    def publish(self, details):
+        self.details.extend(details)
+
+
+def test_replaying_the_form_after_processing_changes_nothing_that_is_served(client, alice):
+    """moto accepts the replayed POST (it does not check policies, nor would AWS stop a second use of
+    a form within its lifetime): the image processor's refusal is what keeps the item consistent."""
+    import hashlib
+
+    from services.core.contracts import S3ObjectCreated
+    from services.image_processor.logic import ImageProcessor
+
+    first, second = _png((200, 30, 30)), _png((30, 30, 200))
+    created = _upload(client, alice, filename="cat.png", content_type="IMAGE/PNG", size=len(first)).json()
+    item_id, post = created["item"]["id"], created["upload"]
+    form = {"file": ("cat.png", first, "image/png")}
+    assert httpx.post(post["url"], data=post["fields"], files=form).status_code in (200, 201, 204)
+    processor = ImageProcessor(publisher=_Recorder())
+    event = S3ObjectCreated(bucket=get_settings().bucket, key=post["key"], size=len(first))
+    assert processor.object_created(event).result == "processed"
+
+    def served() -> tuple[str, bytes, dict[str, bytes]]:
+        detail = client.get(f"/items/{item_id}", headers=alice.headers).json()
+        original = httpx.get(detail["original_url"])
+        assert original.headers["content-type"] == "image/png"
+        assert original.headers["content-disposition"] == 'attachment; filename="cat.png"'
+        thumbnails = {}
+        for size, url in detail["thumbnail_urls"].items():
+            response = httpx.get(url)
+            assert response.headers["content-type"] == "image/webp"
+            thumbnails[size] = response.content
+        return detail["sha256"], original.content, thumbnails
+
+    sha256, original, thumbnails = served()
+    assert original == first and sha256 == hashlib.sha256(first).hexdigest()
+
+    replay = {"file": ("cat.png", second, "image/png")}
+    assert httpx.post(post["url"], data=post["fields"], files=replay).status_code in (200, 201, 204)
+    outcome = processor.object_created(S3ObjectCreated(bucket=event.bucket, key=post["key"], size=len(second)))
+    assert outcome.result == "refused"
+    assert Storage().head(post["key"]) is None  # removed
+
+    assert served() == (sha256, first, thumbnails)
+    assert hashlib.sha256(served()[1]).hexdigest() == sha256
+
+
+def test_unprocessed_upload_is_served_only_as_a_download(client, alice):
+    created = _upload(client, alice, filename="page.png").json()
+    Storage().write(created["upload"]["key"], b"<html><script>alert(1)</script>", "text/html")
+    detail = client.get(f"/items/{created['item']['id']}", headers=alice.headers).json()
+    response = httpx.get(detail["original_url"])
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert response.headers["content-disposition"].startswith("attachment")

@@ -189,3 +189,48 @@ class TestWithDatabase:
     def test_reembed_batch_size_over_the_limit_is_refused(self, db_url, data_dir, capsys):
         assert main(["reembed", "--batch-size", "5000"]) == 2
         assert "--batch-size must be at most 1000" in _error(capsys)
+
+
+# --- `collections token --user NAME` against a (fake) running environment on moto ------------------
+@pytest.fixture
+def running(data_dir, moto_server, monkeypatch):
+    """runtime.json naming this process and a Cognito pool on moto, as `make dev` writes it."""
+    from dataclasses import asdict
+
+    from services.local import aws as local_aws
+    from services.local.dev import RuntimeState
+
+    settings = get_settings().model_copy(update={"aws_endpoint_url": moto_server.endpoint_url})
+    app = local_aws.ensure_cognito(settings, pool_name=f"cli-{uuid.uuid4().hex[:8]}")
+    state = RuntimeState(
+        pid=os.getpid(), api_url="http://127.0.0.1:1", aws_endpoint_url=moto_server.endpoint_url,
+        region="us-east-1", bucket="b", event_bus="e", user_pool_id=app.user_pool_id, client_id=app.client_id,
+        jwks_url="http://127.0.0.1:1/jwks", database_url="postgresql+psycopg://nobody@/none", demo_user="d@example.com",
+    )  # fmt: skip
+    for key, value in state.environment().items():  # restored after the test (the command sets them)
+        monkeypatch.setenv(key, os.environ.get(key, value))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "runtime.json").write_text(json.dumps(asdict(state)))
+    yield state
+    from tests.conftest import reset_caches
+
+    monkeypatch.undo()
+    reset_caches()
+
+
+def test_token_for_a_bare_name_uses_its_example_address(running, capsys):
+    import jwt
+
+    assert main(["token", "--user", "bob"]) == 0
+    out, err = capsys.readouterr()
+    assert err.strip() == "(user bob@example.com)"
+    claims = jwt.decode(out.strip(), options={"verify_signature": False})
+    assert claims["token_use"] == "access" and claims["client_id"] == running.client_id
+
+
+def test_token_for_a_name_the_pool_refuses_is_one_clear_line(running, capsys):
+    assert main(["token", "--user", "not an address@"]) == 2
+    err = _error(capsys)
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("collections: error: the user pool refused user 'not an address@'")
+    assert "Traceback" not in err

@@ -67,6 +67,8 @@ def make_item(owner_id: str, filename: str = "photo.jpg", **values: Any):
 
     item_id = values.pop("id", None) or uuid.uuid4()
     values.setdefault("status", ItemStatus.pending)
+    # What the API records (one of the four types): the image processor checks the file against it.
+    values.setdefault("content_type", "image/jpeg")
     item = Item(
         id=item_id, owner_id=owner_id, filename=filename, original_key=upload_key(owner_id, item_id, filename), **values
     )

@@ -14,6 +14,7 @@ from services.core.contracts import (
     ImageAnalyzed,
     ImageProcessed,
     ImageReady,
+    ItemEdited,
     ItemFailed,
     ProcessingRequested,
     S3ObjectCreated,
@@ -27,6 +28,7 @@ DETAILS = [
     ImageAnalyzed(item_id=ITEM, owner_id="sub", analysis_model="claude-haiku-4-5"),
     ImageReady(item_id=ITEM, owner_id="sub", embedding_model="voyage-3.5"),
     ItemFailed(item_id=ITEM, owner_id="sub", stage="analyze", reason="refused"),
+    ItemEdited(item_id=ITEM, owner_id="sub", text_sha256="cd" * 32),
 ]
 
 

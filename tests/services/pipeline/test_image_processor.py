@@ -35,9 +35,14 @@ def processor(env, publisher):
     return ImageProcessor(publisher=publisher)
 
 
+# What the API would have recorded as the declared type (it accepts these four only).
+DECLARED = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp"}
+
+
 def upload(owner: str, data: bytes, filename: str = "photo.jpg", **values):
+    values.setdefault("content_type", DECLARED.get(filename.rsplit(".", 1)[-1].lower(), "image/jpeg"))
     item = make_item(owner, filename, **values)
-    put_object(item.original_key, data)
+    put_object(item.original_key, data, values["content_type"])
     return item
 
 
@@ -302,6 +307,90 @@ def test_second_object_beside_the_original_is_deleted(processor, owner):
     assert not object_exists(stray)
     assert object_exists(item.original_key)
     assert load_item(item.id).status == ItemStatus.pending
+
+
+# --------------------------------------------------------------------------------------------
+# The declared type, the verified original, and replayed forms
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("filename", "declared", "data", "actual"),
+    [
+        ("cat.png", "image/jpeg", image_bytes("PNG", (64, 64)), "PNG"),
+        ("cat.jpg", "image/png", image_bytes("JPEG", (64, 64)), "JPEG"),
+        ("cat.gif", "image/webp", image_bytes("GIF", (64, 64)), "GIF"),
+    ],
+)
+def test_decoded_format_must_match_the_declared_type(processor, publisher, owner, filename, declared, data, actual):
+    item = upload(owner, data, filename, content_type=declared)
+    assert processor.object_created(created(processor, item.original_key)).result == "failed"
+    item = load_item(item.id)
+    assert (item.status, item.failed_stage) == (ItemStatus.failed, Stage.process)
+    assert item.failure_reason == f"the file is a {actual} image, not the declared {declared}"
+    assert not object_exists(f"originals/{owner}/{item.id}/{filename}")  # nothing verified, nothing served
+
+
+def test_a_declared_type_the_pipeline_cannot_process_fails(processor, owner):
+    item = upload(owner, image_bytes("PNG", (32, 32)), "x.png", content_type="image/svg+xml")
+    assert processor.object_created(created(processor, item.original_key)).result == "failed"
+    assert load_item(item.id).failure_reason == "unsupported declared type 'image/svg+xml'"
+
+
+def test_duplicate_declared_as_another_type_fails(processor, owner):
+    data = image_bytes("PNG", (48, 48), color=(1, 2, 3))
+    processor.object_created(created(processor, upload(owner, data, "a.png").original_key))
+    second = upload(owner, data, "b.png", content_type="image/gif")
+    assert processor.object_created(created(processor, second.original_key)).result == "failed"
+    assert "not the declared image/gif" in load_item(second.id).failure_reason
+
+
+def test_verified_original_is_stored_apart_with_its_type_and_the_upload_removed(processor, owner):
+    from services.core.storage import get_storage
+
+    data = textured_jpeg((320, 240), seed=40)
+    item = upload(owner, data, "holiday.jpg")
+    assert processor.object_created(created(processor, item.original_key)).result == "processed"
+    s3, bucket = get_storage().s3, get_storage().bucket
+    stored = s3.get_object(Bucket=bucket, Key=f"originals/{owner}/{item.id}/holiday.jpg")
+    assert stored["Body"].read() == data
+    assert stored["ContentType"] == "image/jpeg"
+    assert stored["ContentDisposition"] == 'attachment; filename="holiday.jpg"'
+    assert not object_exists(item.original_key)  # the upload has no use left
+    for key in load_item(item.id).thumbnail_keys.values():
+        assert s3.head_object(Bucket=bucket, Key=key)["ContentType"] == "image/webp"
+
+
+def test_later_object_under_the_upload_key_is_refused_and_removed(processor, publisher, owner):
+    from services.core.storage import get_storage
+
+    data = textured_jpeg((320, 240), seed=41)
+    item = upload(owner, data, "first.jpg")
+    processor.object_created(created(processor, item.original_key))
+    before = load_item(item.id)
+    publisher.details.clear()
+
+    put_object(item.original_key, textured_jpeg((320, 240), seed=42))  # the same form, used again
+    outcome = processor.object_created(created(processor, item.original_key))
+
+    assert (outcome.result, outcome.extra["deleted"]) == ("refused", True)
+    assert not object_exists(item.original_key)
+    after = load_item(item.id)
+    assert (after.status, after.sha256, after.thumbnail_keys) == (before.status, before.sha256, before.thumbnail_keys)
+    assert get_storage().read(f"originals/{owner}/{item.id}/first.jpg") == data
+    assert publisher.details == []
+
+
+def test_only_the_image_processor_may_write_verified_originals():
+    from services import catalog
+
+    writers = {
+        f.name
+        for f in catalog.FUNCTIONS
+        for access in f.access
+        if "s3:PutObject" in access.actions and catalog.ORIGINALS_PREFIX.startswith(access.prefix)
+    }
+    assert writers == {"image_processor"}
+    api = catalog.function("api")
+    assert catalog.WRITE_UPLOADS in api.access and catalog.READ_ORIGINALS in api.access
 
 
 def test_event_for_an_item_that_is_not_pending_changes_nothing(processor, publisher, owner):

@@ -1,0 +1,125 @@
+"""Per-user limits: 429 with Retry-After for uploads in flight, uploads per day and searches per
+minute; per user, exact under concurrency, and refused requests are not counted."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from services.core.database import session_scope
+from services.core.models import Item, ItemStatus, UsageCounter
+from services.core.settings import get_settings
+
+
+@pytest.fixture
+def limits(monkeypatch):
+    """limits(**values): set COLLECTIONS_LIMIT_* for this test (0 turns one off)."""
+
+    def _set(pending: int = 0, per_day: int = 0, per_minute: int = 0):
+        monkeypatch.setenv("COLLECTIONS_LIMIT_PENDING_UPLOADS", str(pending))
+        monkeypatch.setenv("COLLECTIONS_LIMIT_UPLOADS_PER_DAY", str(per_day))
+        monkeypatch.setenv("COLLECTIONS_LIMIT_SEARCHES_PER_MINUTE", str(per_minute))
+        get_settings.cache_clear()
+
+    yield _set
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def someone(sign):
+    """Headers of a fresh user (a real RS256 token for a new sub), so counters start at zero."""
+
+    def _new() -> tuple[str, dict[str, str]]:
+        sub = str(uuid.uuid4())
+        return sub, {"Authorization": f"Bearer {sign(sub=sub, username=sub)}"}
+
+    return _new
+
+
+def _upload(client, headers):
+    return client.post("/uploads", headers=headers, json={"filename": "a.png", "content_type": "image/png"})
+
+
+def _counter(sub: str, kind: str) -> int | None:
+    with session_scope() as session:
+        row = session.get(UsageCounter, (sub, kind))
+        return None if row is None else row.count
+
+
+def test_uploads_in_flight_are_limited_until_one_is_processed(client, limits, someone):
+    limits(pending=2)
+    sub, headers = someone()
+    first, second = _upload(client, headers), _upload(client, headers)
+    assert first.status_code == second.status_code == 201
+    refused = _upload(client, headers)
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "too_many_requests"
+    assert "2 uploads in progress" in refused.json()["error"]["message"]
+    assert 1 <= int(refused.headers["retry-after"]) <= get_settings().upload_url_ttl_s
+    with session_scope() as session:
+        session.get(Item, first.json()["item"]["id"]).status = ItemStatus.processed
+    assert _upload(client, headers).status_code == 201
+
+
+def test_uploads_per_day_are_limited_and_refusals_are_not_counted(client, limits, someone):
+    limits(per_day=3)
+    sub, headers = someone()
+    assert [_upload(client, headers).status_code for _ in range(3)] == [201, 201, 201]
+    refused = [_upload(client, headers) for _ in range(2)]
+    assert {r.status_code for r in refused} == {429}
+    assert 1 <= int(refused[0].headers["retry-after"]) <= 24 * 3600
+    assert _counter(sub, "upload") == 3
+    other, other_headers = someone()
+    assert _upload(client, other_headers).status_code == 201  # per user
+
+
+def test_searches_per_minute_are_limited(client, limits, someone):
+    limits(per_minute=2)
+    sub, headers = someone()
+    assert [client.get("/search", headers=headers, params={"q": "cat"}).status_code for _ in range(2)] == [200, 200]
+    refused = client.get("/search", headers=headers, params={"q": "cat"})
+    assert refused.status_code == 429 and "2 searches per minute" in refused.json()["error"]["message"]
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert _counter(sub, "search") == 2
+
+
+def test_zero_turns_a_limit_off(client, limits, someone):
+    limits()
+    sub, headers = someone()
+    assert {_upload(client, headers).status_code for _ in range(5)} == {201}
+    assert _counter(sub, "upload") is None
+
+
+def test_concurrent_uploads_of_one_user_cannot_exceed_the_limit(db_url, limits):
+    """Eight requests at once, as eight Lambda instances would send them: exactly the limit wins."""
+    from services.api.errors import ApiError
+    from services.api.limits import check_uploads
+
+    limits(pending=3)
+    settings = get_settings()
+    owner = str(uuid.uuid4())
+    barrier = threading.Barrier(8)
+    results: list[str] = []
+
+    def request():
+        barrier.wait()
+        try:
+            with session_scope() as session:
+                check_uploads(session, owner, settings)
+                item_id = uuid.uuid4()
+                session.add(
+                    Item(id=item_id, owner_id=owner, filename="a.png", original_key=f"uploads/{owner}/{item_id}/a.png")
+                )
+            results.append("created")
+        except ApiError as error:
+            results.append(str(error.status))
+
+    threads = [threading.Thread(target=request) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == ["429"] * 5 + ["created"] * 3

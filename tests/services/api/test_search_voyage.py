@@ -1,0 +1,98 @@
+"""Search against Voyage down, rate limited or slow: the real client (services/core/ai/voyage.py)
+against a fake Voyage on 127.0.0.1. Search answers 503 with Retry-After after at most one retry,
+never 500, and never sleeps through Voyage's Retry-After inside the request."""
+
+from __future__ import annotations
+
+import base64
+import struct
+import time
+
+import pytest
+
+from services.api.deps import get_embedder
+from services.core.ai.voyage import VoyageEmbedder
+from services.core.settings import get_settings
+from tests.services.pipeline.conftest import FakeAPI
+
+
+def _answer(request: dict) -> dict:
+    dimension = get_settings().embedding_dimension
+    vector = struct.pack(f"<{dimension}f", *([1.0] + [0.0] * (dimension - 1)))
+    return {"object": "list", "data": [{"index": 0, "embedding": base64.b64encode(vector).decode()}], "model": "m"}
+
+
+def _slow(request: dict) -> dict:
+    time.sleep(0.6)  # longer than the query timeout set below
+    return _answer(request)
+
+
+@pytest.fixture(scope="module")
+def voyage_api():
+    api = FakeAPI()
+    yield api
+    api.stop()
+
+
+@pytest.fixture
+def voyage_search(app, voyage_api):
+    settings = get_settings().model_copy(
+        update={"voyage_base_url": voyage_api.url + "/v1", "query_embedding_timeout_s": 0.3}
+    )
+    embedder = VoyageEmbedder(settings, "pa-test-key")
+    app.dependency_overrides[get_embedder] = lambda: embedder
+    yield voyage_api
+    app.dependency_overrides.pop(get_embedder)
+
+
+def _search(client, alice):
+    return client.get("/search", headers=alice.headers, params={"q": "a red kite"})
+
+
+def test_voyage_answering_searches_normally(client, alice, voyage_search):
+    voyage_search.script((200, _answer))
+    response = _search(client, alice)
+    assert response.status_code == 200, response.text
+    assert voyage_search.requests[0]["json"]["input_type"] == "query"
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_voyage_down_is_503_after_one_retry(client, alice, voyage_search, status):
+    voyage_search.script((status, {"detail": "internal provider text that users must not see"}))
+    response = _search(client, alice)
+    assert response.status_code == 503
+    assert response.json()["error"] == {
+        "code": "unavailable",
+        "message": "search is unavailable right now; try again shortly",
+    }
+    assert int(response.headers["retry-after"]) >= 1
+    assert len(voyage_search.requests) == 2  # one attempt, one retry
+
+
+def test_voyage_rate_limit_is_passed_on_not_slept_through(client, alice, voyage_search):
+    voyage_search.script((429, {"detail": "rate limited"}, {"Retry-After": "1800"}))
+    response = _search(client, alice)
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1800"
+    assert len(voyage_search.requests) == 2
+
+
+def test_voyage_recovering_on_the_retry_searches_normally(client, alice, voyage_search):
+    voyage_search.script((503, {"detail": "busy"}), (200, _answer))
+    assert _search(client, alice).status_code == 200
+    assert len(voyage_search.requests) == 2
+
+
+def test_voyage_too_slow_is_503(client, alice, voyage_search):
+    voyage_search.script((200, _slow))
+    response = _search(client, alice)
+    assert response.status_code == 503 and response.headers["retry-after"]
+    assert len(voyage_search.requests) == 2  # the timed-out attempt and one retry
+
+
+def test_documents_keep_their_own_retry_budget(voyage_api):
+    """The pipeline's embedder (60 s function) still retries embedding_max_retries times."""
+    settings = get_settings().model_copy(update={"voyage_base_url": voyage_api.url + "/v1", "embedding_max_retries": 2})
+    voyage_api.script((503, {}), (503, {}), (200, _answer))
+    assert len(VoyageEmbedder(settings, "k").embed_documents(["x"])) == 1
+    assert len(voyage_api.requests) == 3
