@@ -146,10 +146,10 @@ def nearest(
         query = query.where(Item.id != exclude)
     exact = _searchable_count(session, owner_id) <= EXACT_SEARCH_MAX_CANDIDATES
     # Exact: `+ 0`, because the HNSW index only serves ORDER BY embedding <=> constant, so this
-    # computes them all. HNSW: hnsw.ef_search (enough for the largest k) and hnsw.iterative_scan =
-    # relaxed_order (the owner filter still yields k rows) are the database role's defaults, set by
-    # migration 0003: a SET/SET LOCAL/set_config here would pin the API's session to one database
-    # connection behind RDS Proxy (RDS User Guide, "Avoiding pinning an RDS Proxy": "Using SET commands").
+    # computes them all. HNSW: hnsw.iterative_scan = relaxed_order (the owner filter still yields k
+    # rows) and hnsw.ef_search are the database role's defaults, set by migration 0003: a SET/SET
+    # LOCAL/set_config here would pin the API's session to one database connection behind RDS Proxy
+    # (RDS User Guide, "Avoiding pinning an RDS Proxy": "Using SET commands").
     query = query.order_by(distance + 0, Item.id) if exact else query.order_by(distance)
     query = query.options(*LIGHT).limit(k)
     hits = [(item, float(d)) for item, d in session.execute(query)]

@@ -133,7 +133,7 @@ def test_services_connect_without_session_state(pooled):
             conn.execute(text("SELECT count(*) FROM items WHERE owner_id = :o"), {"o": "nobody"})
     with engine.begin() as conn:
         assert conn.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one() == 0
-        assert conn.execute(text("SHOW hnsw.ef_search")).scalar_one() == "200"
+        assert conn.execute(text("SHOW hnsw.iterative_scan")).scalar_one() == "relaxed_order"
 
 
 # --- the API and a pipeline stage, through the pooler --------------------------------------------
