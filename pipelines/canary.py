@@ -40,13 +40,20 @@ class CanaryThresholds(BaseModel):
     on_insufficient_data: Literal["wait", "fail"] = "wait"
     max_wait_minutes: float = Field(default=60, ge=0)  # "wait" gives up (and fails) after this
     stable_ratio: float = Field(default=1.5, ge=1)  # worse than stable's figure x this to count as bad
+    # How long after a window ends its last invocations are surely in CloudWatch. Lambda sends metrics
+    # in 1-minute intervals, stamped with the time the function was *invoked*, emitted after it ends:
+    # "if your function has a 10-minute timeout, look more than 10 minutes in the past for accurate
+    # metrics" (Lambda Developer Guide, "Working with Lambda function metrics"). The stack exports the
+    # function's timeout + 120 s per service; a step's final verdict waits this long after its bake.
+    metrics_delay_s: float = Field(default=180, ge=0)
 
     def describe(self) -> str:
         limits = [f"errors <= {self.max_error_rate:.2%}"]
         limits += [f"p95 <= {self.max_p95_ms:g} ms"] if self.max_p95_ms else []
         limits += [f"p99 <= {self.max_p99_ms:g} ms"] if self.max_p99_ms else []
         return (f"{', '.join(limits)} (and {self.stable_ratio:g}x the stable version's), "
-                f">= {self.min_invocations} invocations, else {self.on_insufficient_data}")
+                f">= {self.min_invocations} invocations, else {self.on_insufficient_data}; "
+                f"each step's verdict {self.metrics_delay_s:g}s after its bake, once its metrics are in")
 
 
 @dataclass(frozen=True)
