@@ -96,6 +96,9 @@ def judge(canary: VersionFigures, stable: VersionFigures, limits: CanaryThreshol
     checks = [("error rate", canary.error_rate, stable.error_rate, limits.max_error_rate, "{:.2%}")]
     checks += [("p95", canary.p95_ms, stable.p95_ms, limits.max_p95_ms, "{:g} ms")] if limits.max_p95_ms else []
     checks += [("p99", canary.p99_ms, stable.p99_ms, limits.max_p99_ms, "{:g} ms")] if limits.max_p99_ms else []
+    missing = [name for name, mine, *_ in checks if mine is None]
+    if missing:  # a limit is set but CloudWatch has no such figure for the canary yet: no verdict, not a pass
+        return Verdict("insufficient", canary, stable, (f"no {', '.join(missing)} of the canary yet",))
     for name, mine, theirs, limit, fmt in checks:
         if mine is None or limit is None or mine <= limit:
             continue

@@ -224,6 +224,12 @@ def test_judge_rules():
     bad = VersionFigures("2", invocations=100, errors=10)
     assert judge(bad, VersionFigures("1", invocations=10, errors=5), LIMITS).outcome == "bad"  # stable too quiet
     assert judge(bad, VersionFigures("1", invocations=1000, errors=100), LIMITS).outcome == "healthy"
+    # a latency limit with no percentile for the canary (Duration not in yet): no verdict rather than a pass
+    slow_limits = LIMITS.model_copy(update={"max_p95_ms": 300})
+    verdict = judge(ok, VersionFigures("1", invocations=1000, p95_ms=100), slow_limits)
+    assert verdict.outcome == "insufficient" and verdict.reasons == ("no p95 of the canary yet",)
+    fast = VersionFigures("2", invocations=100, p95_ms=200)
+    assert judge(fast, VersionFigures("1"), slow_limits).outcome == "healthy"
 
 
 def test_stack_output_release_carries_the_canary_limits():
