@@ -268,3 +268,21 @@ def test_shift_command_judges_by_the_stacks_canary_limits(deploy, tmp_path, caps
     err = capsys.readouterr().err
     assert "canary unproven at 10%" in err and "0 of 10 invocations needed" in err
     assert d.alias() == {"version": "1", "weights": {}}
+
+
+def test_only_the_executed_version_dimension_set_is_read(deploy):
+    """CloudWatch matches a query's dimensions exactly ("you must specify the same dimensions that were used
+    when the metrics were created"): the alias-wide figures ({FunctionName, Resource}), which mix both
+    versions, and the function-wide ones ({FunctionName}) are not the canary's."""
+    d = deploy(versions=3)
+    at = datetime.fromtimestamp(d.clock.now() - 1, UTC)
+    alias = [{"Name": "FunctionName", "Value": d.function}, {"Name": "Resource", "Value": f"{d.function}:live"}]
+    for dimensions in (alias, alias[:1]):
+        d.clients["cloudwatch"].put_metric_data(Namespace="AWS/Lambda", MetricData=[
+            {"MetricName": n, "Dimensions": dimensions, "Value": 500, "Unit": "Count", "Timestamp": at}
+            for n in ("Invocations", "Errors")])
+    publish(d, "3", 60, 0)
+    figures = CanaryMetrics(d.clients["cloudwatch"], d.function, "live", LIMITS).figures(
+        {"canary": "3", "stable": "1"}, d.clock.now() - 60, d.clock.now())
+    assert figures["canary"] == VersionFigures("3", invocations=60, errors=0)
+    assert figures["stable"] == VersionFigures("1")  # nothing published for v1 under ExecutedVersion
