@@ -117,11 +117,21 @@ class CanaryConfig:
     max_wait_minutes: int = 60
     stable_ratio: float = 1.5
     enabled: bool = True  # a service may opt out (e.g. an hourly schedule never reaches minInvocations)
+    metrics_delay_s: int | None = None  # None: the function's timeout + METRICS_DELAY_MARGIN_S
 
-    def as_output(self) -> dict[str, Any]:
+    def as_output(self, timeout_s: int) -> dict[str, Any]:
+        """The limits as `collections-release` reads them, for a function with this timeout."""
+        delay = self.metrics_delay_s if self.metrics_delay_s is not None else timeout_s + METRICS_DELAY_MARGIN_S
         return {"max_error_rate": self.max_error_rate, "max_p95_ms": self.max_p95_ms, "max_p99_ms": self.max_p99_ms,
                 "min_invocations": self.min_invocations, "on_insufficient_data": self.on_insufficient_data,
-                "max_wait_minutes": self.max_wait_minutes, "stable_ratio": self.stable_ratio}
+                "max_wait_minutes": self.max_wait_minutes, "stable_ratio": self.stable_ratio,
+                "metrics_delay_s": delay}
+
+
+# Lambda stamps a metric with the time the function was invoked and sends metrics in 1-minute
+# intervals ("Working with Lambda function metrics": with a 10-minute timeout, look more than 10 minutes
+# in the past). So a minute's figures are complete at most timeout + one interval + publishing later.
+METRICS_DELAY_MARGIN_S = 120
 
 
 @dataclass(frozen=True)
@@ -274,8 +284,10 @@ def _release_canary(section: _Section, base: CanaryConfig | None = None) -> Cana
         max_wait_minutes=section.number("maxWaitMinutes", base.max_wait_minutes, 0, 1440),
         stable_ratio=ratio,
         enabled=section.get("enabled", bool, base.enabled),
+        metrics_delay_s=section.number("metricsDelaySeconds", 0, 0, 3600)
+        if section.data.get("metricsDelaySeconds") is not None else base.metrics_delay_s,
     )
-    section.read.update({"maxP95Ms", "maxP99Ms"})
+    section.read.update({"maxP95Ms", "maxP99Ms", "metricsDelaySeconds"})
     section.done()
     return canary
 

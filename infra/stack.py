@@ -190,7 +190,8 @@ def build(config: StackConfig) -> dict[str, Any]:
         "stack": config.stack,
         # The default strategy of `collections-release shift` for this stack's gradual services.
         "release": {"steps": list(config.release_steps), "step_minutes": config.release_step_minutes,
-                    "canary": config.release_canary.as_output() if config.release_canary.enabled else None},
+                    "canary": config.release_canary.as_output(max(s.service.timeout_s for s in services.values()))
+                    if config.release_canary.enabled else None},
         "services": {
             name: {
                 "active_slot": s.active_slot,
@@ -199,7 +200,8 @@ def build(config: StackConfig) -> dict[str, Any]:
                 "function_names": s.function_names,
                 "release_mode": s.service.release_mode,
                 # how a shift judges this service's canary (false: by its alarms only)
-                "canary": s.service.release_canary.as_output() if s.service.release_canary else False,
+                "canary": (s.service.release_canary.as_output(s.service.timeout_s)
+                           if s.service.release_canary else False),
                 "provisioned_concurrency": s.service.provisioned_concurrency,
                 "alarm_names": monitoring.alarm_names[name],
                 "triggers": [t.kind for t in s.function_spec.triggers],

@@ -40,13 +40,20 @@ class CanaryThresholds(BaseModel):
     on_insufficient_data: Literal["wait", "fail"] = "wait"
     max_wait_minutes: float = Field(default=60, ge=0)  # "wait" gives up (and fails) after this
     stable_ratio: float = Field(default=1.5, ge=1)  # worse than stable's figure x this to count as bad
+    # How long after a window ends its last invocations are surely in CloudWatch. Lambda sends metrics
+    # in 1-minute intervals, stamped with the time the function was *invoked*, emitted after it ends:
+    # "if your function has a 10-minute timeout, look more than 10 minutes in the past for accurate
+    # metrics" (Lambda Developer Guide, "Working with Lambda function metrics"). The stack exports the
+    # function's timeout + 120 s per service; a step's final verdict waits this long after its bake.
+    metrics_delay_s: float = Field(default=180, ge=0)
 
     def describe(self) -> str:
         limits = [f"errors <= {self.max_error_rate:.2%}"]
         limits += [f"p95 <= {self.max_p95_ms:g} ms"] if self.max_p95_ms else []
         limits += [f"p99 <= {self.max_p99_ms:g} ms"] if self.max_p99_ms else []
         return (f"{', '.join(limits)} (and {self.stable_ratio:g}x the stable version's), "
-                f">= {self.min_invocations} invocations, else {self.on_insufficient_data}")
+                f">= {self.min_invocations} invocations, else {self.on_insufficient_data}; "
+                f"each step's verdict {self.metrics_delay_s:g}s after its bake, once its metrics are in")
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,9 @@ def judge(canary: VersionFigures, stable: VersionFigures, limits: CanaryThreshol
     checks = [("error rate", canary.error_rate, stable.error_rate, limits.max_error_rate, "{:.2%}")]
     checks += [("p95", canary.p95_ms, stable.p95_ms, limits.max_p95_ms, "{:g} ms")] if limits.max_p95_ms else []
     checks += [("p99", canary.p99_ms, stable.p99_ms, limits.max_p99_ms, "{:g} ms")] if limits.max_p99_ms else []
+    missing = [name for name, mine, *_ in checks if mine is None]
+    if missing:  # a limit is set but CloudWatch has no such figure for the canary yet: no verdict, not a pass
+        return Verdict("insufficient", canary, stable, (f"no {', '.join(missing)} of the canary yet",))
     for name, mine, theirs, limit, fmt in checks:
         if mine is None or limit is None or mine <= limit:
             continue

@@ -191,7 +191,7 @@ def _flip(args: argparse.Namespace) -> int:
 
 
 def _guard(args: argparse.Namespace) -> int:
-    from pipelines.guard import StackLiveAliases, check_file, enforce, read_allow_file
+    from pipelines.guard import NoStackOutputs, StackLiveAliases, check_file, enforce, read_allow_file
 
     allow = args.allow + (read_allow_file(args.allow_file) if args.allow_file else [])
     live = None
@@ -199,8 +199,12 @@ def _guard(args: argparse.Namespace) -> int:
         from pipelines import outputs
         from pipelines.context import aws_clients
 
-        stack_outputs = outputs.load(args.outputs, args.stack)
-        live = StackLiveAliases(stack_outputs, aws_clients(stack_outputs)["lambda_client"])
+        stack_outputs = outputs.load_unless_new(args.outputs, args.stack)
+        if stack_outputs is None:
+            print("preview guard: the stack has no outputs yet (a new stack): no live alias to compare with")
+            live = NoStackOutputs()
+        else:
+            live = StackLiveAliases(stack_outputs, aws_clients(stack_outputs)["lambda_client"])
     report = check_file(args.preview, allow, live)
     enforce(report)
     print(report.render())

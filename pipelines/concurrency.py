@@ -52,7 +52,10 @@ def wait_ready(
             raise ReleaseError(f"provisioned concurrency on {where} not READY after {timeout_s:g} s (still {state})")
         progress(f"waiting for provisioned concurrency on {where} ({state})")
         clock.sleep(poll_s)
-        current = status(lambda_client, function_name, qualifier) or {"Status": "READY"}  # removed meanwhile
+        current = status(lambda_client, function_name, qualifier)
+        if current is None:  # deleted while we waited: nothing is warm there, so it is not READY
+            raise ReleaseError(f"provisioned concurrency on {where} was removed while waiting for it to be READY; "
+                               "restore it (`pulumi up --refresh`) and run the command again")
 
 
 def wait_before_shift(lambda_client: Any, function_name: str, target: str, alias: str, clock: Clock,

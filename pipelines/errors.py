@@ -71,7 +71,15 @@ class Unreachable(ReleaseError):
     exit_code = EXIT_UNREACHABLE
 
 
-THROTTLING_CODES = {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"}
+# The error codes botocore itself treats as throttling (botocore/retries/standard.py,
+# ThrottledRetryableChecker._THROTTLED_ERROR_CODES, botocore 1.44): they reach us only once its retries
+# are used up. tests/pipelines/test_outage.py checks this set still covers the installed botocore's.
+THROTTLING_CODES = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+    "TooManyRequestsException", "ProvisionedThroughputExceededException", "TransactionInProgressException",
+    "RequestLimitExceeded", "BandwidthLimitExceeded", "LimitExceededException", "RequestThrottled", "SlowDown",
+    "PriorRequestNotComplete", "EC2ThrottledException",
+})
 NOT_FOUND_CODES = {
     "ResourceNotFoundException",
     "ParameterNotFound",

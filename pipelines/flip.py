@@ -41,6 +41,7 @@ from services import catalog
 
 SMOKE_OWNER = "collections-release-smoke"
 CONFIG_KEY = "collections:services.{service}.active"  # infra/config.py reads it (path form)
+DEFAULT_ACTIVE = "blue"  # infra/config.py: a service without `active` runs its blue slot
 
 
 # -- the synthetic events ------------------------------------------------------------------------
@@ -196,6 +197,10 @@ def check_case(case: SmokeCase, result: Invocation) -> str | None:
 
 # -- changing the stack ----------------------------------------------------------------------------
 class StackConfigurator(Protocol):
+    def active(self, service: str) -> str | None:
+        """The slot the stack's config makes active (None: cannot tell)."""
+        ...
+
     def set_active(self, service: str, slot: str) -> None: ...
 
     def up(self) -> None: ...
@@ -210,6 +215,12 @@ class AutomationStack:
         self.automation = automation
         self.stack = automation.select_stack(stack_name=stack, work_dir=str(work_dir))
         self.progress = progress
+
+    def active(self, service: str) -> str | None:
+        try:
+            return self.stack.get_config(CONFIG_KEY.format(service=service), path=True).value
+        except self.automation.CommandError:  # not set: infra/config.py's default
+            return DEFAULT_ACTIVE
 
     def set_active(self, service: str, slot: str) -> None:
         self.stack.set_config(CONFIG_KEY.format(service=service),
@@ -299,6 +310,16 @@ def flip(
     function = service.slot_function(to)
     traffic = Traffic(lambda_client, function, service.alias_name)
     result = FlipResult(name, "flipped", to)
+    stack = configurator() if configurator is not None else None
+    configured = stack.active(name) if stack is not None else None
+    if configured == to:
+        # The outputs say another slot is active, the stack's config says `to` already is: the outputs
+        # predate the last flip. Going "back" from them would re-apply the slot consumers are on now.
+        raise ReleaseError(
+            f"{name}: the stack's config already makes {to} active, but the outputs given say "
+            f"{service.active_slot}: they are older than the last flip. Read them from Pulumi (--stack "
+            f"{outputs.stack}) and run the command again"
+        )
 
     started = time.perf_counter()
     if back:
@@ -317,14 +338,13 @@ def flip(
         result.smoke = smoke(outputs, service, function, invoker, progress)
     result.phases["prepare"] = time.perf_counter() - started
 
-    if configurator is None:
+    if stack is None:
         result.outcome = "commands"
         result.commands = manual_commands(outputs.stack, name, to)
         progress(f"{name}: {to} is prepared (v{result.version}). The Pulumi CLI is not installed here; to move the "
                  "consumers, run:\n  " + "\n  ".join(result.commands))
         return result
     started = time.perf_counter()
-    stack = configurator()
     progress(f"{name}: setting {CONFIG_KEY.format(service=name)} = {to} and running pulumi up --refresh")
     stack.set_active(name, to)
     stack.up()

@@ -134,7 +134,9 @@ class LiveAliases(Protocol):
 
     def gradual(self, function_name: str) -> bool: ...
 
-    def read(self, function_name: str, alias: str) -> AliasState: ...
+    def read(self, function_name: str, alias: str) -> AliasState | None:
+        """The alias as AWS runs it; None where it cannot be known (the update is then blocked)."""
+        ...
 
 
 def _planned(inputs: dict[str, Any]) -> tuple[str, dict[str, float]]:
@@ -154,6 +156,12 @@ def live_alias_moves(steps: list[dict[str, Any]], live: LiveAliases) -> list[Fin
             continue
         version, weights = _planned(inputs)
         now = live.read(function, alias)
+        if now is None:
+            moves.append(Finding(step["op"], step.get("urn", ""), ALIAS_TYPE, "live alias", (
+                f"would update {function}:{alias}, but the stack has no outputs yet, so whether it is released "
+                "gradually (and what it runs) is unknown; complete the stack's first `pulumi up --refresh`, "
+                "then preview again",)))
+            continue
         if (version, weights) != (now.version, now.weights):
             planned = AliasState(alias, version, weights).describe()
             moves.append(Finding(step["op"], step.get("urn", ""), ALIAS_TYPE, "live alias", (
@@ -235,3 +243,18 @@ class StackLiveAliases:
 
     def read(self, function_name: str, alias: str) -> AliasState:
         return self._traffic(function_name, alias).alias()
+
+
+class NoStackOutputs:
+    """LiveAliases of a stack whose first `up` has not completed (`pulumi stack output --json` is `{}`).
+
+    A brand-new stack's preview only creates aliases, and creates are not checked: it passes. An
+    *update* of an alias while the outputs are still empty (a first `up` that failed half-way) cannot
+    be judged, so it is blocked rather than passed.
+    """
+
+    def gradual(self, function_name: str) -> bool:
+        return True
+
+    def read(self, function_name: str, alias: str) -> AliasState | None:
+        return None

@@ -119,11 +119,14 @@ CONTRACT = 'an object {"stack": ..., "services": {...}} as `pulumi stack output 
 
 
 def parse(text: str, origin: str) -> StackOutputs:
+    return validate(_json(text, origin), origin)
+
+
+def _json(text: str, origin: str) -> Any:
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as error:
         raise ReleaseError(f"stack outputs from {origin} are not JSON: {error}") from None
-    return validate(data, origin)
 
 
 def validate(data: Any, origin: str) -> StackOutputs:
@@ -139,6 +142,10 @@ def validate(data: Any, origin: str) -> StackOutputs:
 
 
 def from_pulumi(stack: str, cwd: str | Path | None = None) -> StackOutputs:
+    return parse(_pulumi_stack_output(stack, cwd), f"pulumi stack output --stack {stack}")
+
+
+def _pulumi_stack_output(stack: str, cwd: str | Path | None = None) -> str:
     pulumi = shutil.which("pulumi")
     if pulumi is None:
         raise ReleaseError(
@@ -150,7 +157,7 @@ def from_pulumi(stack: str, cwd: str | Path | None = None) -> StackOutputs:
     )
     if result.returncode != 0:
         raise ReleaseError(f"`pulumi stack output --stack {stack}` failed: {result.stderr.strip()}")
-    return parse(result.stdout, f"pulumi stack output --stack {stack}")
+    return result.stdout
 
 
 def _from_env(value: str) -> StackOutputs:
@@ -182,5 +189,30 @@ def load(outputs_file: str | None = None, stack: str | None = None, env_value: s
         raise ReleaseError("which stack? pass --stack S (with the Pulumi CLI), --outputs FILE, or set "
                            "COLLECTIONS_STACK_OUTPUTS")
     if stack and outputs.stack != stack.rsplit("/", 1)[-1]:  # "org/dev" names the stack "dev"
+        raise ReleaseError(f"the outputs given are for stack {outputs.stack!r}, not {stack!r}")
+    return outputs
+
+
+def load_unless_new(outputs_file: str | None = None, stack: str | None = None) -> StackOutputs | None:
+    """Like `load`, but None for a stack that has no outputs yet.
+
+    `pulumi stack output --json` prints `{}` for a stack whose first `up` has not completed (Pulumi
+    registers the program's outputs at the end of an update). Only exactly `{}` means that: any other
+    document must match the contract, as in `load`.
+    """
+    if outputs_file:
+        path = Path(outputs_file)
+        if not path.is_file():
+            raise ReleaseError(f"--outputs {outputs_file}: no such file")
+        text, origin = path.read_text(), str(path)
+    elif stack:
+        text, origin = _pulumi_stack_output(stack), f"pulumi stack output --stack {stack}"
+    else:
+        raise ReleaseError("which stack? pass --stack S (with the Pulumi CLI) or --outputs FILE")
+    data = _json(text, origin)
+    if data == {}:
+        return None
+    outputs = validate(data, origin)
+    if stack and outputs.stack != stack.rsplit("/", 1)[-1]:
         raise ReleaseError(f"the outputs given are for stack {outputs.stack!r}, not {stack!r}")
     return outputs

@@ -130,6 +130,7 @@ class Shift:
                 started = ctx.clock.now()
                 say(f"{self.name}: {self._expected.describe()}")
                 self._bake(step, stable, target, lock, started)
+                self._await_metrics(step, stable, target, lock, started)
                 self._settle(step, stable, target, lock, started)
             ctx.records.write(StableRecord(
                 function=ctx.service.function_name, stable=target, previous=stable, at=ctx.clock.now(), by=lock.owner,
@@ -172,6 +173,26 @@ class Shift:
         if verdict.outcome == "bad":
             self._roll_back(stable, target, f"canary judged bad {before}", verdict.describe())
         return verdict
+
+    def _await_metrics(self, step: Step, stable: str, target: str, lock: Lock, started: float) -> None:
+        """Hold the step until the bake's last minutes are in CloudWatch, still polling alarms and the canary.
+
+        Without it the step's verdict would be taken on a window whose last minutes have not been
+        published yet: a canary that turns bad at the end of a step would look healthy, and the next
+        step's window starts after those minutes, so they would never be judged.
+        """
+        if self.canary is None or step.weight >= 1 or not self.canary.metrics_delay_s:
+            return
+        clock = self.ctx.clock
+        end = clock.now() + self.canary.metrics_delay_s
+        self.ctx.progress(f"{self.name}: holding {step.percent} {self.canary.metrics_delay_s:g}s more for the "
+                          "bake's last metrics to reach CloudWatch")
+        while clock.now() < end:
+            clock.sleep(min(self.poll_s, end - clock.now()))
+            lock.renew()
+            self._check_unchanged()
+            self._check_alarms(stable, target, before=f"while holding {step.percent}")
+            self._judge(step, stable, target, started, before=f"while holding {step.percent}")
 
     def _settle(self, step: Step, stable: str, target: str, lock: Lock, started: float) -> None:
         """The step's verdict: healthy goes on; too few invocations waits or fails, as configured."""

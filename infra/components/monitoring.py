@@ -236,8 +236,11 @@ def dashboard_body(region: str, services: list[str], api_id: str, dlq_name: str,
         metrics = [["AWS/RDS", "DatabaseConnections", "DBInstanceIdentifier", database, {"stat": "Maximum"}]] \
             if database else []
         if proxy:
-            metrics += [["AWS/RDS", "ClientConnections", "ProxyName", proxy, {"stat": "Maximum"}],
-                        ["AWS/RDS", "DatabaseConnections", "ProxyName", proxy, {"stat": "Maximum"}]]
+            # RDS publishes proxy metrics once a minute per EC2 node serving the proxy ("Monitoring RDS Proxy
+            # metrics with Amazon CloudWatch": aggregate across the instances with a statistic): the
+            # proxy's connections are the Sum over a 1-minute period; Maximum would show one node's.
+            metrics += [["AWS/RDS", "ClientConnections", "ProxyName", proxy, {"stat": "Sum", "period": 60}],
+                        ["AWS/RDS", "DatabaseConnections", "ProxyName", proxy, {"stat": "Sum", "period": 60}]]
         widgets.append({"type": "metric", "x": 12, "y": y, "width": 12, "height": 6, "properties": {
             "title": "Database connections", "region": region, "view": "timeSeries", "metrics": metrics}})
     return json.dumps({"widgets": widgets})

@@ -189,6 +189,9 @@ def _flip_phases(env: _Env) -> dict[str, float]:
             return Invocation(200, None, {"statusCode": 200, "body": "{}"})
 
     class AutomationStub:
+        def active(self, service):
+            return "blue"
+
         def set_active(self, service, slot):
             pass
 

@@ -58,3 +58,26 @@ def test_each_service_exports_the_limits_its_shift_uses(program):
     outputs = StackOutputs.model_validate(program("prod").outputs)
     assert outputs.canary_for(outputs.service("api")).min_invocations == 100
     assert outputs.canary_for(outputs.service("cleanup")) is None  # Pulumi.prod.yaml: alarms only
+
+
+def test_each_services_verdict_waits_its_functions_timeout_for_the_metrics(program):
+    """Lambda stamps metrics with the invocation's start: a minute is complete after timeout + a margin."""
+    from pipelines.outputs import StackOutputs
+
+    config = infra_config.parse("prod", "eu-west-1", {"services": {
+        "api": {"slots": {"blue": {}}, "timeoutS": 29}, "analyzer": {"slots": {"blue": {}}, "timeoutS": 600}}})
+    api, analyzer = config.services["api"], config.services["analyzer"]
+    assert api.release_canary.as_output(api.timeout_s)["metrics_delay_s"] == 29 + 120
+    assert analyzer.release_canary.as_output(analyzer.timeout_s)["metrics_delay_s"] == 600 + 120
+    outputs = StackOutputs.model_validate(program("prod").outputs)
+    timeouts = infra_config.parse("prod", "eu-west-1", {}).services  # the catalog's timeouts
+    for name in ("api", "analyzer"):
+        expected = timeouts[name].timeout_s + infra_config.METRICS_DELAY_MARGIN_S
+        assert outputs.canary_for(outputs.service(name)).metrics_delay_s == expected
+
+
+def test_metrics_delay_can_be_set_and_is_validated():
+    assert _parse({"metricsDelaySeconds": 300}).release_canary.as_output(30)["metrics_delay_s"] == 300
+    assert _parse({"metricsDelaySeconds": 0}).release_canary.as_output(30)["metrics_delay_s"] == 0
+    with pytest.raises(infra_config.ConfigError, match="releaseCanary.metricsDelaySeconds: 5000 is outside"):
+        _parse({"metricsDelaySeconds": 5000})

@@ -335,3 +335,8 @@ def test_alarms_cover_throttles_spillover_event_delivery_and_database(program):
     names = {m[1] for m in metrics}
     assert {"ProvisionedConcurrencySpilloverInvocations", "DestinationDeliveryFailures", "FailedInvocations",
             "DatabaseConnections", "ClientConnections", "ApproximateNumberOfMessagesVisible", "Throttles"} <= names
+    # the proxy's figures are summed over its nodes; the instance's connections are one figure (Maximum)
+    proxy = [m for m in metrics if m[0] == "AWS/RDS" and m[2] == "ProxyName"]
+    assert len(proxy) == 2 and all(m[-1] == {"stat": "Sum", "period": 60} for m in proxy)
+    (instance,) = [m for m in metrics if m[0] == "AWS/RDS" and m[2] == "DBInstanceIdentifier"]
+    assert instance[-1] == {"stat": "Maximum"}

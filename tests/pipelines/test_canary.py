@@ -66,7 +66,7 @@ def test_a_healthy_canary_is_not_blamed_for_the_stable_versions_errors(deploy):
     traffic(d, canary=(20, 0), stable=(180, 45))  # stable at 25 % errors, e.g. its own bug
     result = Shift(d.context(), parse("canary:10:5"), poll_s=60, canary=LIMITS).run()
     assert result.outcome == "completed" and d.alias() == {"version": "3", "weights": {}}
-    assert "canary healthy" in result.verdicts[0] and "stable v1: 900 invocations, 225 errors" in result.verdicts[0]
+    assert "canary healthy" in result.verdicts[0] and "stable v1: 1440 invocations, 360 errors" in result.verdicts[0]
 
 
 def test_a_canary_no_worse_than_stable_in_the_same_window_passes(deploy):
@@ -83,14 +83,14 @@ def test_a_quiet_canary_waits_for_enough_invocations(deploy):
     def hook(clock):
         if d.alias()["weights"]:
             calls.append(clock.t)
-            publish(d, "3", 5 if len(calls) <= 6 else 30, 0)  # quiet for 6 minutes, then busier
+            publish(d, "3", 5 if len(calls) <= 8 else 30, 0)  # quiet for 8 minutes, then busier
             publish(d, "1", 45, 0)
 
     d.clock.hooks.append(hook)
     result = Shift(d.context(), parse("canary:10:5"), poll_s=60, canary=LIMITS).run()
     assert result.outcome == "completed" and d.alias()["version"] == "3"
-    # 5 polls of bake (25 invocations), then waits: poll 6 (30), poll 7 (60 >= 50: healthy)
-    assert sum(d.clock.slept) == 420
+    # 5 polls of bake and 3 for the metrics to arrive (40 invocations), then waits: poll 9 (70 >= 50: healthy)
+    assert sum(d.clock.slept) == 540
     assert any("waiting at 10% for the canary's invocations" in m for m in d.messages)
 
 
@@ -100,7 +100,7 @@ def test_a_quiet_canary_fails_when_so_configured(deploy):
     limits = LIMITS.model_copy(update={"on_insufficient_data": "fail"})
     with pytest.raises(RolledBack) as caught:
         Shift(d.context(), parse("canary:10:5"), poll_s=60, canary=limits).run()
-    assert "canary unproven at 10%" in str(caught.value) and "10 of 50 invocations needed" in str(caught.value)
+    assert "canary unproven at 10%" in str(caught.value) and "16 of 50 invocations needed" in str(caught.value)
     assert d.alias() == {"version": "1", "weights": {}}
 
 
@@ -110,8 +110,54 @@ def test_waiting_gives_up_after_max_wait(deploy):
     limits = LIMITS.model_copy(update={"max_wait_minutes": 3})
     with pytest.raises(RolledBack, match="after waiting 3 min"):
         Shift(d.context(), parse("canary:10:2"), poll_s=60, canary=limits).run()
-    assert sum(d.clock.slept) == 120 + 180
+    assert sum(d.clock.slept) == 120 + 180 + 180  # bake, metrics delay, max wait
     assert d.alias() == {"version": "1", "weights": {}}
+
+
+def late_traffic(d, bad_minute: int):
+    """Each minute's figures reach CloudWatch 2 minutes late (stamped with the minute they were served).
+
+    The canary (v3) fails half its invocations in `bad_minute` of its step only, the bake's last one.
+    """
+    minutes = []
+
+    def hook(clock):
+        if not d.alias()["weights"]:
+            return
+        minutes.append(clock.t)
+        served = len(minutes) - 2  # what is published now was served two polls ago
+        if served < 1:
+            return
+        at = datetime.fromtimestamp(clock.now() - 121, UTC)
+        for version, (invocations, errors) in (("3", (20, 10 if served == bad_minute else 0)), ("1", (180, 0))):
+            dimensions = [{"Name": "FunctionName", "Value": d.function},
+                          {"Name": "Resource", "Value": f"{d.function}:live"},
+                          {"Name": "ExecutedVersion", "Value": version}]
+            d.clients["cloudwatch"].put_metric_data(Namespace="AWS/Lambda", MetricData=[
+                {"MetricName": name, "Dimensions": dimensions, "Value": value, "Unit": "Count", "Timestamp": at}
+                for name, value in (("Invocations", invocations), ("Errors", errors))])
+
+    d.clock.hooks.append(hook)
+
+
+def test_the_bakes_last_minute_is_judged_once_its_metrics_arrive(deploy):
+    d = deploy(versions=3)
+    late_traffic(d, bad_minute=5)
+    with pytest.raises(RolledBack) as caught:
+        Shift(d.context(), parse("canary:10:5"), poll_s=60, canary=LIMITS.model_copy(
+            update={"metrics_delay_s": 180})).run()
+    assert "canary judged bad while holding 10%" in str(caught.value)
+    assert "v3: 100 invocations, 10 errors" in str(caught.value)  # minutes 1-5, the 5th published at poll 7
+    assert d.alias() == {"version": "1", "weights": {}} and sum(d.clock.slept) == 7 * 60
+
+
+def test_without_waiting_for_the_metrics_the_last_minute_would_go_unjudged(deploy):
+    """The same late-published bad minute with no metrics delay: released. This is what the delay is for."""
+    d = deploy(versions=3)
+    late_traffic(d, bad_minute=5)
+    result = Shift(d.context(), parse("canary:10:5"), poll_s=60,
+                   canary=LIMITS.model_copy(update={"metrics_delay_s": 0})).run()
+    assert result.outcome == "completed" and "v3: 60 invocations, 0 errors" in result.verdicts[0]
 
 
 def test_an_alarm_still_stops_a_shift_with_a_healthy_canary(deploy):
@@ -178,6 +224,12 @@ def test_judge_rules():
     bad = VersionFigures("2", invocations=100, errors=10)
     assert judge(bad, VersionFigures("1", invocations=10, errors=5), LIMITS).outcome == "bad"  # stable too quiet
     assert judge(bad, VersionFigures("1", invocations=1000, errors=100), LIMITS).outcome == "healthy"
+    # a latency limit with no percentile for the canary (Duration not in yet): no verdict rather than a pass
+    slow_limits = LIMITS.model_copy(update={"max_p95_ms": 300})
+    verdict = judge(ok, VersionFigures("1", invocations=1000, p95_ms=100), slow_limits)
+    assert verdict.outcome == "insufficient" and verdict.reasons == ("no p95 of the canary yet",)
+    fast = VersionFigures("2", invocations=100, p95_ms=200)
+    assert judge(fast, VersionFigures("1"), slow_limits).outcome == "healthy"
 
 
 def test_stack_output_release_carries_the_canary_limits():
@@ -216,3 +268,21 @@ def test_shift_command_judges_by_the_stacks_canary_limits(deploy, tmp_path, caps
     err = capsys.readouterr().err
     assert "canary unproven at 10%" in err and "0 of 10 invocations needed" in err
     assert d.alias() == {"version": "1", "weights": {}}
+
+
+def test_only_the_executed_version_dimension_set_is_read(deploy):
+    """CloudWatch matches a query's dimensions exactly ("you must specify the same dimensions that were used
+    when the metrics were created"): the alias-wide figures ({FunctionName, Resource}), which mix both
+    versions, and the function-wide ones ({FunctionName}) are not the canary's."""
+    d = deploy(versions=3)
+    at = datetime.fromtimestamp(d.clock.now() - 1, UTC)
+    alias = [{"Name": "FunctionName", "Value": d.function}, {"Name": "Resource", "Value": f"{d.function}:live"}]
+    for dimensions in (alias, alias[:1]):
+        d.clients["cloudwatch"].put_metric_data(Namespace="AWS/Lambda", MetricData=[
+            {"MetricName": n, "Dimensions": dimensions, "Value": 500, "Unit": "Count", "Timestamp": at}
+            for n in ("Invocations", "Errors")])
+    publish(d, "3", 60, 0)
+    figures = CanaryMetrics(d.clients["cloudwatch"], d.function, "live", LIMITS).figures(
+        {"canary": "3", "stable": "1"}, d.clock.now() - 60, d.clock.now())
+    assert figures["canary"] == VersionFigures("3", invocations=60, errors=0)
+    assert figures["stable"] == VersionFigures("1")  # nothing published for v1 under ExecutedVersion

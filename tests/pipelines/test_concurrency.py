@@ -50,6 +50,16 @@ def test_a_version_without_configuration_falls_back_to_the_alias(stubbed):
     assert clock.slept == [3]
 
 
+def test_a_configuration_removed_while_waiting_is_not_ready(stubbed):
+    """GetProvisionedConcurrencyConfig answers ProvisionedConcurrencyConfigNotFoundException once it is deleted."""
+    client, stubber = stubbed
+    _status(stubber, "IN_PROGRESS")
+    stubber.add_client_error("get_provisioned_concurrency_config", "ProvisionedConcurrencyConfigNotFoundException",
+                             http_status_code=404, expected_params={"FunctionName": FN, "Qualifier": "7"})
+    with pytest.raises(ReleaseError, match="was removed while waiting"):
+        wait_ready(client, FN, "7", FakeClock(), poll_s=5, progress=lambda m: None)
+
+
 def test_failed_allocation_stops_the_shift(stubbed):
     client, stubber = stubbed
     _status(stubber, "FAILED", reason="not enough unreserved concurrency")

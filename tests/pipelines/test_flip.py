@@ -39,12 +39,17 @@ class FakeInvoker:
 class FakeStack:
     """The Automation API stand-in: records the calls; `on_up` runs during the up (what AWS sees then)."""
 
-    def __init__(self, on_up=None):
+    def __init__(self, on_up=None, active=None):
         self.calls: list[tuple] = []
         self.on_up = on_up
+        self.configured = active  # what `pulumi config get` answers (None: not known)
+
+    def active(self, service):
+        return self.configured
 
     def set_active(self, service, slot):
         self.calls.append(("set_active", service, slot))
+        self.configured = slot
 
     def up(self):
         self.calls.append(("up",))
@@ -206,6 +211,17 @@ def test_back_returns_to_the_previous_slot_as_it_was_left(slots):
     assert len(invoker.calls) == 1  # no smoke before going back; verified after
 
 
+def test_back_from_outputs_older_than_the_flip_is_refused(slots):
+    """Outputs read before a flip to green still say blue is active: "back" from them would be green again."""
+    outputs, lam, names = slots(green_live="2")
+    stack = FakeStack(active="green")  # the flip to green happened: the stack's config says so
+    service = outputs.service("api")
+    with pytest.raises(ReleaseError, match="already makes green active, but the outputs given say blue"):
+        flip(outputs, service, service.idle_slot, FakeInvoker(), lambda: stack, lambda m: None, lambda_client=lam,
+             back=True)
+    assert stack.calls == [] and _alias(lam, names["green"]) == ("2", {})
+
+
 def test_one_event_per_trigger_kind_shaped_as_aws_delivers_it():
     outputs = _outputs("image_processor")
     cases = {c.kind: c for c in smoke_cases(outputs, outputs.service("image_processor"))}
@@ -295,6 +311,10 @@ def test_automation_stack_sets_the_path_config_and_runs_up(monkeypatch, tmp_path
         def set_config(self, key, value, *, path=False):
             calls.append(("set_config", key, value, path))
 
+        def get_config(self, key, *, path=False):
+            calls.append(("get_config", key, path))
+            raise automation.CommandError(automation.CommandResult("", "config key not found", 255))
+
         def up(self, on_output=None, refresh=None):
             on_output("Updating (dev)")
             calls.append(("up", refresh))
@@ -306,13 +326,15 @@ def test_automation_stack_sets_the_path_config_and_runs_up(monkeypatch, tmp_path
     monkeypatch.setattr(automation, "select_stack", select_stack)
     printed = []
     stack = AutomationStack("dev", tmp_path, printed.append)
+    assert stack.active("image_processor") == "blue"  # not set: infra/config.py's default
     stack.set_active("image_processor", "green")
     stack.up()
     assert calls[0] == ("select_stack", "dev", str(tmp_path))
-    _, key, value, path = calls[1]
+    assert calls[1] == ("get_config", "collections:services.image_processor.active", True)
+    _, key, value, path = calls[2]
     assert (key, path) == ("collections:services.image_processor.active", True)
     assert isinstance(value, automation.ConfigValue) and value.value == "green" and not value.secret
-    assert calls[2] == ("up", True) and printed == ["Updating (dev)"]  # refreshed: gradual aliases kept
+    assert calls[3] == ("up", True) and printed == ["Updating (dev)"]  # refreshed: gradual aliases kept
 
 
 def test_flip_command_prepares_and_prints_the_commands_without_pulumi(slots, tmp_path, monkeypatch, capsys):

@@ -159,3 +159,56 @@ def test_guard_command_with_outputs_reads_aws(shifted, tmp_path, aws, capsys):
     assert main(["guard", str(preview)]) == 0  # without outputs: the AWS comparison is not made
     assert main(["guard", str(preview), "--outputs", str(outputs)]) == 8
     assert "from v3 100% (live) to v1 100%" in capsys.readouterr().err
+
+
+# -- a brand-new stack: `pulumi stack output --json` prints `{}` ------------------------------------
+def _alias_create(function: str) -> dict:
+    urn = f"urn:pulumi:prod::collections::collections:service:Service$aws:lambda/alias:Alias::{function}"
+    inputs = {"functionName": function, "name": "live", "functionVersion": "1"}
+    return {"op": "create", "urn": urn,
+            "newState": {"urn": urn, "custom": True, "type": "aws:lambda/alias:Alias", "inputs": inputs}}
+
+
+def test_a_new_stacks_empty_outputs_pass_its_creating_preview(tmp_path, capsys):
+    preview, outputs = tmp_path / "preview.json", tmp_path / "outputs.json"
+    preview.write_text(json.dumps({"steps": [_alias_create("collections-prod-api-blue")]}))
+    outputs.write_text("{}\n")  # what `pulumi stack output --json` prints before the first up completes
+    assert main(["guard", str(preview), "--outputs", str(outputs)]) == 0
+    out = capsys.readouterr().out
+    assert "no outputs yet" in out and "OK: nothing that consumers use" in out
+
+
+def test_empty_outputs_do_not_pass_an_alias_update(tmp_path, capsys):
+    """Outputs `{}` with an alias that already exists (a first up that failed half-way): not judgeable."""
+    preview, outputs = tmp_path / "preview.json", tmp_path / "outputs.json"
+    preview.write_text(json.dumps({"steps": [_alias_update("collections-prod-api-blue", "1")]}))
+    outputs.write_text("{}")
+    assert main(["guard", str(preview), "--outputs", str(outputs)]) == 8
+    assert "the stack has no outputs yet" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("document", "message"), [
+    ("[]", "JSON, but an array"),
+    ("null", "JSON, but null"),
+    ('{"stack": "prod"}', "do not match the contract: services"),
+    ("{", "are not JSON"),
+])
+def test_malformed_outputs_still_fail_the_guard(tmp_path, capsys, document, message):
+    preview, outputs = tmp_path / "preview.json", tmp_path / "outputs.json"
+    preview.write_text(json.dumps({"steps": [_alias_create("f")]}))
+    outputs.write_text(document)
+    assert main(["guard", str(preview), "--outputs", str(outputs)]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_empty_outputs_from_pulumi_itself(tmp_path, monkeypatch, capsys):
+    """--stack runs `pulumi stack output --json`; a fake CLI prints what Pulumi prints for a new stack."""
+    fake = tmp_path / "bin" / "pulumi"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho '{}'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{__import__('os').environ['PATH']}")
+    preview = tmp_path / "preview.json"
+    preview.write_text(json.dumps({"steps": [_alias_create("f")]}))
+    assert main(["guard", str(preview), "--stack", "prod"]) == 0
+    assert "no outputs yet" in capsys.readouterr().out

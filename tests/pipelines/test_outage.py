@@ -165,3 +165,38 @@ def test_throttling_names_the_endpoint_and_what_to_try(monkeypatch):
     assert isinstance(translated, errors.Throttled) and translated.exit_code == 7
     assert "at https://lambda.eu-west-1.amazonaws.com" in str(translated)
     assert "run the same command again" in str(translated)
+
+
+def test_throttling_codes_cover_botocores_own():
+    """Whatever botocore retries as throttling and then gives up on must end as exit 7, not as exit 1."""
+    from botocore.exceptions import ClientError
+    from botocore.retries.standard import ThrottledRetryableChecker
+
+    botocores = set(ThrottledRetryableChecker._THROTTLED_ERROR_CODES)
+    assert botocores <= errors.THROTTLING_CODES, botocores - errors.THROTTLING_CODES
+    for code in sorted(botocores):
+        error = ClientError({"Error": {"Code": code, "Message": "slow down"}}, "GetMetricData")
+        assert isinstance(errors.translate(error, "reading"), errors.Throttled), code
+
+
+@pytest.mark.parametrize("name", ["EndpointConnectionError", "SSLError", "ConnectionClosedError", "ReadTimeoutError",
+                                  "ConnectTimeoutError", "ProxyConnectionError", "ResponseStreamingError"])
+def test_every_botocore_transport_error_is_unreachable(name):
+    import botocore.exceptions as bx
+
+    kinds = {"endpoint_url": "https://lambda.eu-west-1.amazonaws.com/2015-03-31/functions", "error": "boom",
+             "proxy_url": "http://proxy:3128"}
+    error = getattr(bx, name)(**kinds)
+    translated = errors.translate(error, "reading the alias")
+    assert isinstance(translated, errors.Unreachable) and translated.exit_code == 10
+    assert name in str(translated)
+
+
+def test_the_transport_error_list_is_complete():
+    """botocore's transport failures all derive from ConnectionError or HTTPClientError (what translate catches)."""
+    import botocore.exceptions as bx
+
+    transport = {n for n, c in vars(bx).items() if isinstance(c, type) and issubclass(c, bx.BotoCoreError)
+                 and ("Connection" in n or "Timeout" in n or "SSL" in n or "Streaming" in n)}
+    caught = {n for n in transport if issubclass(getattr(bx, n), (bx.ConnectionError, bx.HTTPClientError))}
+    assert transport - caught <= {"InvalidIMDSEndpointError"}, transport - caught
