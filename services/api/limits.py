@@ -1,5 +1,6 @@
 """Per-user limits, answered with 429 and Retry-After: uploads in flight, uploads per day, searches
-per minute (settings.limit_*; 0 turns one off).
+per minute, re-embedding edits per hour (settings.limit_*; 0 turns one off). Each bounds a paid call
+an account can cause: Claude per upload, Voyage per search and per edit of what an item is embedded from.
 
 The database is the state every Lambda instance shares. Counters are fixed windows in
 `usage_counters`, bumped by one atomic upsert (no advisory locks, no session SET: both would pin
@@ -21,6 +22,7 @@ from services.core.models import Item, ItemStatus
 from services.core.settings import Settings
 
 MINUTE_S = 60
+HOUR_S = 3600
 DAY_S = 24 * 3600
 
 # The window starts at a multiple of its length since the epoch (minutes; UTC days), so every
@@ -81,3 +83,16 @@ def check_uploads(session: Session, owner_id: str, settings: Settings) -> None:
 
 def check_search(session: Session, owner_id: str, settings: Settings) -> None:
     count(session, owner_id, "search", MINUTE_S, settings.limit_searches_per_minute, "searches per minute")
+
+
+def check_reembed(session: Session, owner_id: str, settings: Settings) -> None:
+    """An edit that changes what a searchable item is embedded from: the embedder calls Voyage again.
+    Refused (429, nothing saved) beyond the limit, so PATCH in a loop cannot run up the bill."""
+    count(
+        session,
+        owner_id,
+        "reembed",
+        HOUR_S,
+        settings.limit_reembeds_per_hour,
+        "edits per hour of what search finds (title, description, tags)",
+    )
