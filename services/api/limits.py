@@ -1,6 +1,7 @@
 """Per-user limits, answered with 429 and Retry-After: uploads in flight, uploads per day, searches
-per minute, re-embedding edits per hour (settings.limit_*; 0 turns one off). Each bounds a paid call
-an account can cause: Claude per upload, Voyage per search and per edit of what an item is embedded from.
+per minute, re-embedding edits per hour, retries per day (settings.limit_*; 0 turns one off). Each bounds a paid call
+an account can cause: Claude per upload and per retry of an analysis, Voyage per search and per edit
+of what an item is embedded from.
 
 The database is the state every Lambda instance shares. Counters are fixed windows in
 `usage_counters`, bumped by one atomic upsert (no advisory locks, no session SET: both would pin
@@ -96,3 +97,9 @@ def check_reembed(session: Session, owner_id: str, settings: Settings) -> None:
         settings.limit_reembeds_per_hour,
         "edits per hour of what search finds (title, description, tags)",
     )
+
+
+def check_retries(session: Session, owner_id: str, settings: Settings) -> None:
+    """A retry runs the failed stage again: a paid Claude analysis or Voyage embedding. An item that
+    fails the same way every time must not become a loop of paid calls."""
+    count(session, owner_id, "retry", DAY_S, settings.limit_retries_per_day, "retries per day")

@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     )
     limit_uploads_per_day: int = Field(default=500, ge=0, description="Uploads per user per UTC day.")
     limit_searches_per_minute: int = Field(default=30, ge=0, description="Searches per user per minute.")
+    limit_retries_per_day: int = Field(
+        default=100, ge=0, description="Retries of failed items per user per UTC day (each may re-bill Claude)."
+    )
     limit_reembeds_per_hour: int = Field(
         default=120, ge=0, description="Edits per user per hour that re-embed an item (each is a paid Voyage call)."
     )

@@ -110,13 +110,19 @@ def delete_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> R
 @router.post(
     "/{item_id}/retry",
     response_model=ItemOut,
-    responses=error_responses(*ITEM, 409, s409="The item is not failed"),
+    responses=error_responses(*ITEM, 409, 429, s409="The item is not failed"),
 )
 @threaded
 def retry_item(
-    item_id: uuid.UUID, user: CurrentUser, session: SessionDep, signer: SignerDep, publisher: PublisherDep
+    item_id: uuid.UUID,
+    user: CurrentUser,
+    session: SessionDep,
+    signer: SignerDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
 ) -> ItemOut:
     """Resume a failed item at the stage that failed (its event is published again)."""
+    limits.check_retries(session, user.sub, settings)  # a refused or failed retry is rolled back, not counted
     try:
         item = retry.retry_item(session, item_id, publisher, owner_id=user.sub)
     except retry.ItemNotFound:

@@ -18,7 +18,8 @@ from services.core.settings import get_settings
 def limits(monkeypatch):
     """limits(**values): set COLLECTIONS_LIMIT_* for this test (0 turns one off)."""
 
-    def _set(pending: int = 0, per_day: int = 0, per_minute: int = 0, reembeds: int = 0):
+    def _set(pending: int = 0, per_day: int = 0, per_minute: int = 0, reembeds: int = 0, retries: int = 0):
+        monkeypatch.setenv("COLLECTIONS_LIMIT_RETRIES_PER_DAY", str(retries))
         monkeypatch.setenv("COLLECTIONS_LIMIT_REEMBEDS_PER_HOUR", str(reembeds))
         monkeypatch.setenv("COLLECTIONS_LIMIT_PENDING_UPLOADS", str(pending))
         monkeypatch.setenv("COLLECTIONS_LIMIT_UPLOADS_PER_DAY", str(per_day))
@@ -109,6 +110,24 @@ def test_edits_that_re_embed_are_limited_and_a_refused_edit_is_not_saved(client,
     pending = make_item(sub, status="pending")
     # Not embedded yet: its first embedding will read the edit, no extra call.
     assert client.patch(f"/items/{pending}", headers=headers, json={"title": "x"}).status_code == 200
+
+
+def test_retries_are_limited_and_refusals_are_not_counted(client, limits, someone, make_item):
+    """A retried analysis is a paid Claude call again: an item that fails the same way every time
+    must not become a loop of paid calls."""
+    limits(retries=2)
+    sub, headers = someone()
+
+    def failed():
+        return make_item(sub, status="failed", failed_stage="analyze", failure_reason="-")
+
+    assert [client.post(f"/items/{failed()}/retry", headers=headers).status_code for _ in range(2)] == [200, 200]
+    item_id = failed()
+    refused = client.post(f"/items/{item_id}/retry", headers=headers)
+    assert refused.status_code == 429 and "2 retries per day" in refused.json()["error"]["message"]
+    assert 1 <= int(refused.headers["retry-after"]) <= 24 * 3600
+    assert client.get(f"/items/{item_id}", headers=headers).json()["status"] == "failed"  # still retryable later
+    assert _counter(sub, "retry") == 2
 
 
 def test_zero_turns_a_limit_off(client, limits, someone):

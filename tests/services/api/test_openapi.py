@@ -69,6 +69,7 @@ def observed(client, alice, make_item, monkeypatch_module, sign):
         "COLLECTIONS_LIMIT_PENDING_UPLOADS",
         "COLLECTIONS_LIMIT_SEARCHES_PER_MINUTE",
         "COLLECTIONS_LIMIT_REEMBEDS_PER_HOUR",
+        "COLLECTIONS_LIMIT_RETRIES_PER_DAY",
     )
     for variable in limited:
         monkeypatch_module.setenv(variable, "1")
@@ -81,6 +82,8 @@ def observed(client, alice, make_item, monkeypatch_module, sign):
         call(uploads, headers=fresh, json=good_bodies["POST /uploads"])
         call(search, headers=fresh, params={"q": "x"})
         call(patch, path_id=theirs, headers=fresh, json={"title": f"edit {n}"})
+        retry = next(r for r in ROUTES if r.route_key == "POST /items/{item_id}/retry")
+        call(retry, path_id=make_item(sub, status="failed", failed_stage="analyze", failure_reason="-"), headers=fresh)
     for variable in limited:
         monkeypatch_module.delenv(variable)
 
