@@ -9,6 +9,8 @@ an RDS Proxy session). The upsert also row-locks the caller's counter until the 
 which serialises one user's concurrent uploads: the pending count read after it is exact.
 
 A refused request is not counted: the caller raises, and the route's transaction rolls back.
+Fixed windows admit up to twice a limit across a window boundary (the end of one minute and the
+start of the next): a bound on cost per account, which is all these are for, not a smoothing.
 """
 
 from __future__ import annotations

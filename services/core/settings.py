@@ -56,7 +56,10 @@ class Settings(BaseSettings):
     # --- auth -----------------------------------------------------------------------------
     auth_mode: Literal["jwks", "apigateway"] = Field(
         default="jwks",
-        description="jwks: verify the bearer token here; apigateway: trust API Gateway's JWT authorizer claims.",
+        description=(
+            "jwks: verify the bearer token here; apigateway: that too, and API Gateway's JWT authorizer "
+            "claims must name the same user."
+        ),
     )
     cognito_user_pool_id: str = Field(default="", description="Cognito user pool id.")
     cognito_client_id: str = Field(default="", description="Cognito app client id (tokens must carry it).")
