@@ -228,7 +228,7 @@ def _environment(fn: catalog.Function, storage: Storage, bus: PipelineBus, auth:
         **{SECRET_VARIABLES[secret]: secret_arns[secret] for secret in fn.secrets},
     }
     if fn.triggers_of("http"):
-        # API Gateway's JWT authorizer has verified the token; the api reads its claims.
+        # API Gateway's JWT authorizer has verified the token; the api checks its claims and verifies it again.
         environment.update({
             "COLLECTIONS_AUTH_MODE": "apigateway",
             "COLLECTIONS_COGNITO_USER_POOL_ID": auth.user_pool.id,

@@ -1,5 +1,7 @@
 """Per-user limits, answered with 429 and Retry-After: uploads in flight, uploads per day, searches
-per minute (settings.limit_*; 0 turns one off).
+per minute, re-embedding edits per hour, retries per day (settings.limit_*; 0 turns one off). Each bounds a paid call
+an account can cause: Claude per upload and per retry of an analysis, Voyage per search and per edit
+of what an item is embedded from.
 
 The database is the state every Lambda instance shares. Counters are fixed windows in
 `usage_counters`, bumped by one atomic upsert (no advisory locks, no session SET: both would pin
@@ -7,6 +9,8 @@ an RDS Proxy session). The upsert also row-locks the caller's counter until the 
 which serialises one user's concurrent uploads: the pending count read after it is exact.
 
 A refused request is not counted: the caller raises, and the route's transaction rolls back.
+Fixed windows admit up to twice a limit across a window boundary (the end of one minute and the
+start of the next): a bound on cost per account, which is all these are for, not a smoothing.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from services.core.models import Item, ItemStatus
 from services.core.settings import Settings
 
 MINUTE_S = 60
+HOUR_S = 3600
 DAY_S = 24 * 3600
 
 # The window starts at a multiple of its length since the epoch (minutes; UTC days), so every
@@ -81,3 +86,22 @@ def check_uploads(session: Session, owner_id: str, settings: Settings) -> None:
 
 def check_search(session: Session, owner_id: str, settings: Settings) -> None:
     count(session, owner_id, "search", MINUTE_S, settings.limit_searches_per_minute, "searches per minute")
+
+
+def check_reembed(session: Session, owner_id: str, settings: Settings) -> None:
+    """An edit that changes what a searchable item is embedded from: the embedder calls Voyage again.
+    Refused (429, nothing saved) beyond the limit, so PATCH in a loop cannot run up the bill."""
+    count(
+        session,
+        owner_id,
+        "reembed",
+        HOUR_S,
+        settings.limit_reembeds_per_hour,
+        "edits per hour of what search finds (title, description, tags)",
+    )
+
+
+def check_retries(session: Session, owner_id: str, settings: Settings) -> None:
+    """A retry runs the failed stage again: a paid Claude analysis or Voyage embedding. An item that
+    fails the same way every time must not become a loop of paid calls."""
+    count(session, owner_id, "retry", DAY_S, settings.limit_retries_per_day, "retries per day")

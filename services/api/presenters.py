@@ -52,8 +52,9 @@ def item_detail(item: Item, signer: UrlSigner) -> ItemDetail:
 def original_url(item: Item, signer: UrlSigner) -> str:
     """Always a download (Content-Disposition: attachment), never a page on the bucket's origin.
     Once processed: the processor's verified copy, as its verified image type. Before (pending, or
-    failed validation): the upload itself, whatever it is, as opaque bytes."""
-    if item.processed_at is not None and item.format in FORMAT_TYPES:
+    failed validation, or processed before verified copies existed): the upload itself, whatever it
+    is now, as opaque bytes."""
+    if item.original_verified and item.format in FORMAT_TYPES:
         return signer.url(
             verified_original_key(item.original_key),
             content_type=FORMAT_TYPES[item.format],

@@ -83,6 +83,9 @@ class Item(Base):
         DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
     )
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The image processor wrote the verified bytes under originals/ (what the API serves). False for
+    # items processed before that copy existed: their original is the upload object, served as opaque bytes.
+    original_verified: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     analyzed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ready_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

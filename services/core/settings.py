@@ -60,7 +60,10 @@ class Settings(BaseSettings):
     # --- auth -----------------------------------------------------------------------------
     auth_mode: Literal["jwks", "apigateway"] = Field(
         default="jwks",
-        description="jwks: verify the bearer token here; apigateway: trust API Gateway's JWT authorizer claims.",
+        description=(
+            "jwks: verify the bearer token here; apigateway: that too, and API Gateway's JWT authorizer "
+            "claims must name the same user."
+        ),
     )
     cognito_user_pool_id: str = Field(default="", description="Cognito user pool id.")
     cognito_client_id: str = Field(default="", description="Cognito app client id (tokens must carry it).")
@@ -120,6 +123,12 @@ class Settings(BaseSettings):
     )
     limit_uploads_per_day: int = Field(default=500, ge=0, description="Uploads per user per UTC day.")
     limit_searches_per_minute: int = Field(default=30, ge=0, description="Searches per user per minute.")
+    limit_retries_per_day: int = Field(
+        default=100, ge=0, description="Retries of failed items per user per UTC day (each may re-bill Claude)."
+    )
+    limit_reembeds_per_hour: int = Field(
+        default=120, ge=0, description="Edits per user per hour that re-embed an item (each is a paid Voyage call)."
+    )
 
     # --- local runtime --------------------------------------------------------------------
     data_dir: str = Field(default=".collections", description="Embedded PostgreSQL data and local state.")

@@ -105,9 +105,10 @@ class ImageProcessor:
                 return self._remove_unattributable(key, upload.size, "the item belongs to another owner", item.id)
             if item.original_key != key:
                 return self._remove_unattributable(key, upload.size, "not the item's upload key", item.id)
-            if item.status != ItemStatus.pending and item.processed_at is not None:
+            if item.status != ItemStatus.pending and item.original_verified:
                 # The verified original lives under originals/: anything at the upload key now is a
                 # replayed form. Never served, removed. (A repeated event finds the key already gone.)
+                # An item processed before verified copies existed keeps its upload: it is all it has.
                 if self.storage.head(key) is None:
                     return store.Outcome(item.id, "skipped", f"item is {item.status.value}; its upload was moved")
                 return self._remove_unattributable(
@@ -190,6 +191,7 @@ class ImageProcessor:
             "bytes": image.bytes,
             "thumbnail_keys": keys,
             "processed_at": datetime.now(UTC),
+            "original_verified": True,
         }
         if not store.advance(session, item.id, ItemStatus.pending, values):
             return store.Outcome(item.id, "skipped", "the item changed while it was processed")
@@ -232,6 +234,7 @@ class ImageProcessor:
             "bytes": size,
             "thumbnail_keys": keys,
             "processed_at": datetime.now(UTC),
+            "original_verified": True,
         }
         event: Detail
         if status in (ItemStatus.analyzed, ItemStatus.ready):

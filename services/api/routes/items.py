@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import func
 
-from services.api.deps import CurrentUser, PublisherDep, SessionDep, SignerDep, threaded
+from services.api import limits
+from services.api.deps import CurrentUser, PublisherDep, SessionDep, SettingsDep, SignerDep, threaded
 from services.api.errors import AUTHENTICATED, ApiError, error_responses, invalid, not_found
 from services.api.params import ListFilters, PageSize
 from services.api.presenters import item_detail, item_out
@@ -49,7 +50,7 @@ def get_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep, signer:
     return item_detail(item, signer)
 
 
-@router.patch("/{item_id}", response_model=ItemOut, responses=error_responses(*ITEM, 400, 415))
+@router.patch("/{item_id}", response_model=ItemOut, responses=error_responses(*ITEM, 400, 415, 429))
 @threaded
 def update_item(
     item_id: uuid.UUID,
@@ -58,6 +59,7 @@ def update_item(
     session: SessionDep,
     signer: SignerDep,
     publisher: PublisherDep,
+    settings: SettingsDep,
 ) -> ItemOut:
     """Edit title, description or tags. A searchable item is embedded again with the new text."""
     changes = patch.model_dump(exclude_unset=True)
@@ -80,6 +82,8 @@ def update_item(
         # Search must find the edit: the embedder embeds the item again (it stays ready, with its
         # old vector, meanwhile). Published before the commit, like the pipeline's own events: if
         # publishing fails nothing is saved; the embedder waits briefly for this commit to show.
+        # Each re-embedding is a paid Voyage call: counted (and refused over the limit) first.
+        limits.check_reembed(session, user.sub, settings)
         try:
             publisher.publish([ItemEdited(item_id=item.id, owner_id=item.owner_id, text_sha256=after)])
         except PublishError:
@@ -106,13 +110,19 @@ def delete_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> R
 @router.post(
     "/{item_id}/retry",
     response_model=ItemOut,
-    responses=error_responses(*ITEM, 409, s409="The item is not failed"),
+    responses=error_responses(*ITEM, 409, 429, s409="The item is not failed"),
 )
 @threaded
 def retry_item(
-    item_id: uuid.UUID, user: CurrentUser, session: SessionDep, signer: SignerDep, publisher: PublisherDep
+    item_id: uuid.UUID,
+    user: CurrentUser,
+    session: SessionDep,
+    signer: SignerDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
 ) -> ItemOut:
     """Resume a failed item at the stage that failed (its event is published again)."""
+    limits.check_retries(session, user.sub, settings)  # a refused or failed retry is rolled back, not counted
     try:
         item = retry.retry_item(session, item_id, publisher, owner_id=user.sub)
     except retry.ItemNotFound:

@@ -203,12 +203,15 @@ def decode_embedding(value: str | list[float]) -> list[float]:
 
 
 def _retry_after(value: str | None) -> float:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date), bounded; a default if absent."""
+    """Seconds from a Retry-After header, bounded; the default for anything else. RFC 9110 §10.2.3:
+    `HTTP-date / delay-seconds`, delay-seconds = 1*DIGIT; so "nan", "inf", "-5" or "2.5" are not
+    numbers to trust (float() accepts them, and a NaN made the API's 503 a 500)."""
+    value = (value or "").strip()
     if not value:
         return RETRY_AFTER_DEFAULT_S
-    try:
+    if value.isascii() and value.isdigit():
         seconds = float(value)
-    except ValueError:
+    else:
         from datetime import UTC, datetime
         from email.utils import parsedate_to_datetime
 

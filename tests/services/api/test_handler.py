@@ -172,6 +172,67 @@ def test_claims_with_a_self_signed_token_are_refused(bob, cognito, sign, lambda_
     assert status == 401 and "signature is invalid" in body["error"]["message"]
 
 
+def _unsigned_variant(token: str, alg: str, secret: bytes | None) -> str:
+    """The same header (but `alg`) and claims, signed with HMAC over `secret`, or not at all (none)."""
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header_b64, payload_b64, _ = token.split(".")
+    header = json.loads(base64.urlsafe_b64decode(header_b64 + "=="))
+    signing_input = f"{b64(json.dumps({**header, 'alg': alg}).encode())}.{payload_b64}"
+    signature = b"" if secret is None else hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
+
+
+def _public_pem() -> bytes:
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.services.api.conftest import moto_private_jwk
+
+    public = jwt.PyJWK.from_dict(moto_private_jwk()).key.public_key()
+    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+@pytest.mark.parametrize(
+    "variant, message",
+    [
+        ("expired", "expired"),
+        ("id token", "access token is required"),
+        ("another client", "another app client"),
+        ("another pool", "another user pool"),
+        ("alg none", "algorithm must be one of RS256"),
+        ("HS256 keyed with the public key", "algorithm must be one of RS256"),
+    ],
+)
+def test_claims_with_a_token_of_the_same_user_that_fails_verification_are_refused(
+    bob, cognito, sign, lambda_handler, apigateway_mode, variant, message
+):
+    """Whoever writes the authorizer's claims into an event (any principal that may invoke the
+    function) and holds some token naming that user still needs one that verifies in full."""
+    import time
+
+    now = int(time.time())
+    own = sign(sub=bob.sub, username=bob.sub)
+    token = {
+        "expired": lambda: sign(sub=bob.sub, iat=now - 7200, auth_time=now - 7200, exp=now - 3600),
+        "id token": lambda: sign(sub=bob.sub, token_use="id", client_id=None, aud=cognito.client_id),
+        "another client": lambda: sign(sub=bob.sub, client_id="someone-elses-client"),
+        "another pool": lambda: sign(sub=bob.sub, iss=cognito.issuer + "x"),
+        "alg none": lambda: _unsigned_variant(own, "none", None),
+        "HS256 keyed with the public key": lambda: _unsigned_variant(own, "HS256", _public_pem()),
+    }[variant]()
+    event = http_api_event(
+        "GET", "/items", claims=access_claims(bob.sub, cognito.client_id), headers={"Authorization": f"Bearer {token}"}
+    )
+    status, body, _ = _invoke(lambda_handler, event)
+    assert status == 401 and message in body["error"]["message"], body
+
+
 def test_health_and_docs_through_the_handler(lambda_handler, apigateway_mode):
     assert _invoke(lambda_handler, http_api_event("GET", "/health"))[:2] == (200, {"status": "ok", "database": "ok"})
     status, document, _ = _invoke(lambda_handler, http_api_event("GET", "/openapi.json"))

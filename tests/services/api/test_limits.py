@@ -1,5 +1,6 @@
 """Per-user limits: 429 with Retry-After for uploads in flight, uploads per day and searches per
-minute; per user, exact under concurrency, and refused requests are not counted."""
+minute, re-embedding edits per hour; per user, exact under concurrency, and refused requests are not
+counted."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from services.core.settings import get_settings
 def limits(monkeypatch):
     """limits(**values): set COLLECTIONS_LIMIT_* for this test (0 turns one off)."""
 
-    def _set(pending: int = 0, per_day: int = 0, per_minute: int = 0):
+    def _set(pending: int = 0, per_day: int = 0, per_minute: int = 0, reembeds: int = 0, retries: int = 0):
+        monkeypatch.setenv("COLLECTIONS_LIMIT_RETRIES_PER_DAY", str(retries))
+        monkeypatch.setenv("COLLECTIONS_LIMIT_REEMBEDS_PER_HOUR", str(reembeds))
         monkeypatch.setenv("COLLECTIONS_LIMIT_PENDING_UPLOADS", str(pending))
         monkeypatch.setenv("COLLECTIONS_LIMIT_UPLOADS_PER_DAY", str(per_day))
         monkeypatch.setenv("COLLECTIONS_LIMIT_SEARCHES_PER_MINUTE", str(per_minute))
@@ -84,6 +87,47 @@ def test_searches_per_minute_are_limited(client, limits, someone):
     assert refused.status_code == 429 and "2 searches per minute" in refused.json()["error"]["message"]
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     assert _counter(sub, "search") == 2
+
+
+def test_edits_that_re_embed_are_limited_and_a_refused_edit_is_not_saved(client, limits, someone, make_item):
+    """Each edit of a searchable item's text is a paid Voyage call: PATCH in a loop must not run up
+    the bill. Edits that change nothing search sees are free and never refused."""
+    limits(reembeds=2)
+    sub, headers = someone()
+    item_id = make_item(sub, status="ready", title="t0", tags=["a"])
+
+    def patch(body):
+        return client.patch(f"/items/{item_id}", headers=headers, json=body)
+
+    assert [patch({"title": f"t{n}"}).status_code for n in (1, 2)] == [200, 200]
+    refused = patch({"title": "t3"})
+    assert refused.status_code == 429, refused.text
+    assert "2 edits per hour" in refused.json()["error"]["message"]
+    assert 1 <= int(refused.headers["retry-after"]) <= 3600
+    assert client.get(f"/items/{item_id}", headers=headers).json()["title"] == "t2"  # the refused edit: not saved
+    assert patch({"tags": ["a"]}).status_code == 200  # the same text: nothing to re-embed, not counted
+    assert _counter(sub, "reembed") == 2
+    pending = make_item(sub, status="pending")
+    # Not embedded yet: its first embedding will read the edit, no extra call.
+    assert client.patch(f"/items/{pending}", headers=headers, json={"title": "x"}).status_code == 200
+
+
+def test_retries_are_limited_and_refusals_are_not_counted(client, limits, someone, make_item):
+    """A retried analysis is a paid Claude call again: an item that fails the same way every time
+    must not become a loop of paid calls."""
+    limits(retries=2)
+    sub, headers = someone()
+
+    def failed():
+        return make_item(sub, status="failed", failed_stage="analyze", failure_reason="-")
+
+    assert [client.post(f"/items/{failed()}/retry", headers=headers).status_code for _ in range(2)] == [200, 200]
+    item_id = failed()
+    refused = client.post(f"/items/{item_id}/retry", headers=headers)
+    assert refused.status_code == 429 and "2 retries per day" in refused.json()["error"]["message"]
+    assert 1 <= int(refused.headers["retry-after"]) <= 24 * 3600
+    assert client.get(f"/items/{item_id}", headers=headers).json()["status"] == "failed"  # still retryable later
+    assert _counter(sub, "retry") == 2
 
 
 def test_zero_turns_a_limit_off(client, limits, someone):

@@ -65,16 +65,26 @@ def observed(client, alice, make_item, monkeypatch_module, sign):
     call(next(r for r in ROUTES if r.route_key == "GET /items/{item_id}/similar"), path_id=pending)  # not ready: 409
 
     # Limits: 429.
-    for variable in ("COLLECTIONS_LIMIT_PENDING_UPLOADS", "COLLECTIONS_LIMIT_SEARCHES_PER_MINUTE"):
+    limited = (
+        "COLLECTIONS_LIMIT_PENDING_UPLOADS",
+        "COLLECTIONS_LIMIT_SEARCHES_PER_MINUTE",
+        "COLLECTIONS_LIMIT_REEMBEDS_PER_HOUR",
+        "COLLECTIONS_LIMIT_RETRIES_PER_DAY",
+    )
+    for variable in limited:
         monkeypatch_module.setenv(variable, "1")
     get_settings.cache_clear()
     sub = str(uuid.uuid4())
     fresh = {"Authorization": f"Bearer {sign(sub=sub, username=sub)}"}
     search = next(r for r in ROUTES if r.route_key == "GET /search")
-    for _ in range(2):
+    patch, theirs = next(r for r in ROUTES if r.route_key == "PATCH /items/{item_id}"), make_item(sub, status="ready")
+    for n in range(2):
         call(uploads, headers=fresh, json=good_bodies["POST /uploads"])
         call(search, headers=fresh, params={"q": "x"})
-    for variable in ("COLLECTIONS_LIMIT_PENDING_UPLOADS", "COLLECTIONS_LIMIT_SEARCHES_PER_MINUTE"):
+        call(patch, path_id=theirs, headers=fresh, json={"title": f"edit {n}"})
+        retry = next(r for r in ROUTES if r.route_key == "POST /items/{item_id}/retry")
+        call(retry, path_id=make_item(sub, status="failed", failed_stage="analyze", failure_reason="-"), headers=fresh)
+    for variable in limited:
         monkeypatch_module.delenv(variable)
 
     # The database down: 503 everywhere.

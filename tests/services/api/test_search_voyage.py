@@ -77,6 +77,28 @@ def test_voyage_rate_limit_is_passed_on_not_slept_through(client, alice, voyage_
     assert len(voyage_search.requests) == 2
 
 
+@pytest.mark.parametrize(
+    "header, expected",
+    [
+        ("nan", "5"),
+        ("inf", "5"),
+        ("-5", "5"),
+        ("2.5", "5"),
+        ("soon", "5"),
+        ("Wed, 21 Oct 2015 07:28:00", "5"),  # no zone: not an HTTP-date
+        ("Wed, 21 Oct 2015 07:28:00 GMT", "1"),  # in the past
+        ("99999999", "3600"),
+    ],
+)
+def test_odd_retry_after_from_voyage_is_still_a_503(client, alice, voyage_search, header, expected):
+    """Whatever Voyage puts in Retry-After (RFC 9110: delay-seconds is digits only, or an HTTP-date),
+    search answers 503 with a whole number of seconds within bounds, never 500."""
+    voyage_search.script((429, {"detail": "rate limited"}, {"Retry-After": header}))
+    response = _search(client, alice)
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == expected
+
+
 def test_voyage_recovering_on_the_retry_searches_normally(client, alice, voyage_search):
     voyage_search.script((503, {"detail": "busy"}), (200, _answer))
     assert _search(client, alice).status_code == 200

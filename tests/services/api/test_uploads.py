@@ -199,3 +199,24 @@ def test_unprocessed_upload_is_served_only_as_a_download(client, alice):
     response = httpx.get(detail["original_url"])
     assert response.headers["content-type"] == "application/octet-stream"
     assert response.headers["content-disposition"].startswith("attachment")
+
+
+def test_an_item_processed_before_verified_copies_existed_is_still_served(client, alice):
+    """Rows the previous release processed have no originals/ copy (original_verified is false): their
+    upload object is served, as opaque bytes and a download, instead of a link to a missing key."""
+    from datetime import UTC, datetime
+
+    from services.core.database import session_scope
+    from services.core.models import Item, ItemStatus
+
+    data = _png((10, 200, 10))
+    created = _upload(client, alice, filename="old.png", size=len(data)).json()
+    Storage().write(created["upload"]["key"], data, "image/png")
+    with session_scope() as session:
+        item = session.get(Item, created["item"]["id"])
+        item.status, item.processed_at, item.format = ItemStatus.ready, datetime.now(UTC), "PNG"
+    detail = client.get(f"/items/{created['item']['id']}", headers=alice.headers).json()
+    response = httpx.get(detail["original_url"])
+    assert response.status_code == 200 and response.content == data
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert response.headers["content-disposition"] == 'attachment; filename="old.png"'

@@ -366,6 +366,7 @@ def test_later_object_under_the_upload_key_is_refused_and_removed(processor, pub
     item = upload(owner, data, "first.jpg")
     processor.object_created(created(processor, item.original_key))
     before = load_item(item.id)
+    assert before.original_verified  # the API serves originals/ for it
     publisher.details.clear()
 
     put_object(item.original_key, textured_jpeg((320, 240), seed=42))  # the same form, used again
@@ -377,6 +378,19 @@ def test_later_object_under_the_upload_key_is_refused_and_removed(processor, pub
     assert (after.status, after.sha256, after.thumbnail_keys) == (before.status, before.sha256, before.thumbnail_keys)
     assert get_storage().read(f"originals/{owner}/{item.id}/first.jpg") == data
     assert publisher.details == []
+
+
+def test_an_item_processed_before_verified_copies_existed_keeps_its_upload(processor, owner):
+    """Rows processed by the previous release have no originals/ copy: their upload object is all
+    there is, so a (re)delivered event for it must not remove it."""
+    from datetime import UTC, datetime
+
+    data = textured_jpeg((64, 64), seed=43)
+    item = upload(owner, data, "old.jpg", status=ItemStatus.ready, processed_at=datetime.now(UTC), format="JPEG")
+    outcome = processor.object_created(created(processor, item.original_key))
+    assert (outcome.result, outcome.reason) == ("skipped", "item is ready, not pending")
+    assert object_exists(item.original_key)
+    assert not load_item(item.id).original_verified
 
 
 def test_only_the_image_processor_may_write_verified_originals():

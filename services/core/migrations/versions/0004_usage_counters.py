@@ -4,6 +4,9 @@ One row per (owner, kind) holding the current fixed window and its count, bumped
 INSERT ... ON CONFLICT DO UPDATE: shared by every Lambda instance, no advisory locks, no session
 state (RDS Proxy and PgBouncer friendly), and bounded in size (a row per user and kind).
 
+items.original_verified: the image processor keeps the verified bytes under originals/; rows
+processed before this revision have no such copy (false: the API serves their upload object).
+
 Revision ID: 0004
 Revises: 0003_i8db
 Create Date: 2026-12-02
@@ -27,7 +30,9 @@ def upgrade() -> None:
         sa.Column("count", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("owner_id", "kind", name="pk_usage_counters"),
     )
+    op.add_column("items", sa.Column("original_verified", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
+    op.drop_column("items", "original_verified")
     op.drop_table("usage_counters")
