@@ -296,3 +296,15 @@ def test_alarms_watch_the_live_alias(program):
     body = json.loads(dashboard.inputs["dashboardBody"])
     resources = {m[5] for w in body["widgets"] for m in w["properties"]["metrics"] if m[0] == "AWS/Lambda"}
     assert resources == {f"collections-dev-{f.name.replace('_', '-')}-blue:live" for f in catalog.FUNCTIONS}
+
+
+def test_snap_start_applies_to_published_versions_of_the_api_in_dev_only(program):
+    """dev: SnapStart on the api (versions are published already, aliases point at them); prod:
+    provisioned concurrency instead, never both."""
+    dev, prod = program("dev"), program("prod")
+    for name, function in ((n, dev.one(FUNCTION, f"collections-dev-{n}-blue")) for n in ("api", "embedder")):
+        assert function.inputs["publish"] is True
+        expected = {"applyOn": "PublishedVersions"} if name == "api" else None
+        assert function.inputs.get("snapStart") == expected
+    assert prod.one(FUNCTION, "collections-prod-api-blue").inputs.get("snapStart") is None
+    assert not dev.of_type("aws:lambda/provisionedConcurrencyConfig:ProvisionedConcurrencyConfig")
