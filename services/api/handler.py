@@ -1,15 +1,56 @@
 """Lambda entry point: API Gateway HTTP API (payload 2.0) → Mangum → the FastAPI app.
 
-Kept light at import: no anthropic, voyageai or Pillow (the Voyage client loads on first
-search), no boto3 until a route needs S3 or EventBridge, no PyJWT in apigateway auth mode.
+Init (this module's import) loads what the first request needs and nothing else:
+- not anthropic, voyageai or Pillow (the Voyage client loads on first search), no boto3 until a
+  route needs S3 or EventBridge, no PyJWT or urllib in apigateway auth mode;
+- but the database driver (SQLAlchemy would import it only when the first request makes the
+  engine) and the request path itself, primed with one GET /health (no database): Mangum, the
+  event loop, Starlette's routing, AnyIO's worker thread. With SnapStart, all of that is in the
+  snapshot; without it, the first request simply pays less.
+SnapStart's restore hooks (services/core/snapstart.py) renew connections, credentials and
+randomness in each restored copy.
 """
 
 from __future__ import annotations
 
 from mangum import Mangum
 
+from services.api import deps
 from services.api.app import create_app
+from services.core import snapstart
 
 app = create_app()
 # lifespan off: the app keeps no startup state; engines and clients are created on first use.
 handler = Mangum(app, lifespan="off")
+
+_HEALTH_EVENT = {
+    "version": "2.0",
+    "routeKey": "GET /health",
+    "rawPath": "/health",
+    "rawQueryString": "",
+    "headers": {"host": "init.invalid"},
+    "requestContext": {
+        "http": {"method": "GET", "path": "/health", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
+        "routeKey": "GET /health",
+        "stage": "$default",
+    },
+    "isBase64Encoded": False,
+}
+
+
+def _prime() -> None:
+    import psycopg  # noqa: F401  (the driver and its C extension: ~70 modules)
+    import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
+
+    response = handler(_HEALTH_EVENT, None)
+    if response["statusCode"] != 200:  # a broken app fails its init, not its first user
+        raise RuntimeError(f"GET /health answered {response['statusCode']} during init: {response.get('body')}")
+
+
+@snapstart.after_restore
+def _forget_storage() -> None:
+    """The Storage and URL signer hold a boto3 client made before the snapshot."""
+    deps._storage = None
+
+
+_prime()
