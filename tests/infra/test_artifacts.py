@@ -193,3 +193,19 @@ def _installer_with_a_module(requirements, platform, target, python_version=arti
     (target / "somedep").mkdir()
     (target / "somedep" / "__init__.py").write_text("VALUES = {'a', 'b', 'c'}\n")
     (target / "somedep" / "template.py").write_text("{% if py2 %}print 'x'{% endif %}\n")
+
+
+@pytest.mark.parametrize("workflow", ["deploy.yml", "preview.yml"])
+def test_workflows_that_build_artifacts_run_the_runtimes_python(workflow):
+    """They build the zips, so their Python compiles the bytecode: it must be the runtime's, or the
+    zips ship source (and preview's source_code_hash would differ from deploy's)."""
+    import yaml
+
+    data = yaml.safe_load((artifacts.REPO_ROOT / ".github" / "workflows" / workflow).read_text())
+    versions = {
+        str(step["with"]["python-version"])
+        for job in data["jobs"].values()
+        for step in job.get("steps", [])
+        if str(step.get("uses", "")).startswith("actions/setup-python")
+    }
+    assert versions == {artifacts.LAMBDA_PYTHON}
