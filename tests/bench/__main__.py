@@ -21,6 +21,7 @@ import platform
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -44,6 +45,9 @@ def _quiet() -> None:
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     logging.basicConfig(level=logging.WARNING, force=True)
     logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request at INFO
+    # pgserver asks platformdirs for a runtime dir; its fallback warning says nothing about the figures.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 
 def _print_summary(names: list[str]) -> None:

@@ -49,6 +49,8 @@ TARGETS_MS = {
     "stage cold import + first event": 400,
     "analyzer with the anthropic SDK": 900,
 }
+# Wall time is what Lambda bills and users wait for; on a shared machine it also counts the time other
+# processes hold the CPU. CPU time (process_time) is printed beside it: the work itself, steadier.
 RUNTIME_PROVIDED = ("boto3",)  # Lambda's Python runtime ships the AWS SDK
 
 # One fresh interpreter: import the handler, invoke it once, report the times as JSON.
@@ -57,10 +59,10 @@ import importlib, json, sys, time
 task, runtime, handler_path, extra = sys.argv[1:5]
 sys.path[:0] = [task, runtime]
 event = json.loads(sys.stdin.read())
-t0 = time.perf_counter()
+c0, t0 = time.process_time(), time.perf_counter()
 module_name, attribute = handler_path.rsplit(".", 1)
 handler = getattr(importlib.import_module(module_name), attribute)
-t1 = time.perf_counter()
+c1, t1 = time.process_time(), time.perf_counter()
 heavy = [m for m in ("anthropic", "voyageai", "PIL") if m in sys.modules]
 
 class Context:
@@ -74,11 +76,12 @@ result = handler(event, Context())
 t2 = time.perf_counter()
 for name in filter(None, extra.split(",")):
     importlib.import_module(name)
-t3 = time.perf_counter()
+c3, t3 = time.process_time(), time.perf_counter()
 status = result.get("statusCode") if isinstance(result, dict) else None
 outside = sorted({m.__file__.split("/site-packages/")[0] for m in list(sys.modules.values())
                   if getattr(m, "__file__", None) and "/site-packages/" in m.__file__})
 print(json.dumps({"import": t1 - t0, "first": t2 - t1, "extra": t3 - t2, "status": status,
+                  "cpu_import": c1 - c0, "cpu_total": c3 - c0,
                   "modules": len(sys.modules), "site_packages": outside, "heavy_at_init": heavy}))
 """
 
@@ -151,6 +154,8 @@ def _measure(task: Path, runtime: Path, handler: str, event: dict, extra: str, e
         raise AssertionError(f"{handler} imported from site-packages {leaked}: not the artifact layout")
     return {
         "total_min_ms": round(min(s["import"] + s["first"] + s["extra"] for s in samples) * 1000, 1),
+        "cpu_import_ms": round(statistics.median(s["cpu_import"] for s in samples) * 1000, 1),
+        "cpu_total_ms": round(statistics.median(s["cpu_total"] for s in samples) * 1000, 1),
         "import_ms": round(statistics.median(s["import"] for s in samples) * 1000, 1),
         "first_ms": round(statistics.median(s["first"] for s in samples) * 1000, 1),
         "extra_ms": round(statistics.median(s["extra"] for s in samples) * 1000, 1),
@@ -233,9 +238,13 @@ def run() -> dict:
                     "total_src_ms": round(total["source"], 1),
                     "total_pyc_ms": round(total["bytecode"], 1),
                     "min_pyc_ms": pyc["total_min_ms"],
+                    "cpu_src_ms": src["cpu_total_ms"],
+                    "cpu_pyc_ms": pyc["cpu_total_ms"],
                     "src/pyc": round(total["source"] / total["bytecode"], 2),
                     "status": pyc["status"] if pyc["status"] is not None else "-",
                     "modules": pyc["modules"],
+                    "cpu_import_src_ms": src["cpu_import_ms"],
+                    "cpu_import_pyc_ms": pyc["cpu_import_ms"],
                 }
             )
         notes.append(
@@ -271,20 +280,24 @@ def _summary(rows: list[dict]) -> list[dict]:
     stages = [by[n] for n in ("image_processor", "analyzer", "embedder", "cleanup")]
     worst_src = max(stages, key=lambda r: r["total_src_ms"])
     worst_pyc = max(stages, key=lambda r: r["total_pyc_ms"])
+    anthropic = by["analyzer with the anthropic SDK"]
     lines = [
         ("api cold import, from its artifact (p50)", by["api"]["import_src_ms"], by["api"]["import_pyc_ms"],
-         TARGETS_MS["api cold import"]),
-        ("api first request of a fresh process, from its artifact",
+         TARGETS_MS["api cold import"], by["api"]["cpu_import_src_ms"], by["api"]["cpu_import_pyc_ms"]),
+        ("api first request of a fresh process (import + request)",
          by["api"]["import_src_ms"] + by["api"]["first_src_ms"],
-         by["api"]["import_pyc_ms"] + by["api"]["first_pyc_ms"], TARGETS_MS["api first request"]),
+         by["api"]["import_pyc_ms"] + by["api"]["first_pyc_ms"], TARGETS_MS["api first request"],
+         by["api"]["cpu_src_ms"], by["api"]["cpu_pyc_ms"]),
         (f"each stage: cold import + first event (worst: {worst_pyc['function']})", worst_src["total_src_ms"],
-         worst_pyc["total_pyc_ms"], TARGETS_MS["stage cold import + first event"]),
-        ("analyzer with the anthropic SDK, from its artifact",
-         by["analyzer with the anthropic SDK"]["total_src_ms"], by["analyzer with the anthropic SDK"]["total_pyc_ms"],
-         TARGETS_MS["analyzer with the anthropic SDK"]),
+         worst_pyc["total_pyc_ms"], TARGETS_MS["stage cold import + first event"],
+         worst_src["cpu_src_ms"], worst_pyc["cpu_pyc_ms"]),
+        ("analyzer with the anthropic SDK, from its artifact", anthropic["total_src_ms"],
+         anthropic["total_pyc_ms"], TARGETS_MS["analyzer with the anthropic SDK"],
+         anthropic["cpu_src_ms"], anthropic["cpu_pyc_ms"]),
     ]
     return [
-        {"measure": m, "today": f"{round(today)} ms", "now": f"{round(now)} ms", "target": f"≤ {target} ms",
+        {"measure": m, "today (source only)": f"{round(today)} ms (cpu {round(cpu_today)})",
+         "now (bytecode)": f"{round(now)} ms (cpu {round(cpu_now)})", "target": f"≤ {target} ms",
          "ok": "yes" if now <= target else "NO"}
-        for m, today, now, target in lines
+        for m, today, now, target, cpu_today, cpu_now in lines
     ]
