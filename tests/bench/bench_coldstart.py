@@ -296,8 +296,8 @@ def _summary(rows: list[dict]) -> list[dict]:
          anthropic["cpu_src_ms"], anthropic["cpu_pyc_ms"]),
     ]
     return [
-        {"measure": m, "today (source only)": f"{round(today)} ms (cpu {round(cpu_today)})",
-         "now (bytecode)": f"{round(now)} ms (cpu {round(cpu_now)})", "target": f"≤ {target} ms",
+        {"measure": m, "today": f"{round(today)} ms (source only; cpu {round(cpu_today)})",
+         "now": f"{round(now)} ms (bytecode; cpu {round(cpu_now)})", "target": f"≤ {target} ms",
          "ok": "yes" if now <= target else "NO"}
         for m, today, now, target, cpu_today, cpu_now in lines
     ]
