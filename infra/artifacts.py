@@ -40,7 +40,7 @@ MAX_ZIPPED_BYTES = 50 * 1024 * 1024
 MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
 
 # Not shipped: the local runtime (moto, embedded PostgreSQL) and stray bytecode of this machine's
-# Python. Bytecode is shipped only when compiled by the runtime's own Python (see compile_bytecode).
+# Python. Bytecode is shipped only when compiled by the runtime's own Python (see find_compiler).
 EXCLUDED_PARTS = {"__pycache__", "local"}
 EXCLUDED_SUFFIXES = {".pyc", ".pyo"}
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: same inputs, same bytes, same hash
@@ -142,7 +142,7 @@ def dependencies_dir(
 
 # --- bytecode ---------------------------------------------------------------------------------
 # /var/task is read-only on Lambda: without .pyc of the runtime's exact Python, every cold start
-# compiles every imported module from source (about 3x the import time of the api). Only an
+# compiles every imported module from source (2-3x the import time: make bench, bench_coldstart). Only an
 # interpreter of that exact version may compile them: a .pyc of another version is ignored at
 # best (a different cache tag) and never what we meant to ship.
 BUILD_PYTHON_ENV = "COLLECTIONS_BUILD_PYTHON"  # an interpreter of Lambda's Python, when not on PATH
