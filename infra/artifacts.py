@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +42,8 @@ DOCKER_PLATFORMS = {"arm64": "linux/arm64", "x86_64": "linux/amd64"}
 MAX_ZIPPED_BYTES = 50 * 1024 * 1024
 MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
 
-# Not shipped: the local runtime (moto, embedded PostgreSQL) and bytecode, which Lambda compiles
-# itself and which would make the archive depend on this machine's Python.
+# Not shipped: the local runtime (moto, embedded PostgreSQL) and stray bytecode of this machine's
+# Python. Bytecode is shipped only when compiled by the runtime's own Python (see find_compiler).
 EXCLUDED_PARTS = {"__pycache__", "local"}
 EXCLUDED_SUFFIXES = {".pyc", ".pyo"}
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: same inputs, same bytes, same hash
@@ -52,18 +55,20 @@ class ArtifactError(RuntimeError):
     """The artifact cannot be built or breaks one of Lambda's limits."""
 
 
-def pip_options(platform: str) -> tuple[str, ...]:
+def pip_options(platform: str, python_version: str = LAMBDA_PYTHON) -> tuple[str, ...]:
     """The pip options of both builds (zip here, image in its Dockerfile), so both pick the same
     wheels: Lambda's interpreter and platform tags, wheels only, each file's hash checked against the lock."""
-    return ("--platform", platform, "--python-version", LAMBDA_PYTHON, "--implementation", "cp",
+    return ("--platform", platform, "--python-version", python_version, "--implementation", "cp",
             "--only-binary=:all:", "--require-hashes")
 
 
-def pip_install(lock: Path, platform: str, target: Path) -> None:
-    """Install the lock's wheels for Lambda's Python and CPU into `target` (no local compiling)."""
+def pip_install(lock: Path, platform: str, target: Path, python_version: str = LAMBDA_PYTHON) -> None:
+    """Install the lock's wheels for Lambda's Python and CPU into `target` (no local compiling).
+
+    `python_version` other than Lambda's is for the cold-start benchmark, built for this machine."""
     command = [
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-        *pip_options(platform), "--target", str(target), "-r", str(lock),
+        *pip_options(platform, python_version), "--target", str(target), "-r", str(lock),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -128,30 +133,140 @@ def _source_files(root: Path) -> list[Path]:
     return files
 
 
-def dependencies_dir(lock: Path, architecture: str, build_dir: Path | None = None) -> Path:
-    """The installed dependency set, built once per (lock content, platform)."""
+def dependencies_dir(
+    lock: Path, architecture: str, build_dir: Path | None = None, *, python: str = LAMBDA_PYTHON
+) -> Path:
+    """The installed dependency set, built once per (lock content, platform, Python).
+
+    `python` other than Lambda's is for the benchmark, which builds for this machine's Python."""
     build_dir = build_dir or BUILD_DIR
     platform = PLATFORMS[architecture]
-    key = hashlib.sha256("\n".join([platform, LAMBDA_PYTHON, lock.read_text()]).encode()).hexdigest()[:16]
+    key = hashlib.sha256("\n".join([platform, python, lock.read_text()]).encode()).hexdigest()[:16]
     target = build_dir / "deps" / f"{architecture}-{key}"
     if (target / ".complete").exists():
         return target
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    _installer(lock, platform, staging)
+    if python == LAMBDA_PYTHON:
+        _installer(lock, platform, staging)
+    else:
+        _installer(lock, platform, staging, python_version=python)  # type: ignore[call-arg]
     (staging / ".complete").write_text(f"{lock.name}\n")
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)  # a half-finished install never looks complete
     return target
 
 
-def _zip_entries(deps: Path, source_root: Path) -> list[tuple[str, Path]]:
-    entries = [
+# --- bytecode ---------------------------------------------------------------------------------
+# /var/task is read-only on Lambda: without .pyc of the runtime's exact Python, every cold start
+# compiles every imported module from source (2-3x the import time: make bench, bench_coldstart). Only an
+# interpreter of that exact version may compile them: a .pyc of another version is ignored at
+# best (a different cache tag) and never what we meant to ship.
+BUILD_PYTHON_ENV = "COLLECTIONS_BUILD_PYTHON"  # an interpreter of Lambda's Python, when not on PATH
+TASK_ROOT = "/var/task"  # where Lambda extracts the zip: the file names tracebacks show
+_COMPILE = """
+import importlib.util, json, py_compile, sys
+out, written = sys.argv[1], []
+for source, name in json.load(sys.stdin):
+    cfile = importlib.util.cache_from_source(name)
+    try:
+        py_compile.compile(source, cfile=out + "/" + cfile, dfile=sys.argv[2] + "/" + name, doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    except py_compile.PyCompileError:
+        continue  # not valid for this Python (templates, other versions' files): it stays source only
+    written.append(cfile)
+json.dump(written, sys.stdout)
+"""
+
+
+@dataclass(frozen=True)
+class BytecodeCompiler:
+    executable: str
+    version: str  # "3.12"
+    cache_tag: str  # "cpython-312": part of every .pyc name
+
+    def compile(self, files: Sequence[tuple[str, Path]], out: Path) -> list[tuple[str, Path]]:
+        """Unchecked-hash .pyc of each (archive name, source) under `out`: Python trusts them without
+        comparing timestamps (zips carry ZIP_EPOCH) or hashing the source on each import."""
+        sources = [(str(path), name) for name, path in files if name.endswith(".py")]
+        # A fixed hash seed: set and frozenset constants are marshalled in hash order.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")} | {"PYTHONHASHSEED": "0"}
+        result = subprocess.run(
+            [self.executable, "-s", "-c", _COMPILE, str(out), TASK_ROOT],
+            input=json.dumps(sources), capture_output=True, text=True, env=env, check=False,
+        )
+        if result.returncode != 0:
+            raise ArtifactError(f"compiling bytecode with {self.executable} failed:\n{result.stderr}")
+        return [(name, out / name) for name in json.loads(result.stdout)]
+
+
+def _probe(executable: str) -> BytecodeCompiler | None:
+    probe = "import sys; print(sys.implementation.name, '%d.%d' % sys.version_info[:2], sys.implementation.cache_tag)"
+    try:
+        result = subprocess.run([executable, "-c", probe], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    fields = result.stdout.split()
+    if result.returncode != 0 or len(fields) != 3 or fields[0] != "cpython":
+        return None
+    return BytecodeCompiler(executable, fields[1], fields[2])
+
+
+_said_source_only: set[str] = set()
+
+
+def find_compiler(python: str = LAMBDA_PYTHON) -> BytecodeCompiler | None:
+    """An interpreter of exactly Python `python` to compile with, or None: the build then ships source
+    and says so once. Tried: $COLLECTIONS_BUILD_PYTHON (a mismatch is an error), this interpreter,
+    `python{python}` on PATH (the deploy workflow's actions/setup-python provides it)."""
+    configured = os.environ.get(BUILD_PYTHON_ENV)
+    if configured:
+        compiler = _probe(configured)
+        if compiler is None or compiler.version != python:
+            found = f"Python {compiler.version}" if compiler else "not a working CPython"
+            raise ArtifactError(f"{BUILD_PYTHON_ENV}={configured} is {found}; the Lambda runtime is Python {python}")
+        return compiler
+    candidates = [sys.executable, shutil.which(f"python{python}")]
+    for executable in filter(None, candidates):
+        compiler = _probe(executable)
+        if compiler is not None and compiler.version == python:
+            return compiler
+    if python not in _said_source_only:
+        _said_source_only.add(python)
+        print(
+            f"collections: no Python {python} here to compile bytecode with (set {BUILD_PYTHON_ENV}); "
+            "shipping source only, so every cold start compiles it",
+            file=sys.stderr,
+        )
+    return None
+
+
+def _dependency_bytecode(deps: Path, compiler: BytecodeCompiler, build_dir: Path) -> list[tuple[str, Path]]:
+    """The dependency set's .pyc, compiled once per (dependency set, Python) and cached like the set."""
+    target = build_dir / "bytecode" / f"{deps.name}-{compiler.cache_tag}"
+    if not (target / ".complete").exists():
+        staging = target.with_name(target.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        compiled = compiler.compile(_dependency_entries(deps), staging)
+        (staging / ".complete").write_text("\n".join(name for name, _ in compiled) + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    names = (target / ".complete").read_text().split()
+    return [(name, target / name) for name in names]
+
+
+def _dependency_entries(deps: Path) -> list[tuple[str, Path]]:
+    return [
         (path.relative_to(deps).as_posix(), path)
         for path in sorted(deps.rglob("*"))
         if path.is_file() and path.name != ".complete" and "__pycache__" not in path.parts
     ]
+
+
+def _zip_entries(deps: Path, source_root: Path) -> list[tuple[str, Path]]:
+    entries = _dependency_entries(deps)
     entries += [(f"services/{p.relative_to(source_root).as_posix()}", p) for p in _source_files(source_root)]
     return entries
 
@@ -163,15 +278,39 @@ def build_zip(
     build_dir: Path | None = None,
     source_root: Path | None = None,
     check_limits: bool = True,
+    python: str = LAMBDA_PYTHON,
+    bytecode: bool = True,
 ) -> ZipArtifact:
-    """A deterministic zip of the services package and the function's dependencies.
+    """A deterministic zip of the services package and the function's dependencies, with their
+    bytecode when an interpreter of `python` is at hand (find_compiler).
 
-    `check_limits=False` only measures (the benchmark reports an oversized artifact's size).
+    `check_limits=False` only measures (the benchmark reports an oversized artifact's size);
+    `python` and `bytecode=False` are for the benchmark too (this machine's Python; the source-only
+    baseline).
     """
     build_dir, source_root = build_dir or BUILD_DIR, source_root or SOURCE_PACKAGE
     architecture = architecture or fn.architecture
-    deps = dependencies_dir(lock_of(fn), architecture, build_dir)
-    entries = _zip_entries(deps, source_root)
+    deps = dependencies_dir(lock_of(fn), architecture, build_dir, python=python)
+    compiler = find_compiler(python) if bytecode else None
+    with tempfile.TemporaryDirectory(prefix="collections-pyc-") as scratch:
+        entries = _zip_entries(deps, source_root)
+        if compiler is not None:
+            own_code = [entry for entry in entries if not entry[1].is_relative_to(deps)]
+            entries += compiler.compile(own_code, Path(scratch))
+            entries += _dependency_bytecode(deps, compiler, build_dir)
+            entries.sort()
+        return _write_zip(fn, architecture, deps, entries, compiler, build_dir, check_limits)
+
+
+def _write_zip(
+    fn: catalog.Function,
+    architecture: str,
+    deps: Path,
+    entries: list[tuple[str, Path]],
+    compiler: BytecodeCompiler | None,
+    build_dir: Path,
+    check_limits: bool,
+) -> ZipArtifact:
     unzipped = sum(path.stat().st_size for _, path in entries)
     if check_limits and unzipped > MAX_UNZIPPED_BYTES:
         raise ArtifactError(
@@ -181,11 +320,11 @@ def build_zip(
         )
     out_dir = build_dir / "zips"
     out_dir.mkdir(parents=True, exist_ok=True)
-    # Named by its inputs (the immutable dependency set and the source files): an unchanged
-    # service is not zipped again on the next `pulumi preview`.
-    inputs = hashlib.sha256(deps.name.encode())
+    # Named by its inputs (the immutable dependency set, the bytecode's Python and the source
+    # files): an unchanged service is not zipped again on the next `pulumi preview`.
+    inputs = hashlib.sha256(f"{deps.name} {compiler.cache_tag if compiler else 'source-only'}".encode())
     for name, file in entries:
-        if not file.is_relative_to(deps):
+        if not file.is_relative_to(deps) and not name.endswith(".pyc"):
             inputs.update(name.encode())
             inputs.update(file.read_bytes())
     path = out_dir / f"{fn.name}-{architecture}-{inputs.hexdigest()[:16]}.zip"
@@ -224,6 +363,8 @@ COPY requirements.txt ${{LAMBDA_TASK_ROOT}}/requirements.txt
 RUN pip install --no-cache-dir {pip_options} \\
     -r "${{LAMBDA_TASK_ROOT}}/requirements.txt" --target "${{LAMBDA_TASK_ROOT}}"
 COPY services/ ${{LAMBDA_TASK_ROOT}}/services/
+# The task root is read-only at run time: compile now, with the runtime's own Python.
+RUN python -m compileall -q -j 0 --invalidation-mode unchecked-hash ${{LAMBDA_TASK_ROOT}}
 CMD ["{handler}"]
 """
 

@@ -61,6 +61,7 @@ class ServiceConfig:
     release_mode: ReleaseMode
     provisioned_concurrency: int = 0
     release_canary: CanaryConfig | None = None  # None: the shift does not judge this service's canary
+    snap_start: bool = False  # Lambda SnapStart on published versions (see check_snap_start)
 
     @property
     def function(self) -> catalog.Function:
@@ -241,6 +242,7 @@ def _service(name: str, data: Any, path: str, release_mode: str,
     memory = section.number("memoryMb", fn.memory_mb, *MEMORY_RANGE_MB, what="Lambda memory in MB")
     timeout = section.number("timeoutS", fn.timeout_s, *TIMEOUT_RANGE_S, what="Lambda timeout in seconds")
     provisioned = section.number("provisionedConcurrency", 0, 0, 1000)
+    snap_start = section.get("snapStart", bool, False)
     if fn.invoke_on_deploy:
         # The deploy invokes it through `live` right away (migrations before new code takes
         # traffic), so Pulumi must move its alias: it is always released directly.
@@ -260,6 +262,7 @@ def _service(name: str, data: Any, path: str, release_mode: str,
         release_mode=mode,  # type: ignore[arg-type]
         provisioned_concurrency=provisioned,
         release_canary=canary if canary.enabled else None,
+        snap_start=check_snap_start(section.key("snapStart"), snap_start, provisioned, slots),
     )
 
 
@@ -403,6 +406,43 @@ def parse(stack: str, region: str | None, values: Mapping[str, Any]) -> StackCon
     )
     top.done()
     return config
+
+
+# Lambda SnapStart, as AWS documents it (docs.aws.amazon.com/lambda/latest/dg/snapstart.html,
+# "Supported features and limitations"): Python 3.12 and later managed runtimes (also Java 11+,
+# .NET 8+), zip packages only (not OS-only runtimes or container images), published versions
+# only, and not together with provisioned concurrency, EFS, or ephemeral storage over 512 MB.
+SNAP_START_MIN_PYTHON = (3, 12)
+
+
+def supports_snap_start(runtime: str) -> bool:
+    """Fail closed: a runtime we cannot read as `pythonX.Y` is not one SnapStart supports."""
+    match = re.fullmatch(r"python(\d+)\.(\d+)", runtime)
+    return bool(match) and (int(match[1]), int(match[2])) >= SNAP_START_MIN_PYTHON
+
+
+def check_snap_start(path: str, wanted: bool, provisioned: int, slots: Mapping[str, SlotConfig]) -> bool:
+    """`snapStart: true` is valid for zip slots on a runtime that supports it, never with
+    provisioned concurrency (AWS refuses the pair; pick one per service and stack)."""
+    if not wanted:
+        return False
+    from infra.artifacts import LAMBDA_PYTHON  # the runtime's Python; lambda_service uses the same
+
+    runtime = f"python{LAMBDA_PYTHON}"
+    if not supports_snap_start(runtime):
+        raise ConfigError(f"{path}: SnapStart needs Python 3.12 or later; the functions run {runtime}")
+    if provisioned:
+        raise ConfigError(
+            f"{path}: SnapStart and provisionedConcurrency ({provisioned}) cannot be combined on one "
+            "function; keep one of them"
+        )
+    images = [slot for slot, config in slots.items() if config.package == "image"]
+    if images:
+        raise ConfigError(
+            f"{path}: SnapStart works on zip packages only; slot {', '.join(images)} is a container image "
+            "(set snapStart: false before adding an image slot)"
+        )
+    return True
 
 
 def check_package_moves(config: StackConfig, deployed: Mapping[str, str]) -> None:

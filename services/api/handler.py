@@ -1,15 +1,57 @@
 """Lambda entry point: API Gateway HTTP API (payload 2.0) → Mangum → the FastAPI app.
 
-Kept light at import: no anthropic, voyageai or Pillow (the Voyage client loads on first
-search), no boto3 until a route needs S3 or EventBridge, no PyJWT until the first token is verified.
+Init (this module's import) loads what the first request needs and nothing else:
+- not anthropic, voyageai or Pillow (the Voyage client loads on first search), no boto3 until a
+  route needs S3 or EventBridge, no PyJWT or urllib in apigateway auth mode;
+- but the database driver (SQLAlchemy would import it only when the first request makes the
+  engine) and the request path itself, primed with one request for a path no route serves (404:
+  no database, no token): Mangum, the event loop, Starlette's routing and error handling. With
+  SnapStart, all of that is in the snapshot; without it, the first request simply pays less.
+SnapStart's restore hooks (services/core/snapstart.py) renew connections, credentials and
+randomness in each restored copy.
 """
 
 from __future__ import annotations
 
 from mangum import Mangum
 
+from services.api import deps
 from services.api.app import create_app
+from services.core import snapstart
 
 app = create_app()
 # lifespan off: the app keeps no startup state; engines and clients are created on first use.
 handler = Mangum(app, lifespan="off")
+
+_PROBE_EVENT = {
+    "version": "2.0",
+    "routeKey": "$default",
+    "rawPath": "/_init_probe",
+    "rawQueryString": "",
+    "headers": {"host": "init.invalid"},
+    "requestContext": {
+        "http": {"method": "GET", "path": "/_init_probe", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
+        "routeKey": "$default",
+        "stage": "$default",
+    },
+    "isBase64Encoded": False,
+}
+
+
+def _prime() -> None:
+    import psycopg  # noqa: F401  (the driver and its C extension: ~70 modules)
+    import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
+
+    # Not /health: that asks the database, and a database outage must give 503s, not failed inits.
+    response = handler(_PROBE_EVENT, None)
+    if response["statusCode"] != 404:  # a broken app fails its init, not its first user
+        raise RuntimeError(f"the init probe answered {response['statusCode']}: {response.get('body')}")
+
+
+@snapstart.after_restore
+def _forget_storage() -> None:
+    """The Storage and URL signer hold a boto3 client made before the snapshot."""
+    deps._storage = None
+
+
+_prime()

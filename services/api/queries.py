@@ -19,8 +19,8 @@ from services.core.models import Item, ItemStatus
 
 # Never loaded for lists and search hits: the 4 KB vector and the raw analysis.
 LIGHT = (defer(Item.embedding), defer(Item.analysis))
-# Up to this many candidate items, search computes every distance instead of scanning the index
-# (see nearest()); ~2,000 1024-d vectors take a few milliseconds.
+# Up to this many candidate items (the owner's, after filters), search computes every distance
+# instead of scanning the index (see nearest()); ~2,000 1024-d vectors take a few milliseconds.
 EXACT_SEARCH_MAX_CANDIDATES = 2000
 
 
@@ -111,16 +111,24 @@ def list_page(
 
 
 # --- vector search --------------------------------------------------------------------------
-def _searchable_count(session: Session, owner_id: str) -> int:
-    """The owner's ready items, counted up to EXACT_SEARCH_MAX_CANDIDATES + 1 (an index-only scan
-    of ix_items_owner_ready; filters are left out: they can only make the candidate set smaller)."""
-    bounded = (
-        select(Item.id)
-        .where(Item.owner_id == owner_id, Item.status == ItemStatus.ready, Item.embedding.is_not(None))
-        .limit(EXACT_SEARCH_MAX_CANDIDATES + 1)
-        .subquery()
+def candidate_count(session: Session, owner_id: str, filters: ItemFilters, exclude: uuid.UUID | None = None) -> int:
+    """The items a search could return (the owner's ready items that pass the filters), counted up
+    to EXACT_SEARCH_MAX_CANDIDATES + 1. Without filters, or with a category, an index-only scan of
+    ix_items_owner_ready_category; other filters read the owner's rows, still bounded by the limit."""
+    bounded = apply_filters(
+        select(Item.id).where(Item.owner_id == owner_id, Item.status == ItemStatus.ready, Item.embedding.is_not(None)),
+        filters,
     )
+    if exclude is not None:
+        bounded = bounded.where(Item.id != exclude)
+    bounded = bounded.limit(EXACT_SEARCH_MAX_CANDIDATES + 1).subquery()
     return session.scalar(select(func.count()).select_from(bounded))
+
+
+def search_plan(session: Session, owner_id: str, filters: ItemFilters, exclude: uuid.UUID | None = None) -> str:
+    """"exact" when the candidates are few enough to compute every distance, else "hnsw"."""
+    exact = candidate_count(session, owner_id, filters, exclude) <= EXACT_SEARCH_MAX_CANDIDATES
+    return "exact" if exact else "hnsw"
 
 
 def nearest(
@@ -133,10 +141,13 @@ def nearest(
 ) -> list[tuple[Item, float]]:
     """The caller's ready items closest to `vector` by cosine distance, nearest first.
 
-    Two plans. The HNSW index is shared by every user, so for a caller with a small collection an
-    index scan walks mostly other users' vectors and may stop (hnsw.max_scan_tuples) before it has
-    found k of theirs: exact search over their few items is both faster and complete. Above
-    EXACT_SEARCH_MAX_CANDIDATES searchable items, the index scan is the fast one.
+    Two plans, chosen by how many items could match (the owner's, after the filters). The HNSW
+    index is shared by every user and knows nothing of filters: for a small candidate set (a small
+    collection, or a selective filter such as a rare category) an index scan walks mostly vectors
+    it must discard, and may stop (hnsw.max_scan_tuples) before it has found k. Exact search over
+    those few candidates is then both faster and complete, and needs no session settings. Above
+    EXACT_SEARCH_MAX_CANDIDATES candidates, the index scan is the fast one.
+    Measured in tests/bench/bench_api.py (1% category filter of a 10,000-item collection).
     """
     distance = Item.embedding.cosine_distance(vector)
     query = apply_filters(select(Item, distance.label("distance")), filters).where(
@@ -144,13 +155,15 @@ def nearest(
     )
     if exclude is not None:
         query = query.where(Item.id != exclude)
-    exact = _searchable_count(session, owner_id) <= EXACT_SEARCH_MAX_CANDIDATES
-    # Exact: `+ 0`, because the HNSW index only serves ORDER BY embedding <=> constant, so this
-    # computes them all. HNSW: hnsw.iterative_scan = relaxed_order (the owner filter still yields k
-    # rows) and hnsw.ef_search are the database role's defaults, set by migration 0003: a SET/SET
-    # LOCAL/set_config here would pin the API's session to one database connection behind RDS Proxy
-    # (RDS User Guide, "Avoiding pinning an RDS Proxy": "Using SET commands").
-    query = query.order_by(distance + 0, Item.id) if exact else query.order_by(distance)
+    if search_plan(session, owner_id, filters, exclude) == "exact":
+        # `+ 0`: the HNSW index only serves ORDER BY embedding <=> constant, so this computes them all.
+        query = query.order_by(distance + 0, Item.id)
+    else:
+        # hnsw.iterative_scan = relaxed_order (the owner filter still yields k rows) and
+        # hnsw.ef_search are the database role's defaults, set by migration 0003: a SET/SET LOCAL/
+        # set_config here would pin the API's session to one database connection behind RDS Proxy
+        # (RDS User Guide, "Avoiding pinning an RDS Proxy": "Using SET commands").
+        query = query.order_by(distance)
     query = query.options(*LIGHT).limit(k)
     hits = [(item, float(d)) for item, d in session.execute(query)]
     # relaxed_order may return neighbours slightly out of order: sort the k we have exactly.

@@ -21,7 +21,6 @@ import json
 import re
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -52,6 +51,8 @@ class Principal:
 
 
 def _fetch_json(url: str) -> dict[str, Any]:
+    import urllib.request  # jwks mode only (http.client and email: ~10 ms the apigateway mode never needs)
+
     with urllib.request.urlopen(url, timeout=JWKS_FETCH_TIMEOUT_S) as response:  # noqa: S310 (URL from settings)
         return json.loads(response.read())
 
@@ -202,6 +203,11 @@ def bearer_token(authorization: str | None) -> str:
 @lru_cache(maxsize=4)
 def _verifier(issuer: str, jwks_url: str, client_id: str, jwks_cache_s: int) -> TokenVerifier:
     return TokenVerifier(issuer, client_id, JwksCache(jwks_url, jwks_cache_s))
+
+
+def forget_verifiers() -> None:
+    """Fetch the JWKS again on next use (after a SnapStart restore)."""
+    _verifier.cache_clear()
 
 
 def get_verifier(settings: Settings | None = None) -> TokenVerifier:

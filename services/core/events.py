@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from services import catalog
-from services.core.contracts import Detail
 from services.core.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # annotations only: the contracts load with the first event published
+    from services.core.contracts import Detail
 
 MAX_ENTRIES_PER_CALL = 10  # EventBridge's limit for one PutEvents request
 

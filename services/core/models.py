@@ -96,10 +96,12 @@ class Item(Base):
         # Duplicate detection per user.
         Index("ix_items_owner_sha256", "owner_id", "sha256"),
         Index("ix_items_status_updated", "status", "updated_at"),
-        # Each owner's searchable items: search counts them (index-only) to choose exact or HNSW.
+        # Each owner's searchable items, by category: search counts a query's candidates
+        # (index-only) to choose exact distances or HNSW (services/api/queries.py).
         Index(
-            "ix_items_owner_ready",
+            "ix_items_owner_ready_category",
             "owner_id",
+            "category",
             postgresql_where=text("status = 'ready' AND embedding IS NOT NULL"),
         ),
         Index("ix_items_tags", "tags", postgresql_using="gin"),

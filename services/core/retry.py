@@ -8,13 +8,16 @@ leaves the item failed (and retryable) — there is never a reset item without i
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.core.contracts import Detail, ImageAnalyzed, ImageProcessed, ProcessingRequested
-from services.core.events import EventPublisher
 from services.core.models import Item, ItemStatus, Stage
+
+if TYPE_CHECKING:  # the contracts load with the first retry, not with the API's cold start
+    from services.core.contracts import Detail
+    from services.core.events import EventPublisher
 
 # The status an item has while it waits for a stage (the stage's input).
 STAGE_INPUT_STATUS: dict[Stage, ItemStatus] = {
@@ -49,6 +52,8 @@ def resume_stage(item: Item) -> Stage:
 
 def stage_event(item: Item, stage: Stage) -> Detail:
     """The event that starts `stage` for `item` (the retry contract)."""
+    from services.core.contracts import ImageAnalyzed, ImageProcessed, ProcessingRequested
+
     if stage is Stage.process:
         return ProcessingRequested(item_id=item.id, owner_id=item.owner_id, key=item.original_key)
     if stage is Stage.analyze:

@@ -3,18 +3,25 @@
 With several modules, each runs in a fresh interpreter of its own: one benchmark's environment,
 caches and warm imports must not leak into the next one's figures.
 
-Each module exposes `run() -> dict` returning {"title": str, "rows": [dict, ...], "notes": [str]}.
-The runner prints each as a table and writes it to tests/bench/results/<name>.json.
+Each module exposes `run() -> dict` returning {"title": str, "rows": [dict, ...], "notes": [str]}
+and optionally "summary": rows of {measure, today, now, target, ok} for the targets table printed
+last. The runner prints each as a table and writes it to tests/bench/results/<name>.json.
+
+Quiet: log records below WARNING (ours, Powertools', alembic's, pgserver's) would bury the tables,
+so the runner turns them off for itself and every interpreter it starts.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import logging
+import os
 import platform
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -33,10 +40,33 @@ def _table(rows: list[dict]) -> str:
     return "\n".join([line, sep, *body])
 
 
+def _quiet() -> None:
+    # Powertools' Logger reads its level from the environment when each Logger is created.
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    logging.basicConfig(level=logging.WARNING, force=True)
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request at INFO
+    # pgserver asks platformdirs for a runtime dir; its fallback warning says nothing about the figures.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+
+def _print_summary(names: list[str]) -> None:
+    lines = []
+    for name in names:
+        path = RESULTS / f"{name}.json"
+        if path.exists():
+            lines += json.loads(path.read_text()).get("summary", [])
+    if lines:
+        print("\n## Targets (issue 12): today measured again beside now\n")
+        print(_table(lines))
+
+
 def main(argv: list[str]) -> int:
+    _quiet()
     names = argv or sorted(p.stem for p in HERE.glob("bench_*.py"))
     if len(names) > 1:
         codes = [subprocess.call([sys.executable, "-m", "tests.bench", name]) for name in names]
+        _print_summary(names)
         return 1 if any(codes) else 0
     RESULTS.mkdir(exist_ok=True)
     failed = 0
@@ -57,6 +87,9 @@ def main(argv: list[str]) -> int:
         print(_table(result.get("rows", [])))
         for note in result.get("notes", []):
             print(f"  - {note}")
+        if result.get("summary"):
+            print()
+            print(_table(result["summary"]))
     return 1 if failed else 0
 
 

@@ -1,37 +1,23 @@
-"""Pipeline benchmark: the thumbnail stage on a 24-megapixel JPEG, and handler cold imports.
+"""Pipeline benchmark: the thumbnail stage on a 24-megapixel JPEG.
 
 Thumbnail stage = services.image_processor.imaging.process_image: validate, decode (JPEG draft
 scale), orientation, both WebP thumbnails (256 and 1024 px). Compared with a plain Pillow
 implementation in the same run: full decode, Image.thumbnail(LANCZOS) per size, default WebP.
 
-Cold import = a fresh interpreter importing the handler module (what Lambda's init runs), and
-the same plus what the first event imports (the stage's logic: SQLAlchemy, boto3, Pillow; the
-analyzer's anthropic SDK is measured on its own line).
+Handler cold starts are measured from each function's real artifact in bench_coldstart.
 """
 
 from __future__ import annotations
 
 import io
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = 15
 PLAIN_RUNS = 5
-IMPORT_RUNS = 5
 TARGET_P50_MS = 150
-IMPORT_BUDGET_MS = 300
-
-HANDLERS = {
-    "image_processor": ["services.image_processor.logic"],
-    "analyzer": ["services.analyzer.logic"],
-    "embedder": ["services.embedder.logic"],
-    "cleanup": ["services.cleanup.logic"],
-    "migrate": ["services.core.migrations", "services.core.database"],
-}
 
 
 def photo_like_jpeg(width: int = 6000, height: int = 4000, quality: int = 90, noise: float = 6.0) -> bytes:
@@ -72,20 +58,6 @@ def _timed(function, runs: int) -> list[float]:
     return times
 
 
-def _import_ms(modules: list[str]) -> float:
-    """Median wall time of importing `modules` in fresh interpreters."""
-    code = (
-        "import time; t = time.perf_counter(); "
-        + "; ".join(f"import {m}" for m in modules)
-        + "; print((time.perf_counter() - t) * 1000)"
-    )
-    samples = []
-    for _ in range(IMPORT_RUNS):
-        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-        samples.append(float(result.stdout.strip()))
-    return statistics.median(samples)
-
-
 def _thumbnail_rows(label: str, data: bytes) -> tuple[list[dict], float]:
     from services.image_processor.imaging import process_image
 
@@ -120,37 +92,14 @@ def run() -> dict:
         image_rows, speedup = _thumbnail_rows(label, data)
         rows += image_rows
         notes.append(f"{label}: ours is {speedup:.1f}x faster than plain in this run")
-    for name, first_event in HANDLERS.items():
-        module = f"services.{name}.handler"
-        cold = _import_ms([module])
-        rows.append(
-            {
-                "measure": f"cold import {module}",
-                "p50_ms": round(cold, 1),
-                "budget_ms": IMPORT_BUDGET_MS if name != "analyzer" else "",
-                "ok": cold <= IMPORT_BUDGET_MS if name != "analyzer" else "",
-            }
-        )
-        rows.append(
-            {
-                "measure": f"  + first event's imports ({', '.join(first_event)})",
-                "p50_ms": round(_import_ms([module, *first_event]), 1),
-            }
-        )
-    rows.append(
-        {
-            "measure": "  analyzer + anthropic SDK (Claude configured)",
-            "p50_ms": round(_import_ms(["services.analyzer.logic", "anthropic"]), 1),
-        }
-    )
     return {
-        "title": "Pipeline: thumbnail stage and handler cold imports",
+        "title": "Pipeline: the thumbnail stage",
         "rows": rows,
         "notes": [
             *notes,
             f"{RUNS} runs of ours, {PLAIN_RUNS} of plain per image; decoding cost follows the compressed size",
             "ours: JPEG draft (DCT 1/4 scale), BICUBIC to 1024, LANCZOS 1024→256, WebP q80 method 0",
-            "imports: median of fresh interpreters; handler modules defer the stage logic to the first event",
+            "handler cold starts (import + first event) are bench_coldstart's, from each function's artifact",
             "on a shared machine absolute times move with load: compare rows of the same run",
         ],
     }

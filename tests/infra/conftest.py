@@ -62,5 +62,11 @@ def plan_of(build_dir, source) -> Callable[..., Plan]:
 
 
 def slots(service: str, active: str = "blue", **packages: str) -> dict[str, Any]:
-    """Config overrides for one service's slots, e.g. slots("api", "green", blue="zip", green="image")."""
-    return {SERVICES: {service: {"active": active, "slots": {s: {"package": p} for s, p in packages.items()}}}}
+    """Config overrides for one service's slots, e.g. slots("api", "green", blue="zip", green="image").
+
+    With an image slot, SnapStart goes off (dev's api has it): Lambda has no SnapStart for images and
+    config validation refuses the pair, so turning it off is the operator's first step of that move."""
+    service_config: dict[str, Any] = {"active": active, "slots": {s: {"package": p} for s, p in packages.items()}}
+    if "image" in packages.values():
+        service_config["snapStart"] = False
+    return {SERVICES: {service: service_config}}

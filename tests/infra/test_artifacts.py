@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
+import marshal
+import sys
 import zipfile
 
 import pytest
@@ -24,7 +27,10 @@ def test_real_zip_of_the_image_processor_for_arm64(tmp_path_factory):
         infos = archive.infolist()
     assert "services/image_processor/handler.py" in names
     assert "services/catalog.py" in names and "services/core/settings.py" in names
-    assert not [n for n in names if n.startswith("services/local/") or "__pycache__" in n or n.endswith(".pyc")]
+    assert not [n for n in names if n.startswith("services/local/")]
+    pycs = [n for n in names if n.endswith(".pyc") or "__pycache__" in n]
+    assert all(n.endswith(".cpython-312.pyc") for n in pycs)  # the runtime's bytecode, or none
+    assert bool(pycs) == (artifacts.find_compiler() is not None)
     pillow = [n for n in names if n.startswith("PIL/_imaging.") and n.endswith(".so")]
     assert pillow and all("cpython-312-aarch64-linux-gnu" in n for n in pillow)  # Lambda's CPU, not ours
     assert any(n.startswith("pydantic_core/_pydantic_core.cpython-312-aarch64") for n in names)
@@ -218,3 +224,106 @@ def test_deploy_jobs_can_build_every_catalog_architecture_before_pulumi_up():
         assert qemu < up and uses.index("docker/setup-buildx-action") < up, name
         platforms = set(steps[qemu].get("with", {}).get("platforms", "all").split(","))
         assert platforms == {"all"} or foreign <= platforms, name
+
+
+# --- bytecode -------------------------------------------------------------------------------------
+THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+THIS_TAG = sys.implementation.cache_tag
+
+
+def test_zip_ships_unchecked_hash_bytecode_of_the_build_python(tmp_path):
+    """Built for this interpreter's version, the zip holds its .pyc beside every module: unchecked
+    hash (flags 0b01 in the header), this version's magic number, file names under /var/task."""
+    fn = catalog.function("embedder")
+    with artifacts.use_installer(_installer_with_a_module):
+        artifact = build_zip(fn, build_dir=tmp_path, python=THIS_PYTHON)
+    with zipfile.ZipFile(artifact.path) as archive:
+        names = set(archive.namelist())
+        handler_pyc = archive.read(f"services/embedder/__pycache__/handler.{THIS_TAG}.pyc")
+        dep_pyc = archive.read(f"somedep/__pycache__/__init__.{THIS_TAG}.pyc")
+    pycs = {n for n in names if n.endswith(".pyc")}
+    sources = {n for n in names if n.endswith(".py")}
+    uncompilable = "somedep/template.py"
+    assert {importlib.util.cache_from_source(n) for n in sources - {uncompilable}} == pycs
+    assert uncompilable in names  # shipped as source: Python would fail on it only if imported
+    for data in (handler_pyc, dep_pyc):
+        assert data[:4] == importlib.util.MAGIC_NUMBER
+        assert int.from_bytes(data[4:8], "little") == 0b01  # hash-based, check_source off
+    code = marshal.loads(handler_pyc[16:])
+    assert code.co_filename == "/var/task/services/embedder/handler.py"
+
+
+def test_bytecode_zips_are_byte_identical_across_builds(tmp_path):
+    fn = catalog.function("api")
+    with artifacts.use_installer(_installer_with_a_module):
+        first = build_zip(fn, build_dir=tmp_path / "a", python=THIS_PYTHON)
+        second = build_zip(fn, build_dir=tmp_path / "b", python=THIS_PYTHON)
+    assert first.path.read_bytes() == second.path.read_bytes()
+    with zipfile.ZipFile(first.path) as archive:
+        assert any(n.endswith(f".{THIS_TAG}.pyc") for n in archive.namelist())
+
+
+def test_no_interpreter_of_the_runtime_version_ships_source_and_says_so_once(tmp_path, monkeypatch, capsys):
+    """The runtime's Python is not here (3.99): no .pyc at all, never this machine's, one line said."""
+    monkeypatch.delenv(artifacts.BUILD_PYTHON_ENV, raising=False)
+    monkeypatch.setattr(artifacts, "_said_source_only", set())
+    fn = catalog.function("embedder")
+    with artifacts.use_installer(_installer_with_a_module):
+        artifact = build_zip(fn, build_dir=tmp_path, python="3.99")
+        build_zip(catalog.function("cleanup"), build_dir=tmp_path, python="3.99")
+    with zipfile.ZipFile(artifact.path) as archive:
+        assert not [n for n in archive.namelist() if n.endswith(".pyc") or "__pycache__" in n]
+    said = capsys.readouterr().err.strip().splitlines()
+    assert said == [said[0]] and "no Python 3.99" in said[0] and "shipping source only" in said[0]
+
+
+def test_the_lambda_runtime_build_never_ships_another_versions_bytecode(tmp_path, monkeypatch):
+    """The default build targets Lambda's Python: .pyc only with that version's cache tag."""
+    monkeypatch.delenv(artifacts.BUILD_PYTHON_ENV, raising=False)
+    with artifacts.use_installer(_installer_with_a_module):
+        artifact = build_zip(catalog.function("embedder"), build_dir=tmp_path)
+    lambda_tag = "cpython-" + artifacts.LAMBDA_PYTHON.replace(".", "")
+    with zipfile.ZipFile(artifact.path) as archive:
+        pycs = [n for n in archive.namelist() if n.endswith(".pyc")]
+    assert all(n.endswith(f".{lambda_tag}.pyc") for n in pycs)
+    compiler = artifacts.find_compiler()
+    assert bool(pycs) == (compiler is not None)
+
+
+def test_a_configured_build_python_of_another_version_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv(artifacts.BUILD_PYTHON_ENV, sys.executable)
+    with pytest.raises(ArtifactError, match=rf"is Python {THIS_PYTHON}; the Lambda runtime is Python 3.99"):
+        artifacts.find_compiler("3.99")
+    monkeypatch.setenv(artifacts.BUILD_PYTHON_ENV, str(tmp_path / "no-python-here"))
+    with pytest.raises(ArtifactError, match="not a working CPython"):
+        artifacts.find_compiler(THIS_PYTHON)
+
+
+def test_image_builds_compile_with_the_runtime_python(tmp_path):
+    dockerfile = image_context(catalog.function("api"), build_dir=tmp_path).dockerfile.read_text()
+    assert "compileall" in dockerfile and "--invalidation-mode unchecked-hash" in dockerfile
+    assert dockerfile.index("COPY services/") < dockerfile.index("compileall")  # after every source is in
+
+
+def _installer_with_a_module(requirements, platform, target, python_version=artifacts.LAMBDA_PYTHON):
+    """code_only_installer plus one importable package, and a file no Python can compile (skipped)."""
+    code_only_installer(requirements, platform, target)
+    (target / "somedep").mkdir()
+    (target / "somedep" / "__init__.py").write_text("VALUES = {'a', 'b', 'c'}\n")
+    (target / "somedep" / "template.py").write_text("{% if py2 %}print 'x'{% endif %}\n")
+
+
+@pytest.mark.parametrize("workflow", ["deploy.yml", "preview.yml"])
+def test_workflows_that_build_artifacts_run_the_runtimes_python(workflow):
+    """They build the zips, so their Python compiles the bytecode: it must be the runtime's, or the
+    zips ship source (and preview's source_code_hash would differ from deploy's)."""
+    import yaml
+
+    data = yaml.safe_load((artifacts.REPO_ROOT / ".github" / "workflows" / workflow).read_text())
+    versions = {
+        str(step["with"]["python-version"])
+        for job in data["jobs"].values()
+        for step in job.get("steps", [])
+        if str(step.get("uses", "")).startswith("actions/setup-python")
+    }
+    assert versions == {artifacts.LAMBDA_PYTHON}

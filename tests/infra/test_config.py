@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from infra import config
@@ -211,3 +213,48 @@ def test_the_program_asks_aws_for_every_slot_when_no_active_slot_was_recorded(pr
     with pytest.raises(ConfigError, match=r"slots.blue: this up converts slot 'blue' .* recorded no active slot"):
         program("dev", {"collections:services": {"api": {"active": "green", "slots": {
             "blue": {"package": "image"}, "green": {"package": "image"}}}}}, deployed=DEPLOYED_BOTH)
+
+
+# --- SnapStart ------------------------------------------------------------------------------------
+def test_snap_start_is_valid_on_zip_slots_of_a_supporting_runtime():
+    parsed = parse("dev", "eu-west-1", {"services": {"embedder": {"snapStart": True, "slots": {"blue": {}}}}})
+    assert parsed.services["embedder"].snap_start is True
+    assert parsed.services["analyzer"].snap_start is False  # off unless asked for
+
+
+def test_each_stack_picks_snap_start_or_provisioned_concurrency_for_the_api():
+    dev, prod = (parse(s, "eu-west-1", values_of(s)).services["api"] for s in ("dev", "prod"))
+    assert (dev.snap_start, dev.provisioned_concurrency) == (True, 0)
+    assert (prod.snap_start, prod.provisioned_concurrency > 0) == (False, True)
+
+
+@pytest.mark.parametrize(
+    "service, message",
+    [
+        ({"snapStart": True, "provisionedConcurrency": 2, "slots": {"blue": {}}},
+         "collections:services.api.snapStart: SnapStart and provisionedConcurrency (2) cannot be combined"),
+        ({"snapStart": True, "slots": {"blue": {}, "green": {"package": "image"}}},
+         "collections:services.api.snapStart: SnapStart works on zip packages only; slot green is a container"),
+        ({"snapStart": "yes", "slots": {"blue": {}}}, "collections:services.api.snapStart"),
+    ],
+)
+def test_snap_start_conflicts_are_named(service, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse("dev", "eu-west-1", {"services": {"api": service}})
+
+
+@pytest.mark.parametrize(
+    "runtime, supported",
+    [("python3.12", True), ("python3.13", True), ("python3.11", False), ("python3.9", False),
+     ("nodejs22.x", False), ("python3", False), ("provided.al2023", False)],
+)
+def test_snap_start_runtimes_fail_closed(runtime, supported):
+    assert config.supports_snap_start(runtime) is supported
+
+
+def test_snap_start_on_an_older_runtime_is_refused(monkeypatch):
+    from infra import artifacts
+
+    monkeypatch.setattr(artifacts, "LAMBDA_PYTHON", "3.11")
+    with pytest.raises(ConfigError, match=r"SnapStart needs Python 3.12 or later; the functions run python3.11"):
+        parse("dev", "eu-west-1", {"services": {"api": {"snapStart": True, "slots": {"blue": {}}}}})

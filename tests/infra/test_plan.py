@@ -13,7 +13,7 @@ import pytest
 from infra.config import ConfigError
 from infra.mocks import ProgramRun, Resource
 from infra.plan import classify, consumer_violations, diff
-from tests.infra.conftest import slots
+from tests.infra.conftest import SERVICES, slots
 
 FUNCTION = "aws:lambda/function:Function"
 ALIAS = "aws:lambda/alias:Alias"
@@ -36,9 +36,21 @@ def step2(service: str) -> dict:
     return slots(service, "green", blue="zip", green="image")
 
 
+def snap_start_off(service: str) -> dict:
+    """Step 0 where the service has SnapStart (dev's api): Lambda has none for images."""
+    return {SERVICES: {service: {"snapStart": False}}}
+
+
+def test_step0_turns_snap_start_off_in_place(plan_of):
+    plan = plan_of("dev", None, snap_start_off("api"))
+    assert plan.actions("replace", "delete", "create") == []
+    assert [(c.name, c.inputs) for c in plan.actions("update") if c.type == FUNCTION] == [
+        ("collections-dev-api-blue", ("snapStart",))]
+
+
 @pytest.mark.parametrize("service", ["api", "image_processor"])
 def test_step1_adds_the_image_slot_with_creates_only(plan_of, service):
-    plan = plan_of("dev", None, step1(service))
+    plan = plan_of("dev", snap_start_off(service), step1(service))
     slug = service.replace("_", "-")
     assert plan.actions("update", "replace", "delete") == []
     assert plan.violations == ()
@@ -98,8 +110,9 @@ def test_changing_the_active_slots_package_directly_is_refused_before_anything_r
 def test_an_idle_slots_package_change_replaces_only_that_slot(plan_of):
     """Allowed on the idle slot: its function is replaced (delete first: the name is explicit) and
     its alias with it (Lambda deletes a function's aliases); nothing consumed moves."""
-    plan = plan_of("dev", step1("api"), slots("api", "blue", blue="zip", green="zip"),
-                   deployed={"collections-dev-api-blue": "zip"})
+    both_zip = slots("api", "blue", blue="zip", green="zip")
+    both_zip[SERVICES]["api"]["snapStart"] = False  # back on later, as its own change (step 0 reversed)
+    plan = plan_of("dev", step1("api"), both_zip, deployed={"collections-dev-api-blue": "zip"})
     replaced = {(c.type, c.name) for c in plan.actions("replace")}
     assert replaced == {(FUNCTION, "collections-dev-api-green"), (ALIAS, "collections-dev-api-green")}
     assert plan.after.one(FUNCTION, "collections-dev-api-green").delete_before_replace

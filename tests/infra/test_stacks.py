@@ -340,3 +340,15 @@ def test_alarms_cover_throttles_spillover_event_delivery_and_database(program):
     assert len(proxy) == 2 and all(m[-1] == {"stat": "Sum", "period": 60} for m in proxy)
     (instance,) = [m for m in metrics if m[0] == "AWS/RDS" and m[2] == "DBInstanceIdentifier"]
     assert instance[-1] == {"stat": "Maximum"}
+
+
+def test_snap_start_applies_to_published_versions_of_the_api_in_dev_only(program):
+    """dev: SnapStart on the api (versions are published already, aliases point at them); prod:
+    provisioned concurrency instead, never both."""
+    dev, prod = program("dev"), program("prod")
+    for name, function in ((n, dev.one(FUNCTION, f"collections-dev-{n}-blue")) for n in ("api", "embedder")):
+        assert function.inputs["publish"] is True
+        expected = {"applyOn": "PublishedVersions"} if name == "api" else None
+        assert function.inputs.get("snapStart") == expected
+    assert prod.one(FUNCTION, "collections-prod-api-blue").inputs.get("snapStart") is None
+    assert not dev.of_type("aws:lambda/provisionedConcurrencyConfig:ProvisionedConcurrencyConfig")

@@ -32,8 +32,9 @@ def test_upgrade_from_empty_creates_items_with_indexes(empty_db):
         indexes = {ix["name"] for ix in inspect(engine).get_indexes("items")}
     finally:
         engine.dispose()
-    expected = {"ix_items_owner_created", "ix_items_owner_sha256", "ix_items_embedding_hnsw", "ix_items_owner_ready"}
-    assert expected <= indexes
+    expected = {"ix_items_owner_created", "ix_items_owner_sha256", "ix_items_embedding_hnsw",
+                "ix_items_owner_ready_category"}
+    assert expected <= indexes and "ix_items_owner_ready" not in indexes  # led by the same column
 
 
 def test_upgrade_creates_the_usage_counters(empty_db):

@@ -113,6 +113,11 @@ def _once(kind: str, settings: Settings | None, build: Any) -> Any:
     return cached[1]
 
 
+def forget_adapters() -> None:
+    """Build the adapters again on next use (after a SnapStart restore: keys may have rotated)."""
+    _built.clear()
+
+
 def get_embedder(settings: Settings | None = None) -> Embedder:
     """Voyage when a key is configured (VOYAGE_API_KEY or the secret), else the local stand-in."""
     return _once("embedder", settings, _build_embedder)

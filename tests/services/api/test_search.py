@@ -186,3 +186,41 @@ def test_bad_search_parameters_are_422(client, searcher, params, fragment):
 def test_search_requires_q(client, searcher):
     response = client.get("/search", headers=searcher[1])
     assert response.status_code == 422 and "q" in response.json()["error"]["message"]
+
+
+def test_a_selective_filter_takes_the_exact_plan_on_a_large_collection(
+    client, searcher, vectors, fixed_query, monkeypatch
+):
+    """The plan follows the candidates after filters, not the collection's size: with room for 3
+    exact candidates, the searcher's 5 items take HNSW, a category of 2 takes exact distances,
+    and both answer exactly (neither sets anything on the session: see test_pooler.py)."""
+    from services.api import queries
+    from services.core.database import session_scope
+
+    monkeypatch.setattr(queries, "EXACT_SEARCH_MAX_CANDIDATES", 3)
+    owner, headers = searcher
+    with session_scope() as session:
+        assert queries.search_plan(session, owner, queries.ItemFilters()) == "hnsw"
+        assert queries.search_plan(session, owner, queries.ItemFilters(category="food")) == "exact"
+        assert queries.search_plan(session, owner, queries.ItemFilters(tags=("cat",))) == "exact"  # A, B, D
+        assert queries.search_plan(session, owner, queries.ItemFilters(tags=("dog",), category="animal")) == "exact"
+    ids, _ = vectors
+    assert [h["id"] for h in _search(client, headers, category="food")["items"]] == [ids["B"], ids["E"]]
+    assert [h["id"] for h in _search(client, headers)["items"]] == [ids[n] for n in "ABCDE"]
+
+
+def test_candidate_count_applies_every_filter_and_stops_at_the_bound(searcher, vectors, monkeypatch):
+    from services.api import queries
+    from services.core.database import session_scope
+
+    monkeypatch.setattr(queries, "EXACT_SEARCH_MAX_CANDIDATES", 10_000)
+    owner, _ = searcher
+    ids, _ = vectors
+    after = datetime(2026, 3, 2, tzinfo=UTC)
+    with session_scope() as session:
+        assert queries.candidate_count(session, owner, queries.ItemFilters()) == 5  # ready with a vector only
+        assert queries.candidate_count(session, owner, queries.ItemFilters(category="animal")) == 3
+        assert queries.candidate_count(session, owner, queries.ItemFilters(created_after=after)) == 4
+        assert queries.candidate_count(session, owner, queries.ItemFilters(), exclude=uuid.UUID(ids["A"])) == 4
+        monkeypatch.setattr(queries, "EXACT_SEARCH_MAX_CANDIDATES", 1)
+        assert queries.candidate_count(session, owner, queries.ItemFilters()) == 2  # bounded: bound + 1
