@@ -98,6 +98,57 @@ def test_image_slots_run_a_digest_pinned_single_platform_image(program):
     assert repository.inputs["imageScanningConfiguration"]["scanOnPush"] is True
 
 
+def test_content_already_in_the_repository_is_pinned_not_pushed_again(program):
+    """ECR refuses a second push of an existing tag on an IMMUTABLE repository, even with the same
+    content (moby/buildkit#3776, aws/containers-roadmap#2380): a revert or a rollback to an older
+    commit re-uses the digest ECR holds for the content tag instead of building and pushing."""
+    variant = slots("image_processor", "blue", blue="zip", green="image")
+    first = program("dev", variant)
+    (build,) = first.of_type("docker:index/remoteImage:RemoteImage")
+    (repository,) = first.of_type("aws:ecr/repository:Repository")
+    assert repository.inputs["name"] == "collections-dev-image-processor"  # explicit: looked up by name
+    tag = build.inputs["name"].rsplit(":", 1)[1]
+    held = "sha256:" + "ab" * 32
+    again = program("dev", variant, pushed={f"collections-dev-image-processor:{tag}": held})
+    assert again.of_type("docker:index/remoteImage:RemoteImage") == []
+    assert again.of_type("docker:index/registryImage:RegistryImage") == []
+    green = again.one("aws:lambda/function:Function", "collections-dev-image-processor-green")
+    built = first.one("aws:lambda/function:Function", "collections-dev-image-processor-green")
+    assert green.inputs["imageUri"] == f"{built.inputs['imageUri'].split('@')[0]}@{held}"
+    # Another tag in the repository (older content) changes nothing: this content is built and pushed.
+    other = program("dev", variant, pushed={"collections-dev-image-processor:0123456789abcdef0123": held})
+    assert len(other.of_type("docker:index/registryImage:RegistryImage")) == 1
+
+
+def test_the_registry_is_asked_for_exactly_the_content_tag():
+    from infra.components import image
+
+    class Images:
+        class exceptions:
+            class RepositoryNotFoundException(Exception):
+                pass
+
+            class ImageNotFoundException(Exception):
+                pass
+
+        def __init__(self, held):
+            self.held, self.asked = held, []
+
+        def describe_images(self, repositoryName, imageIds):
+            self.asked.append((repositoryName, imageIds))
+            if repositoryName != "repo":
+                raise self.exceptions.RepositoryNotFoundException()
+            if imageIds[0]["imageTag"] not in self.held:
+                raise self.exceptions.ImageNotFoundException()
+            return {"imageDetails": [{"imageDigest": self.held[imageIds[0]["imageTag"]]}]}
+
+    client = Images({"t1": "sha256:" + "1" * 64})
+    assert image.digest_of_tag(client, "repo", "t1") == "sha256:" + "1" * 64
+    assert image.digest_of_tag(client, "repo", "t2") is None
+    assert image.digest_of_tag(client, "other", "t1") is None
+    assert client.asked[0] == ("repo", [{"imageTag": "t1"}])
+
+
 def test_each_catalog_function_is_a_service(program):
     run = program("dev")
     services = {r.name for r in run.of_type("collections:lambda:LambdaService")}
