@@ -109,9 +109,15 @@ def requirements_of(fn: catalog.Function) -> tuple[str, ...]:
         raise ArtifactError(f"{fn.name}: unknown dependency group {fn.dependency_group!r} ({known})") from None
 
 
-def lock_of(fn: catalog.Function) -> Path:
-    """The function's hash-locked dependency set; refused when it lags behind the catalog."""
+def lock_of(fn: catalog.Function, architecture: str | None = None) -> Path:
+    """The function's hash-locked dependency set; refused when it lags behind the catalog, or when
+    it was resolved for another platform (environment markers such as platform_machine can pick
+    other packages, so an aarch64 lock is not an x86_64 one)."""
     requirements_of(fn)
+    architecture = architecture or fn.architecture
+    if PLATFORMS.get(architecture) != locks.PIP_PLATFORM:
+        raise ArtifactError(f"{fn.name}: the dependency locks are resolved for {locks.PIP_PLATFORM} only, not "
+                            f"{architecture!r}; lock that platform in infra/locks.py first")
     try:
         return locks.check(fn.dependency_group)
     except locks.LockError as error:
@@ -170,7 +176,7 @@ def build_zip(
     """
     build_dir, source_root = build_dir or BUILD_DIR, source_root or SOURCE_PACKAGE
     architecture = architecture or fn.architecture
-    deps = dependencies_dir(lock_of(fn), architecture, build_dir)
+    deps = dependencies_dir(lock_of(fn, architecture), architecture, build_dir)
     entries = _zip_entries(deps, source_root)
     unzipped = sum(path.stat().st_size for _, path in entries)
     if check_limits and unzipped > MAX_UNZIPPED_BYTES:

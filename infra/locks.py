@@ -27,6 +27,7 @@ LOCK_DIR = Path(__file__).resolve().parent / "locks"
 LAMBDA_PYTHON = "3.12"
 # uv's name of the platform whose wheels `pip --platform manylinux2014_aarch64` installs.
 LOCK_PLATFORM = "aarch64-manylinux2014"
+PIP_PLATFORM = "manylinux2014_aarch64"  # the same platform, as pip's --platform names it
 REQUIRES = "# requires: "
 
 

@@ -48,13 +48,14 @@ def test_zip_is_deterministic_and_dependencies_are_cached(tmp_path):
         first = build_zip(fn, build_dir=tmp_path / "a")
         again = build_zip(fn, build_dir=tmp_path / "a")  # cached: neither pip nor zip again
         elsewhere = build_zip(fn, build_dir=tmp_path / "b")  # built from scratch: the same bytes
-        other = build_zip(fn, "x86_64", build_dir=tmp_path / "a")
+        # The cache is per platform too (an x86_64 build is refused until that platform is locked).
+        other = artifacts.dependencies_dir(locks.lock_path("embedder"), "x86_64", tmp_path / "a")
     assert first == again
     assert elsewhere.source_code_hash == first.source_code_hash and elsewhere.path != first.path
     lock = locks.lock_path("embedder")
     assert calls == [(lock, "manylinux2014_aarch64"), (lock, "manylinux2014_aarch64"),
                      (lock, "manylinux2014_x86_64")]
-    assert other.source_code_hash != first.source_code_hash
+    assert other.name.startswith("x86_64-") and (other / ".complete").exists()
     with zipfile.ZipFile(first.path) as archive:
         assert {i.date_time for i in archive.infolist()} == {artifacts.ZIP_EPOCH}
         installed = archive.read("REQUIREMENTS.txt").decode()
@@ -161,6 +162,20 @@ def test_a_group_without_a_lock_is_refused(monkeypatch, tmp_path):
     monkeypatch.setattr(locks, "LOCK_DIR", tmp_path)
     with pytest.raises(ArtifactError, match="api: no lock for dependency group 'api'"):
         image_context(catalog.function("api"), build_dir=tmp_path / "build")
+
+
+def test_a_platform_the_locks_were_not_resolved_for_is_refused(tmp_path):
+    """The locks are resolved for aarch64 (infra/locks.py): an x86_64 build would install a set that
+    markers such as platform_machine may resolve differently, so it is refused, zip and image alike."""
+    import dataclasses
+
+    assert artifacts.PLATFORMS[catalog.function("api").architecture] == locks.PIP_PLATFORM
+    with pytest.raises(ArtifactError, match="api: the dependency locks are resolved for manylinux2014_aarch64 "
+                                            "only, not 'x86_64'"):
+        build_zip(catalog.function("api"), "x86_64", build_dir=tmp_path)
+    x86 = dataclasses.replace(catalog.function("api"), architecture="x86_64")
+    with pytest.raises(ArtifactError, match="not 'x86_64'"):
+        image_context(x86, build_dir=tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------
