@@ -121,32 +121,32 @@ def test_content_already_in_the_repository_is_pinned_not_pushed_again(program):
 
 
 def test_the_registry_is_asked_for_exactly_the_content_tag():
+    """DescribeImages through boto3's real ECR client (botocore's Stubber checks the request
+    against the service model): a held tag gives its digest; a missing repository or tag, none."""
+    import boto3
+    from botocore.stub import Stubber
+
     from infra.components import image
 
-    class Images:
-        class exceptions:
-            class RepositoryNotFoundException(Exception):
-                pass
-
-            class ImageNotFoundException(Exception):
-                pass
-
-        def __init__(self, held):
-            self.held, self.asked = held, []
-
-        def describe_images(self, repositoryName, imageIds):
-            self.asked.append((repositoryName, imageIds))
-            if repositoryName != "repo":
-                raise self.exceptions.RepositoryNotFoundException()
-            if imageIds[0]["imageTag"] not in self.held:
-                raise self.exceptions.ImageNotFoundException()
-            return {"imageDetails": [{"imageDigest": self.held[imageIds[0]["imageTag"]]}]}
-
-    client = Images({"t1": "sha256:" + "1" * 64})
-    assert image.digest_of_tag(client, "repo", "t1") == "sha256:" + "1" * 64
-    assert image.digest_of_tag(client, "repo", "t2") is None
-    assert image.digest_of_tag(client, "other", "t1") is None
-    assert client.asked[0] == ("repo", [{"imageTag": "t1"}])
+    client = boto3.client("ecr", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    held = "sha256:" + "1" * 64
+    stub = Stubber(client)
+    stub.add_response("describe_images", {"imageDetails": [{"imageDigest": held, "imageTags": ["t1"]}]},
+                      {"repositoryName": "repo", "imageIds": [{"imageTag": "t1"}]})
+    stub.add_client_error("describe_images", "ImageNotFoundException",
+                          expected_params={"repositoryName": "repo", "imageIds": [{"imageTag": "t2"}]})
+    stub.add_client_error("describe_images", "RepositoryNotFoundException",
+                          expected_params={"repositoryName": "other", "imageIds": [{"imageTag": "t1"}]})
+    stub.add_client_error("describe_images", "AccessDeniedException",
+                          expected_params={"repositoryName": "repo", "imageIds": [{"imageTag": "t3"}]})
+    with stub:
+        assert image.digest_of_tag(client, "repo", "t1") == held
+        assert image.digest_of_tag(client, "repo", "t2") is None
+        assert image.digest_of_tag(client, "other", "t1") is None
+        # Anything else is not "no such image": the deploy stops instead of pushing blindly.
+        with pytest.raises(client.exceptions.ClientError, match="AccessDenied"):
+            image.digest_of_tag(client, "repo", "t3")
+    stub.assert_no_pending_responses()
 
 
 def test_each_catalog_function_is_a_service(program):
