@@ -72,17 +72,47 @@ def test_a_failed_install_leaves_no_complete_cache(tmp_path):
     assert not list((tmp_path / "deps").glob("*/.complete"))
 
 
-def test_pip_failure_is_reported_with_its_output(tmp_path):
+@pytest.fixture
+def local_index(tmp_path, monkeypatch):
+    """pip sees only a folder holding one small pure-Python wheel (no network): PIP_NO_INDEX and
+    PIP_FIND_LINKS reach the pip subprocess that pip_install starts."""
+    wheel = tmp_path / "wheels" / "collections_probe-1.0-py3-none-any.whl"
+    wheel.parent.mkdir()
+    info = "collections_probe-1.0.dist-info"
+    files = {
+        "collections_probe/__init__.py": "VALUE = 1\n",
+        f"{info}/METADATA": "Metadata-Version: 2.1\nName: collections-probe\nVersion: 1.0\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(f"{name},,\n" for name in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, text in {**files, f"{info}/RECORD": record}.items():
+            archive.writestr(name, text)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheel.parent))
+    return hashlib.sha256(wheel.read_bytes()).hexdigest()
+
+
+def test_pip_installs_a_hash_locked_wheel_for_the_lambda_platform(tmp_path, local_index):
+    """The zip build's exact options (--platform, --only-binary, --require-hashes, --target) install a lock."""
+    lock = tmp_path / "good.txt"
+    lock.write_text(f"collections-probe==1.0 --hash=sha256:{local_index}\n")
+    artifacts.pip_install(lock, "manylinux2014_aarch64", tmp_path / "target")
+    assert (tmp_path / "target" / "collections_probe" / "__init__.py").read_text() == "VALUE = 1\n"
+
+
+def test_pip_failure_is_reported_with_its_output(tmp_path, local_index):
     lock = tmp_path / "broken.txt"
-    lock.write_text(f"no-such-package-collections-x==0.0.0 --hash=sha256:{'0' * 64}\n")
-    with pytest.raises(ArtifactError, match="pip could not install broken.txt for manylinux2014_aarch64"):
+    lock.write_text(f"collections-probe==1.0 --hash=sha256:{'0' * 64}\n")  # not the wheel's hash
+    with pytest.raises(ArtifactError, match="(?s)pip could not install broken.txt for manylinux2014_aarch64.*"
+                                            "THESE PACKAGES DO NOT MATCH THE HASHES"):
         artifacts.pip_install(lock, "manylinux2014_aarch64", tmp_path / "target")
 
 
-def test_pip_refuses_a_requirement_without_a_hash(tmp_path):
+def test_pip_refuses_a_requirement_without_a_hash(tmp_path, local_index):
     """--require-hashes: a lock line without its hashes cannot slip a different file in."""
     lock = tmp_path / "unhashed.txt"
-    lock.write_text("pgvector==0.4.1\n")
+    lock.write_text("collections-probe==1.0\n")
     with pytest.raises(ArtifactError, match="Hashes are required in --require-hashes mode"):
         artifacts.pip_install(lock, "manylinux2014_aarch64", tmp_path / "target")
 
