@@ -110,7 +110,9 @@ class ContainerImage(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.repository = aws.ecr.Repository(
             f"{name}-repo",
-            name=name,  # explicit: the program looks its tags up before Pulumi creates anything
+            # Explicit, so the program can look its tags up before Pulumi creates anything; ECR
+            # repository names are lowercase only (CreateRepository repositoryName pattern).
+            name=name.lower(),
             image_tag_mutability="IMMUTABLE",
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
             force_delete=args.force_delete,
@@ -122,7 +124,7 @@ class ContainerImage(pulumi.ComponentResource):
         tag = context_tag(args.context)
         self.build: docker.RemoteImage | None = None
         self.image: docker.RegistryImage | None = None
-        pushed = _registry_reader(args.region, name, tag)
+        pushed = _registry_reader(args.region, name.lower(), tag)
         if pushed is not None:
             # This content was pushed before; its tag cannot be pushed again (see the module doc).
             self.image_uri = self.repository.repository_url.apply(lambda url: f"{url}@{pushed}")
