@@ -30,7 +30,7 @@ from services import catalog
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_DIR = REPO_ROOT / ".collections" / "build"
 SOURCE_PACKAGE = REPO_ROOT / "services"
-LAMBDA_PYTHON = "3.12"
+LAMBDA_PYTHON = locks.LAMBDA_PYTHON  # one fact: the locks, the pip options, the base image, the runtime
 BASE_IMAGE = f"public.ecr.aws/lambda/python:{LAMBDA_PYTHON}"
 PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
 DOCKER_PLATFORMS = {"arm64": "linux/arm64", "x86_64": "linux/amd64"}

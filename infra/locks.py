@@ -72,6 +72,9 @@ def check(group: str) -> Path:
     if locked_from(path) != tuple(sorted(declared(group))):
         raise LockError(f"{path.name} is out of date with services/catalog.py's {group!r} group; "
                         "run `python -m infra.locks`")
+    if not path.read_text().startswith(header(group).splitlines()[0] + "\n"):
+        raise LockError(f"{path.name} was not resolved for CPython {LAMBDA_PYTHON} on {LOCK_PLATFORM}; "
+                        "run `python -m infra.locks`")
     return path
 
 

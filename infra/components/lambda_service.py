@@ -16,11 +16,11 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import iam
-from infra.artifacts import ZipArtifact
+from infra.artifacts import LAMBDA_PYTHON, ZipArtifact
 from infra.config import ALIAS_NAME, ServiceConfig, StackConfig
 from services import catalog
 
-LAMBDA_RUNTIME = "python3.12"
+LAMBDA_RUNTIME = f"python{LAMBDA_PYTHON}"  # the interpreter the locks were resolved for
 # Asynchronous invocations (EventBridge, schedules) that keep failing end up in the DLQ.
 ASYNC_RETRY_ATTEMPTS = 2
 ASYNC_MAX_EVENT_AGE_S = 6 * 3600

@@ -188,6 +188,18 @@ def test_a_group_that_changed_since_its_lock_is_refused(monkeypatch):
     assert locks.main(["--check"]) == 1
 
 
+def test_a_lock_resolved_for_another_python_is_refused(monkeypatch):
+    """The runtime, the pip options and the locks name one interpreter: moving it needs new locks."""
+    from infra.components.lambda_service import LAMBDA_RUNTIME
+
+    assert f"python{locks.LAMBDA_PYTHON}" == LAMBDA_RUNTIME and artifacts.LAMBDA_PYTHON == locks.LAMBDA_PYTHON
+    assert artifacts.BASE_IMAGE.endswith(f":{locks.LAMBDA_PYTHON}")
+    monkeypatch.setattr(locks, "LAMBDA_PYTHON", "3.13")
+    with pytest.raises(ArtifactError, match="cleanup: worker.txt was not resolved for CPython 3.13 on "
+                                            "aarch64-manylinux2014"):
+        build_zip(catalog.function("cleanup"))
+
+
 def test_a_group_without_a_lock_is_refused(monkeypatch, tmp_path):
     monkeypatch.setattr(locks, "LOCK_DIR", tmp_path)
     with pytest.raises(ArtifactError, match="api: no lock for dependency group 'api'"):
