@@ -273,5 +273,9 @@ def test_deploy_jobs_can_build_every_catalog_architecture_before_pulumi_up():
         up = next(i for i, step in enumerate(steps) if step.get("uses", "").startswith("pulumi/actions"))
         qemu = uses.index("docker/setup-qemu-action")
         assert qemu < up and uses.index("docker/setup-buildx-action") < up, name
+        # kreuzwerker's docker_image build needs the classic image store, set before the builders start.
+        store = next(i for i, step in enumerate(steps) if step.get("name") == "Docker's classic image store")
+        assert store < qemu and "containerd-snapshotter\\\"] = false" in steps[store]["run"], name
+        assert "test \"$(docker info --format '{{.Driver}}')\" = overlay2" in steps[store]["run"], name
         platforms = set(steps[qemu].get("with", {}).get("platforms", "all").split(","))
         assert platforms == {"all"} or foreign <= platforms, name
