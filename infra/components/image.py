@@ -15,8 +15,10 @@ Re-pushing an existing tag fails on an IMMUTABLE repository, even for identical 
 (moby/buildkit#3776, aws/containers-roadmap#2380: "tag invalid: The image tag ... already exists").
 A deploy whose content tag the repository already holds (a revert, a rollback to an older
 commit, a re-run on a fresh runner) therefore builds and pushes nothing: it pins the digest ECR
-holds for that tag. That needs the repository's name before any resource exists, so the name is
-explicit (`{project}-{stack}-{service}`), not auto-named.
+holds for that tag (the build and push resources of an earlier run then leave the state: the
+RegistryImage keeps its image, `keep_remotely`; the function's image URI stays the same string).
+That needs the repository's name before any resource exists, so the name is explicit
+(`{project}-{stack}-{service}`), not auto-named.
 """
 
 from __future__ import annotations
