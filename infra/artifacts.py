@@ -33,7 +33,7 @@ from services import catalog
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_DIR = REPO_ROOT / ".collections" / "build"
 SOURCE_PACKAGE = REPO_ROOT / "services"
-LAMBDA_PYTHON = "3.12"
+LAMBDA_PYTHON = locks.LAMBDA_PYTHON  # one fact: the locks, the pip options, the base image, the runtime
 BASE_IMAGE = f"public.ecr.aws/lambda/python:{LAMBDA_PYTHON}"
 PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
 DOCKER_PLATFORMS = {"arm64": "linux/arm64", "x86_64": "linux/amd64"}
@@ -114,9 +114,15 @@ def requirements_of(fn: catalog.Function) -> tuple[str, ...]:
         raise ArtifactError(f"{fn.name}: unknown dependency group {fn.dependency_group!r} ({known})") from None
 
 
-def lock_of(fn: catalog.Function) -> Path:
-    """The function's hash-locked dependency set; refused when it lags behind the catalog."""
+def lock_of(fn: catalog.Function, architecture: str | None = None) -> Path:
+    """The function's hash-locked dependency set; refused when it lags behind the catalog, or when
+    it was resolved for another platform (environment markers such as platform_machine can pick
+    other packages, so an aarch64 lock is not an x86_64 one)."""
     requirements_of(fn)
+    architecture = architecture or fn.architecture
+    if PLATFORMS.get(architecture) != locks.PIP_PLATFORM:
+        raise ArtifactError(f"{fn.name}: the dependency locks are resolved for {locks.PIP_PLATFORM} only, not "
+                            f"{architecture!r}; lock that platform in infra/locks.py first")
     try:
         return locks.check(fn.dependency_group)
     except locks.LockError as error:
@@ -290,7 +296,10 @@ def build_zip(
     """
     build_dir, source_root = build_dir or BUILD_DIR, source_root or SOURCE_PACKAGE
     architecture = architecture or fn.architecture
-    deps = dependencies_dir(lock_of(fn), architecture, build_dir, python=python)
+    # A build for another Python is the cold-start benchmark's, for this machine: it installs the
+    # function's own lock for this machine's platform; Lambda builds must match the lock's platform.
+    lock = lock_of(fn, architecture) if python == LAMBDA_PYTHON else lock_of(fn)
+    deps = dependencies_dir(lock, architecture, build_dir, python=python)
     compiler = find_compiler(python) if bytecode else None
     with tempfile.TemporaryDirectory(prefix="collections-pyc-") as scratch:
         entries = _zip_entries(deps, source_root)

@@ -27,6 +27,7 @@ LOCK_DIR = Path(__file__).resolve().parent / "locks"
 LAMBDA_PYTHON = "3.12"
 # uv's name of the platform whose wheels `pip --platform manylinux2014_aarch64` installs.
 LOCK_PLATFORM = "aarch64-manylinux2014"
+PIP_PLATFORM = "manylinux2014_aarch64"  # the same platform, as pip's --platform names it
 REQUIRES = "# requires: "
 
 
@@ -70,6 +71,9 @@ def check(group: str) -> Path:
         raise LockError(f"no lock for dependency group {group!r} ({path}); run `python -m infra.locks`")
     if locked_from(path) != tuple(sorted(declared(group))):
         raise LockError(f"{path.name} is out of date with services/catalog.py's {group!r} group; "
+                        "run `python -m infra.locks`")
+    if not path.read_text().startswith(header(group).splitlines()[0] + "\n"):
+        raise LockError(f"{path.name} was not resolved for CPython {LAMBDA_PYTHON} on {LOCK_PLATFORM}; "
                         "run `python -m infra.locks`")
     return path
 

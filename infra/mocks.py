@@ -32,6 +32,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from infra import artifacts, preconditions
+from infra.components import image
 from infra.config import PROJECT
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -425,6 +426,7 @@ def run_program(
     previous: ProgramRun | None = None,
     unsupported_features: Sequence[int] = (),
     account: preconditions.AccountConcurrency = preconditions.AccountConcurrency(limit=1000, unreserved=1000),
+    pushed: Mapping[str, str] | None = None,
 ) -> ProgramRun:
     """Run infra/__main__.py for `stack` under the mocks and return what it registered and exported.
 
@@ -433,7 +435,8 @@ def run_program(
     code-only archive); `source_root` swaps the services package (a code release); `build_dir`
     keeps the artifacts out of .collections/build; `unsupported_features` plays an older engine
     (resource_pb2.RESOURCE_MONITOR_FEATURE_* ids it does not report); `account` is what Lambda
-    GetAccountSettings reports (default: the usual 1000, nothing reserved).
+    GetAccountSettings reports (default: the usual 1000, nothing reserved); `pushed` is
+    what ECR holds, "repository:tag" -> digest (default: nothing).
     """
     config = stack_config(stack, overrides)
     region = config.get("aws:region", "")
@@ -453,7 +456,8 @@ def run_program(
         resolved.update(_sync_await(outputs.future()) or {})
 
     with artifacts.use_installer(installer), _build_dir(build_dir, source_root), \
-            preconditions.use_account_reader(lambda _config: account):
+            preconditions.use_account_reader(lambda _config: account), \
+            image.use_registry_reader(lambda _region, repository, tag: (pushed or {}).get(f"{repository}:{tag}")):
         _sync_await(run_pulumi_func(program))
     return ProgramRun(stack=stack, config=config, resources=dict(monitor.registrations), outputs=resolved,
                       functions=dict(mocks.functions))

@@ -120,7 +120,7 @@ class AccountConcurrency:
 
     limit: int  # AccountLimit.ConcurrentExecutions
     unreserved: int  # AccountLimit.UnreservedConcurrentExecutions
-    reserved_by_stack: int = 0
+    reserved_by_stack: int = 0  # reservations, and provisioned concurrency outside one
 
 
 @dataclass(frozen=True)
@@ -167,8 +167,23 @@ def check_concurrency(config: StackConfig, account: AccountConcurrency) -> None:
         )
 
 
+def _provisioned(lambda_client: Any, name: str) -> int:
+    """The provisioned concurrency a function's versions and aliases hold (ListProvisionedConcurrencyConfigs)."""
+    held, marker = 0, None
+    while True:
+        page = lambda_client.list_provisioned_concurrency_configs(
+            FunctionName=name, **({"Marker": marker} if marker else {}))
+        held += sum(c["RequestedProvisionedConcurrentExecutions"] for c in page["ProvisionedConcurrencyConfigs"])
+        marker = page.get("NextMarker")
+        if not marker:
+            return held
+
+
 def read_account_concurrency(lambda_client: Any, function_names: Sequence[str]) -> AccountConcurrency:
-    """GetAccountSettings, and GetFunctionConcurrency for each of the stack's functions that exists."""
+    """GetAccountSettings, and what each of the stack's existing functions holds of the account now:
+    its reservation (GetFunctionConcurrency), or without one its provisioned concurrency, which
+    "counts towards a function's reserved concurrency and Regional quotas" (Lambda developer
+    guide, provisioned concurrency), so a re-deploy does not count it twice."""
     limit = lambda_client.get_account_settings()["AccountLimit"]
     reserved = 0
     for name in function_names:
@@ -176,7 +191,8 @@ def read_account_concurrency(lambda_client: Any, function_names: Sequence[str]) 
             answer = lambda_client.get_function_concurrency(FunctionName=name)
         except lambda_client.exceptions.ResourceNotFoundException:
             continue  # not created yet: it holds nothing
-        reserved += answer.get("ReservedConcurrentExecutions") or 0
+        own = answer.get("ReservedConcurrentExecutions")
+        reserved += own if own is not None else _provisioned(lambda_client, name)
     return AccountConcurrency(limit=limit["ConcurrentExecutions"],
                               unreserved=limit["UnreservedConcurrentExecutions"], reserved_by_stack=reserved)
 

@@ -253,7 +253,7 @@ def _slot_code(config: StackConfig, service: str, prefix: str, tags: Mapping[str
     if "image" in packages:
         image = ContainerImage(f"{prefix}-{service.replace('_', '-')}", ContainerImageArgs(
             context=artifacts.image_context(fn),
-            force_delete=not config.deletion_protection, tags=dict(tags)))
+            force_delete=not config.deletion_protection, tags=dict(tags), region=config.region))
         image_uri = image.image_uri
     return {
         slot: SlotCode(zip=zip_artifact) if cfg.package == "zip" else SlotCode(image_uri=image_uri)

@@ -10,12 +10,23 @@ version (Lambda fails a version whose image is gone: StateReasonCode ImageDelete
 the lifecycle policy nor Pulumi ever removes a tagged image: the policy expires untagged images
 only, and a replaced RegistryImage keeps its image (`keep_remotely`). That keeps every version
 `collections-release prune` keeps (it deletes versions, never images) runnable.
+
+Re-pushing an existing tag fails on an IMMUTABLE repository, even for identical content
+(moby/buildkit#3776, aws/containers-roadmap#2380: "tag invalid: The image tag ... already exists").
+A deploy whose content tag the repository already holds (a revert, a rollback to an older
+commit, a re-run on a fresh runner) therefore builds and pushes nothing: it pins the digest ECR
+holds for that tag (the build and push resources of an earlier run then leave the state: the
+RegistryImage keeps its image, `keep_remotely`; the function's image URI stays the same string).
+That needs the repository's name before any resource exists, so the name is explicit
+(`{project}-{stack}-{service}`), not auto-named.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +42,7 @@ class ContainerImageArgs:
     context: ImageContext
     force_delete: bool  # dev: a repository goes with its images; prod: deleting one is a manual step
     tags: dict[str, str]
+    region: str
 
 
 def context_tag(context: ImageContext) -> str:
@@ -57,6 +69,41 @@ def lifecycle_policy() -> dict[str, Any]:
     }]}
 
 
+# (region, repository name, tag) -> the digest ECR holds for that tag, or None when it holds none.
+RegistryReader = Callable[[str, str, str], "str | None"]
+
+
+def read_from_ecr(region: str, repository: str, tag: str) -> str | None:
+    """ECR DescribeImages for one tag, with the credentials the AWS provider uses (`aws:profile`)."""
+    import boto3
+
+    session = boto3.Session(profile_name=pulumi.Config("aws").get("profile"), region_name=region)
+    return digest_of_tag(session.client("ecr"), repository, tag)
+
+
+def digest_of_tag(client: Any, repository: str, tag: str) -> str | None:
+    try:
+        answer = client.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
+    except (client.exceptions.RepositoryNotFoundException, client.exceptions.ImageNotFoundException):
+        return None  # first deploy of this service's images, or new content
+    (detail,) = answer["imageDetails"]
+    return detail["imageDigest"]
+
+
+_registry_reader: RegistryReader = read_from_ecr
+
+
+@contextmanager
+def use_registry_reader(reader: RegistryReader) -> Iterator[None]:
+    """Swap where pushed tags are looked up (the mock runs have no AWS account)."""
+    global _registry_reader
+    previous, _registry_reader = _registry_reader, reader
+    try:
+        yield
+    finally:
+        _registry_reader = previous
+
+
 class ContainerImage(pulumi.ComponentResource):
     image_uri: pulumi.Output[str]
 
@@ -65,6 +112,9 @@ class ContainerImage(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.repository = aws.ecr.Repository(
             f"{name}-repo",
+            # Explicit, so the program can look its tags up before Pulumi creates anything; ECR
+            # repository names are lowercase only (CreateRepository repositoryName pattern).
+            name=name.lower(),
             image_tag_mutability="IMMUTABLE",
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
             force_delete=args.force_delete,
@@ -76,8 +126,16 @@ class ContainerImage(pulumi.ComponentResource):
         aws.ecr.LifecyclePolicy(f"{name}-lifecycle", repository=self.repository.name,
                                 policy=json.dumps(lifecycle_policy()),
                                 opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True))
-        token = aws.ecr.get_authorization_token_output(registry_id=self.repository.registry_id)
         tag = context_tag(args.context)
+        self.build: docker.RemoteImage | None = None
+        self.image: docker.RegistryImage | None = None
+        pushed = _registry_reader(args.region, name.lower(), tag)
+        if pushed is not None:
+            # This content was pushed before; its tag cannot be pushed again (see the module doc).
+            self.image_uri = self.repository.repository_url.apply(lambda url: f"{url}@{pushed}")
+            self.register_outputs({"repository_url": self.repository.repository_url, "image_uri": self.image_uri})
+            return
+        token = aws.ecr.get_authorization_token_output(registry_id=self.repository.registry_id)
         tagged = self.repository.repository_url.apply(lambda url: f"{url}:{tag}")
         self.build = docker.RemoteImage(
             f"{name}-build",

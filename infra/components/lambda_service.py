@@ -20,7 +20,7 @@ from infra.artifacts import LAMBDA_PYTHON, ZipArtifact
 from infra.config import ALIAS_NAME, ServiceConfig, StackConfig
 from services import catalog
 
-LAMBDA_RUNTIME = f"python{LAMBDA_PYTHON}"  # the Python the artifacts' bytecode is compiled for
+LAMBDA_RUNTIME = f"python{LAMBDA_PYTHON}"  # the Python the locks were resolved for and the bytecode compiled with
 # Asynchronous invocations (EventBridge, schedules) that keep failing end up in the DLQ.
 ASYNC_RETRY_ATTEMPTS = 2
 ASYNC_MAX_EVENT_AGE_S = 6 * 3600

@@ -54,13 +54,14 @@ def test_zip_is_deterministic_and_dependencies_are_cached(tmp_path):
         first = build_zip(fn, build_dir=tmp_path / "a")
         again = build_zip(fn, build_dir=tmp_path / "a")  # cached: neither pip nor zip again
         elsewhere = build_zip(fn, build_dir=tmp_path / "b")  # built from scratch: the same bytes
-        other = build_zip(fn, "x86_64", build_dir=tmp_path / "a")
+        # The cache is per platform too (an x86_64 build is refused until that platform is locked).
+        other = artifacts.dependencies_dir(locks.lock_path("embedder"), "x86_64", tmp_path / "a")
     assert first == again
     assert elsewhere.source_code_hash == first.source_code_hash and elsewhere.path != first.path
     lock = locks.lock_path("embedder")
     assert calls == [(lock, "manylinux2014_aarch64"), (lock, "manylinux2014_aarch64"),
                      (lock, "manylinux2014_x86_64")]
-    assert other.source_code_hash != first.source_code_hash
+    assert other.name.startswith("x86_64-") and (other / ".complete").exists()
     with zipfile.ZipFile(first.path) as archive:
         assert {i.date_time for i in archive.infolist()} == {artifacts.ZIP_EPOCH}
         installed = archive.read("REQUIREMENTS.txt").decode()
@@ -77,17 +78,47 @@ def test_a_failed_install_leaves_no_complete_cache(tmp_path):
     assert not list((tmp_path / "deps").glob("*/.complete"))
 
 
-def test_pip_failure_is_reported_with_its_output(tmp_path):
+@pytest.fixture
+def local_index(tmp_path, monkeypatch):
+    """pip sees only a folder holding one small pure-Python wheel (no network): PIP_NO_INDEX and
+    PIP_FIND_LINKS reach the pip subprocess that pip_install starts."""
+    wheel = tmp_path / "wheels" / "collections_probe-1.0-py3-none-any.whl"
+    wheel.parent.mkdir()
+    info = "collections_probe-1.0.dist-info"
+    files = {
+        "collections_probe/__init__.py": "VALUE = 1\n",
+        f"{info}/METADATA": "Metadata-Version: 2.1\nName: collections-probe\nVersion: 1.0\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(f"{name},,\n" for name in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, text in {**files, f"{info}/RECORD": record}.items():
+            archive.writestr(name, text)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheel.parent))
+    return hashlib.sha256(wheel.read_bytes()).hexdigest()
+
+
+def test_pip_installs_a_hash_locked_wheel_for_the_lambda_platform(tmp_path, local_index):
+    """The zip build's exact options (--platform, --only-binary, --require-hashes, --target) install a lock."""
+    lock = tmp_path / "good.txt"
+    lock.write_text(f"collections-probe==1.0 --hash=sha256:{local_index}\n")
+    artifacts.pip_install(lock, "manylinux2014_aarch64", tmp_path / "target")
+    assert (tmp_path / "target" / "collections_probe" / "__init__.py").read_text() == "VALUE = 1\n"
+
+
+def test_pip_failure_is_reported_with_its_output(tmp_path, local_index):
     lock = tmp_path / "broken.txt"
-    lock.write_text(f"no-such-package-collections-x==0.0.0 --hash=sha256:{'0' * 64}\n")
-    with pytest.raises(ArtifactError, match="pip could not install broken.txt for manylinux2014_aarch64"):
+    lock.write_text(f"collections-probe==1.0 --hash=sha256:{'0' * 64}\n")  # not the wheel's hash
+    with pytest.raises(ArtifactError, match="(?s)pip could not install broken.txt for manylinux2014_aarch64.*"
+                                            "THESE PACKAGES DO NOT MATCH THE HASHES"):
         artifacts.pip_install(lock, "manylinux2014_aarch64", tmp_path / "target")
 
 
-def test_pip_refuses_a_requirement_without_a_hash(tmp_path):
+def test_pip_refuses_a_requirement_without_a_hash(tmp_path, local_index):
     """--require-hashes: a lock line without its hashes cannot slip a different file in."""
     lock = tmp_path / "unhashed.txt"
-    lock.write_text("pgvector==0.4.1\n")
+    lock.write_text("collections-probe==1.0\n")
     with pytest.raises(ArtifactError, match="Hashes are required in --require-hashes mode"):
         artifacts.pip_install(lock, "manylinux2014_aarch64", tmp_path / "target")
 
@@ -163,10 +194,36 @@ def test_a_group_that_changed_since_its_lock_is_refused(monkeypatch):
     assert locks.main(["--check"]) == 1
 
 
+def test_a_lock_resolved_for_another_python_is_refused(monkeypatch):
+    """The runtime, the pip options and the locks name one interpreter: moving it needs new locks."""
+    from infra.components.lambda_service import LAMBDA_RUNTIME
+
+    assert f"python{locks.LAMBDA_PYTHON}" == LAMBDA_RUNTIME and artifacts.LAMBDA_PYTHON == locks.LAMBDA_PYTHON
+    assert artifacts.BASE_IMAGE.endswith(f":{locks.LAMBDA_PYTHON}")
+    monkeypatch.setattr(locks, "LAMBDA_PYTHON", "3.13")
+    with pytest.raises(ArtifactError, match="cleanup: worker.txt was not resolved for CPython 3.13 on "
+                                            "aarch64-manylinux2014"):
+        build_zip(catalog.function("cleanup"))
+
+
 def test_a_group_without_a_lock_is_refused(monkeypatch, tmp_path):
     monkeypatch.setattr(locks, "LOCK_DIR", tmp_path)
     with pytest.raises(ArtifactError, match="api: no lock for dependency group 'api'"):
         image_context(catalog.function("api"), build_dir=tmp_path / "build")
+
+
+def test_a_platform_the_locks_were_not_resolved_for_is_refused(tmp_path):
+    """The locks are resolved for aarch64 (infra/locks.py): an x86_64 build would install a set that
+    markers such as platform_machine may resolve differently, so it is refused, zip and image alike."""
+    import dataclasses
+
+    assert artifacts.PLATFORMS[catalog.function("api").architecture] == locks.PIP_PLATFORM
+    with pytest.raises(ArtifactError, match="api: the dependency locks are resolved for manylinux2014_aarch64 "
+                                            "only, not 'x86_64'"):
+        build_zip(catalog.function("api"), "x86_64", build_dir=tmp_path)
+    x86 = dataclasses.replace(catalog.function("api"), architecture="x86_64")
+    with pytest.raises(ArtifactError, match="not 'x86_64'"):
+        image_context(x86, build_dir=tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,6 +279,10 @@ def test_deploy_jobs_can_build_every_catalog_architecture_before_pulumi_up():
         up = next(i for i, step in enumerate(steps) if step.get("uses", "").startswith("pulumi/actions"))
         qemu = uses.index("docker/setup-qemu-action")
         assert qemu < up and uses.index("docker/setup-buildx-action") < up, name
+        # kreuzwerker's docker_image build needs the classic image store, set before the builders start.
+        store = next(i for i, step in enumerate(steps) if step.get("name") == "Docker's classic image store")
+        assert store < qemu and "containerd-snapshotter\\\"] = false" in steps[store]["run"], name
+        assert "test \"$(docker info --format '{{.Driver}}')\" = overlay2" in steps[store]["run"], name
         platforms = set(steps[qemu].get("with", {}).get("platforms", "all").split(","))
         assert platforms == {"all"} or foreign <= platforms, name
 

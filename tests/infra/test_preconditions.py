@@ -132,11 +132,21 @@ def test_the_account_is_read_with_get_account_settings_and_function_concurrency(
     stub.add_client_error("get_function_concurrency", "ResourceNotFoundException", http_status_code=404,
                           expected_params={"FunctionName": "collections-dev-cleanup-green"})
     stub.add_response("get_function_concurrency", {}, {"FunctionName": "collections-dev-api-blue"})
+    # No reservation: its aliases' provisioned concurrency comes out of the unreserved pool, and is
+    # what the stack gives back before it provisions again (paged with NextMarker).
+    stub.add_response("list_provisioned_concurrency_configs", {
+        "ProvisionedConcurrencyConfigs": [{"FunctionArn": "arn:aws:lambda:eu-west-1:1:function:f:live",
+                                           "RequestedProvisionedConcurrentExecutions": 3}],
+        "NextMarker": "m"}, {"FunctionName": "collections-dev-api-blue"})
+    stub.add_response("list_provisioned_concurrency_configs", {
+        "ProvisionedConcurrencyConfigs": [{"FunctionArn": "arn:aws:lambda:eu-west-1:1:function:f:old",
+                                           "RequestedProvisionedConcurrentExecutions": 1}]},
+        {"FunctionName": "collections-dev-api-blue", "Marker": "m"})
     with stub:
         account = preconditions.read_account_concurrency(client, [
             "collections-dev-cleanup-blue", "collections-dev-cleanup-green", "collections-dev-api-blue"])
     stub.assert_no_pending_responses()
-    assert account == AccountConcurrency(limit=1000, unreserved=998, reserved_by_stack=2)
+    assert account == AccountConcurrency(limit=1000, unreserved=998, reserved_by_stack=2 + 3 + 1)
 
 
 def test_the_program_checks_the_account_before_anything_else(program, monkeypatch):

@@ -98,6 +98,57 @@ def test_image_slots_run_a_digest_pinned_single_platform_image(program):
     assert repository.inputs["imageScanningConfiguration"]["scanOnPush"] is True
 
 
+def test_content_already_in_the_repository_is_pinned_not_pushed_again(program):
+    """ECR refuses a second push of an existing tag on an IMMUTABLE repository, even with the same
+    content (moby/buildkit#3776, aws/containers-roadmap#2380): a revert or a rollback to an older
+    commit re-uses the digest ECR holds for the content tag instead of building and pushing."""
+    variant = slots("image_processor", "blue", blue="zip", green="image")
+    first = program("dev", variant)
+    (build,) = first.of_type("docker:index/remoteImage:RemoteImage")
+    (repository,) = first.of_type("aws:ecr/repository:Repository")
+    assert repository.inputs["name"] == "collections-dev-image-processor"  # explicit: looked up by name
+    tag = build.inputs["name"].rsplit(":", 1)[1]
+    held = "sha256:" + "ab" * 32
+    again = program("dev", variant, pushed={f"collections-dev-image-processor:{tag}": held})
+    assert again.of_type("docker:index/remoteImage:RemoteImage") == []
+    assert again.of_type("docker:index/registryImage:RegistryImage") == []
+    green = again.one("aws:lambda/function:Function", "collections-dev-image-processor-green")
+    built = first.one("aws:lambda/function:Function", "collections-dev-image-processor-green")
+    assert green.inputs["imageUri"] == f"{built.inputs['imageUri'].split('@')[0]}@{held}"
+    # Another tag in the repository (older content) changes nothing: this content is built and pushed.
+    other = program("dev", variant, pushed={"collections-dev-image-processor:0123456789abcdef0123": held})
+    assert len(other.of_type("docker:index/registryImage:RegistryImage")) == 1
+
+
+def test_the_registry_is_asked_for_exactly_the_content_tag():
+    """DescribeImages through boto3's real ECR client (botocore's Stubber checks the request
+    against the service model): a held tag gives its digest; a missing repository or tag, none."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from infra.components import image
+
+    client = boto3.client("ecr", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    held = "sha256:" + "1" * 64
+    stub = Stubber(client)
+    stub.add_response("describe_images", {"imageDetails": [{"imageDigest": held, "imageTags": ["t1"]}]},
+                      {"repositoryName": "repo", "imageIds": [{"imageTag": "t1"}]})
+    stub.add_client_error("describe_images", "ImageNotFoundException",
+                          expected_params={"repositoryName": "repo", "imageIds": [{"imageTag": "t2"}]})
+    stub.add_client_error("describe_images", "RepositoryNotFoundException",
+                          expected_params={"repositoryName": "other", "imageIds": [{"imageTag": "t1"}]})
+    stub.add_client_error("describe_images", "AccessDeniedException",
+                          expected_params={"repositoryName": "repo", "imageIds": [{"imageTag": "t3"}]})
+    with stub:
+        assert image.digest_of_tag(client, "repo", "t1") == held
+        assert image.digest_of_tag(client, "repo", "t2") is None
+        assert image.digest_of_tag(client, "other", "t1") is None
+        # Anything else is not "no such image": the deploy stops instead of pushing blindly.
+        with pytest.raises(client.exceptions.ClientError, match="AccessDenied"):
+            image.digest_of_tag(client, "repo", "t3")
+    stub.assert_no_pending_responses()
+
+
 def test_each_catalog_function_is_a_service(program):
     run = program("dev")
     services = {r.name for r in run.of_type("collections:lambda:LambdaService")}
