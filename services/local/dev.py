@@ -27,9 +27,9 @@ from services.core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from services.local.aws import MotoServer
-    from services.web.devserver import WebServer
     from services.local.postgres import EmbeddedPostgres
     from services.local.worker import Worker
+    from services.web.devserver import WebServer
 
 log = logging.getLogger(__name__)
 

@@ -250,6 +250,14 @@ async function deleteItem(item) {
 }
 
 function signInScreen(message = "") {
+  grid?.destroy();
+  grid = null;
+  const shown = document.getElementById("signin-form");
+  if (shown) {
+    // Several requests can fail at once: keep what the person is typing.
+    if (message) shown.querySelector(".reason").textContent = message;
+    return;
+  }
   document.getElementById("upload-button").hidden = true;
   document.getElementById("sign-out").hidden = true;
   document.getElementById("user-name").textContent = "";
