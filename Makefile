@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev demo test bench lint migrate clean
+.PHONY: install dev demo test bench lint migrate clean browser-deps
 
 # Reinstall whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -25,9 +25,15 @@ demo: install           ## upload sample images to a running `make dev` and sear
 migrate: install        ## apply database migrations to DATABASE_URL (or the embedded server)
 	$(VENV)/bin/collections migrate
 
-test: install           ## lint, then the whole test suite
+test: install browser-deps   ## lint, then the whole test suite
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+# Browser tests: Debian's chromium (Playwright drives it; no browser download) and axe-core from npm,
+# pinned by tests/e2e/web/package-lock.json into tests/e2e/web/node_modules (gitignored).
+browser-deps:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	test -f tests/e2e/web/node_modules/axe-core/axe.min.js || npm ci --prefix tests/e2e/web --no-audit --no-fund
 
 bench: install          ## benchmarks; tables printed, JSON in tests/bench/results/
 	$(PY) -m tests.bench
