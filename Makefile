@@ -31,9 +31,13 @@ test: install browser-deps   ## lint, then the whole test suite
 
 # Browser tests: Debian's chromium (Playwright drives it; no browser download) and axe-core from npm,
 # pinned by tests/e2e/web/package-lock.json into tests/e2e/web/node_modules (gitignored).
-browser-deps:
+AXE_STAMP := tests/e2e/web/node_modules/.package-lock.json
+
+$(AXE_STAMP): tests/e2e/web/package-lock.json
+	npm ci --prefix tests/e2e/web --no-audit --no-fund
+
+browser-deps: $(AXE_STAMP)
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
-	test -f tests/e2e/web/node_modules/axe-core/axe.min.js || npm ci --prefix tests/e2e/web --no-audit --no-fund
 
 bench: install          ## benchmarks; tables printed, JSON in tests/bench/results/
 	$(PY) -m tests.bench
