@@ -54,6 +54,27 @@ REPLACE_ON: Mapping[str, tuple[str, ...]] = {
     "docker:index/image:Image": ("imageName", "build"),
 }
 
+# --- the web app (infra/components/web.py) ------------------------------------------------------
+# ForceNew facts from hashicorp/terraform-provider-aws (the schemas pulumi-aws bridges):
+#   internal/service/cloudfront/distribution.go            aws_cloudfront_distribution: no ForceNew
+#       attribute; every change is an UpdateDistribution.
+#   internal/service/cloudfront/origin_access_control.go   aws_cloudfront_origin_access_control: no
+#       ForceNew attribute (UpdateOriginAccessControl with the whole config).
+#   internal/service/cloudfront/response_headers_policy.go aws_cloudfront_response_headers_policy: no
+#       ForceNew attribute ("the entire policy is replaced" by UpdateResponseHeadersPolicy, in place).
+#   internal/service/s3/object.go                          aws_s3_object (BucketObjectv2): `bucket`
+#       and `key` are ForceNew; content and metadata changes are updates.
+#   internal/service/cognitoidp/user_pool_domain.go        aws_cognito_user_pool_domain: `domain`,
+#       `user_pool_id`, `certificate_arn` ForceNew; the resource has no Update at all: every input.
+WEB_REPLACE_ON: Mapping[str, tuple[str, ...]] = {
+    "aws:cloudfront/distribution:Distribution": (),
+    "aws:cloudfront/originAccessControl:OriginAccessControl": (),
+    "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy": (),
+    "aws:s3/bucketObjectv2:BucketObjectv2": ("bucket", "key"),
+    "aws:cognito/userPoolDomain:UserPoolDomain": EVERY_INPUT,
+}
+REPLACE_ON = {**REPLACE_ON, **WEB_REPLACE_ON}
+
 
 @dataclass(frozen=True)
 class Change:

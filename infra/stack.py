@@ -1,6 +1,6 @@
 """Wires the components into the Collections stack and returns its outputs (the release contract).
 
-Outputs (also `pulumi stack output --json`): api_url, bucket, event_bus, user_pool_id,
+Outputs (also `pulumi stack output --json`): api_url, app_url, bucket, event_bus, user_pool_id,
 user_pool_client_id, dashboard_name, region, stack, services{<catalog name>: {active_slot,
 alias_arn, alias_name, function_names, release_mode, provisioned_concurrency, alarm_names, triggers}}.
 """
@@ -25,9 +25,12 @@ from infra.components.monitoring import Monitoring, MonitoringArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.secrets import ApiKeys, ApiKeysArgs
 from infra.components.storage import Storage, StorageArgs
+from infra.components.web import WebApp, WebAppArgs
 from infra.config import ALIAS_NAME, PROJECT, ConfigError, StackConfig, check_package_moves, parse
 from services import catalog
+from services.core.ai import CATEGORIES
 from services.core.migrations import migrations_hash
+from services.core.settings import Settings
 
 
 def _decode(raw: Any) -> Any:
@@ -80,10 +83,15 @@ def build(config: StackConfig) -> dict[str, Any]:
     zones = aws.get_availability_zones(state="available").names
     network = Network(prefix, NetworkArgs(config=config.network, availability_zones=list(zones),
                                           region=config.region, tags=tags))
-    storage = Storage(prefix, StorageArgs(cors_origins=config.api.cors_origins,
-                                          force_destroy=not config.deletion_protection, tags=tags))
+    # The web app's URL exists once its distribution does, but the bucket's CORS and the Cognito
+    # client's callback need it earlier in this program (no resource cycle: neither feeds the distribution).
+    app_url, resolve_app_url = pulumi.deferred_output()
+    storage = Storage(prefix, StorageArgs(
+        cors_origins=app_url.apply(lambda url: [url, *config.api.cors_origins]),
+        force_destroy=not config.deletion_protection, tags=tags))
     bus = PipelineBus(prefix, PipelineBusArgs(name=prefix, tags=tags))
-    auth = Auth(prefix, AuthArgs(deletion_protection=config.deletion_protection, tags=tags))
+    auth = Auth(prefix, AuthArgs(deletion_protection=config.deletion_protection, tags=tags,
+                                 region=config.region, app_url=app_url))
     keys = ApiKeys(prefix, ApiKeysArgs(
         anthropic_api_key=_secret("anthropicApiKey", "the analyzer calls Claude"),
         voyage_api_key=_secret("voyageApiKey", "the embedder and search call Voyage AI"),
@@ -119,12 +127,20 @@ def build(config: StackConfig) -> dict[str, Any]:
         ), opts=pulumi.ResourceOptions(depends_on=[database]))
 
     api_service = _http_service(services)
+    api_routes = tuple(r for t in api_service.function_spec.triggers_of("http") for r in t.routes)  # type: ignore[attr-defined]
     api = HttpApi(f"{prefix}-http", HttpApiArgs(
         service=api_service,
-        routes=tuple(r for t in api_service.function_spec.triggers_of("http") for r in t.routes),  # type: ignore[attr-defined]
+        routes=api_routes,
         config=config.api, user_pool_id=auth.user_pool.id, client_id=auth.client.id, region=config.region,
         log_retention_days=config.log_retention_days, tags=tags,
     ))
+    web = WebApp(f"{prefix}-web", WebAppArgs(
+        api_endpoint=api.url, api_routes=api_routes, storage_bucket=storage.bucket.bucket, region=config.region,
+        auth_domain_url=auth.domain_url, client_id=auth.client.id,
+        max_upload_bytes=Settings.model_fields["max_upload_bytes"].default, categories=CATEGORIES,
+        force_destroy=not config.deletion_protection, tags=tags,
+    ))
+    resolve_app_url(web.url)
     EventRouting(f"{prefix}-events", EventRoutingArgs(services=services, bus=bus,
                                                       bucket_name=storage.bucket.bucket, tags=tags))
     monitoring = Monitoring(f"{prefix}-monitoring", MonitoringArgs(
@@ -136,6 +152,7 @@ def build(config: StackConfig) -> dict[str, Any]:
 
     return {
         "api_url": api.url,
+        "app_url": web.url,
         "bucket": storage.bucket.bucket,
         "event_bus": bus.bus.name,
         "user_pool_id": auth.user_pool.id,
