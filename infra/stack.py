@@ -75,17 +75,55 @@ def deployed_packages(config: StackConfig) -> dict[str, str]:
 
 
 def build(config: StackConfig) -> dict[str, Any]:
+    """The stack's resources and outputs. The web app's URL is known once its distribution exists, but
+    the bucket's CORS and the Cognito client's callback take it earlier (there is no resource cycle):
+    a deferred output, which must be resolved even when the program fails half-way, or every
+    resource waiting on it would keep the run from ending."""
     check_package_moves(config, deployed_packages(config))
+    secrets = _read_secrets(config)  # a missing one fails here, before anything waits on the URL
+    app_url, resolve = pulumi.deferred_output()
+    resolved = False
+
+    def resolve_app_url(url: pulumi.Output[str]) -> None:
+        nonlocal resolved
+        resolved = True
+        resolve(url)
+
+    try:
+        return _build(config, secrets, app_url, resolve_app_url)
+    except BaseException as error:
+        if not resolved:
+            resolve(pulumi.Output.from_input("").apply(_fail_with(error)))
+        raise
+
+
+def _fail_with(error: BaseException):
+    def fail(_: Any) -> str:
+        raise error  # what waits on the URL fails with the program's own error, which is what gets reported
+
+    return fail
+
+
+def _read_secrets(config: StackConfig) -> dict[str, pulumi.Output[str]]:
+    secrets = {
+        "anthropic": _secret("anthropicApiKey", "the analyzer calls Claude"),
+        "voyage": _secret("voyageApiKey", "the embedder and search call Voyage AI"),
+    }
+    if config.database.mode == "rds":
+        secrets["database_password"] = _secret("databasePassword", "database.mode is rds")
+    else:
+        secrets["database_url"] = _secret("databaseUrl", "database.mode is external")
+    return secrets
+
+
+def _build(config: StackConfig, secrets: dict[str, pulumi.Output[str]], app_url: pulumi.Output[str],
+           resolve_app_url: Any) -> dict[str, Any]:
     prefix = f"{PROJECT}-{config.stack}"
     tags = {"project": PROJECT, "stack": config.stack}
-    needs_database = config.database.mode == "rds"
 
     zones = aws.get_availability_zones(state="available").names
     network = Network(prefix, NetworkArgs(config=config.network, availability_zones=list(zones),
                                           region=config.region, tags=tags))
-    # The web app's URL exists once its distribution does, but the bucket's CORS and the Cognito
-    # client's callback need it earlier in this program (no resource cycle: neither feeds the distribution).
-    app_url, resolve_app_url = pulumi.deferred_output()
     storage = Storage(prefix, StorageArgs(
         cors_origins=app_url.apply(lambda url: [url, *config.api.cors_origins]),
         force_destroy=not config.deletion_protection, tags=tags))
@@ -93,14 +131,14 @@ def build(config: StackConfig) -> dict[str, Any]:
     auth = Auth(prefix, AuthArgs(deletion_protection=config.deletion_protection, tags=tags,
                                  region=config.region, app_url=app_url))
     keys = ApiKeys(prefix, ApiKeysArgs(
-        anthropic_api_key=_secret("anthropicApiKey", "the analyzer calls Claude"),
-        voyage_api_key=_secret("voyageApiKey", "the embedder and search call Voyage AI"),
+        anthropic_api_key=secrets["anthropic"],
+        voyage_api_key=secrets["voyage"],
         tags=tags,
     ))
     database = Database(prefix, DatabaseArgs(
         config=config.database,
-        password=_secret("databasePassword", "database.mode is rds") if needs_database else None,
-        url=None if needs_database else _secret("databaseUrl", "database.mode is external"),
+        password=secrets.get("database_password"),
+        url=secrets.get("database_url"),
         vpc_id=network.vpc.id,
         subnet_ids=network.private_subnet_ids,
         client_security_group_id=network.functions_security_group.id,

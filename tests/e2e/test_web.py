@@ -362,6 +362,28 @@ def test_a_401_asks_to_sign_in_again_and_comes_back_to_the_same_screen(browser, 
         page.context.close()
 
 
+def test_the_api_lets_only_the_app_origin_call_it_from_a_browser(app_url, runtime):
+    def preflight(origin: str) -> httpx.Response:
+        return httpx.options(f"{runtime['api_url']}/items", headers={
+            "Origin": origin, "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization"})
+
+    allowed = preflight(app_url)
+    assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == app_url
+    refused = preflight("http://evil.example")
+    assert "access-control-allow-origin" not in refused.headers
+    # The bucket: the same rules the Pulumi program sets (services.web.site.bucket_cors_rules).
+    import boto3
+
+    from services.local.aws import FAKE_CREDENTIALS
+    from services.web.site import bucket_cors_rules
+
+    s3 = boto3.client("s3", endpoint_url=runtime["aws_endpoint_url"], region_name=runtime["region"],
+                      aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+    assert s3.get_bucket_cors(Bucket=runtime["bucket"])["CORSRules"] == bucket_cors_rules([app_url])
+
+
 def test_the_app_folder_is_what_the_dev_server_serves(app_url):
     from services.web import site
 

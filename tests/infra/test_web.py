@@ -193,3 +193,31 @@ def test_an_app_release_updates_only_the_changed_file(program, monkeypatch, tmp_
     assert [(c.type, c.name, c.action, c.inputs) for c in changes] == [
         (OBJECT, "collections-dev-web-file-app.css", "update", ("sourceHash",))]
     assert plan.output_changes == {}  # no function version, alias or URL moved
+
+
+def test_a_failure_after_the_deferred_app_url_is_reported_not_hung(program, monkeypatch, tmp_path):
+    """Storage and Auth wait on the app's URL (a deferred output); if the program fails before the
+    distribution exists, the run must end with the error instead of waiting forever."""
+    import threading
+
+    (tmp_path / site.INDEX_FILE).write_text("<!doctype html>")
+    (tmp_path / "notes.txt").write_text("not servable")
+    monkeypatch.setattr(site, "APP_DIR", tmp_path)
+    monkeypatch.setattr(site.app_files, "__defaults__", (tmp_path,))
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        import asyncio
+
+        asyncio.set_event_loop(asyncio.new_event_loop())  # Pulumi's runtime runs on this thread's loop
+        try:
+            program("dev")
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001 - recorded for the assertion
+            outcome.append(error)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(120)  # a hang detector, generous: a normal run takes seconds
+    assert outcome, "the program run never ended"
+    assert outcome[0] is not None and "notes.txt" in str(outcome[0])
