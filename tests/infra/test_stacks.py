@@ -10,6 +10,7 @@ import pytest
 
 from services import catalog
 from services.core.settings import Settings
+from services.web.site import app_files
 
 FUNCTION = "aws:lambda/function:Function"
 ALIAS = "aws:lambda/alias:Alias"
@@ -33,7 +34,12 @@ COMMON = {
     "aws:apigatewayv2/authorizer:Authorizer": 1, "aws:apigatewayv2/stage:Stage": 1,
     "aws:cloudwatch/metricAlarm:MetricAlarm": 2 * N + 3,  # errors + p95 per service, API latency + 5xx, DLQ
     "aws:cloudwatch/dashboard:Dashboard": 1, "aws:sns/topic:Topic": 1,
-    "aws:s3/bucket:Bucket": 1, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": 1,
+    # The uploads bucket and the web app's (infra/components/web.py), each with its public access block.
+    "aws:s3/bucket:Bucket": 2, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": 2,
+    "aws:cloudfront/distribution:Distribution": 1, "aws:cloudfront/originAccessControl:OriginAccessControl": 1,
+    "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy": 1,
+    "aws:cognito/userPoolDomain:UserPoolDomain": 1,
+    "aws:s3/bucketObjectv2:BucketObjectv2": len(app_files()) + 1,  # + config.json
     "aws:cloudwatch/eventBus:EventBus": 1, "aws:sqs/queue:Queue": 1,
     "aws:cognito/userPool:UserPool": 1, "aws:cognito/userPoolClient:UserPoolClient": 1,
     "aws:rds/instance:Instance": 1, "aws:lambda/invocation:Invocation": 1, "aws:ec2/vpcEndpoint:VpcEndpoint": 1,
