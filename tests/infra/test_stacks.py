@@ -116,11 +116,11 @@ def test_prod_protects_its_data_and_dev_does_not(program):
         run = program(stack)
         (db,) = run.of_type("aws:rds/instance:Instance")
         (pool,) = run.of_type("aws:cognito/userPool:UserPool")
-        (bucket,) = run.of_type("aws:s3/bucket:Bucket")
+        buckets = run.of_type("aws:s3/bucket:Bucket")  # uploads and the web app's
         assert db.inputs["deletionProtection"] is protected
         assert db.inputs["skipFinalSnapshot"] is (not protected)
         assert pool.inputs["deletionProtection"] == ("ACTIVE" if protected else "INACTIVE")
-        assert bucket.inputs["forceDestroy"] is (not protected)
+        assert len(buckets) == 2 and all(b.inputs["forceDestroy"] is (not protected) for b in buckets)
         assert db.inputs["multiAz"] is protected  # prod also runs a standby
         assert db.inputs["engine"] == "postgres" and db.inputs["engineVersion"].startswith("17")
         assert db.inputs["publiclyAccessible"] is False and db.inputs["storageEncrypted"] is True
@@ -128,7 +128,7 @@ def test_prod_protects_its_data_and_dev_does_not(program):
 
 def test_outputs_follow_the_release_contract(program):
     run = program("dev")
-    assert set(run.outputs) == {"api_url", "bucket", "event_bus", "user_pool_id", "user_pool_client_id",
+    assert set(run.outputs) == {"api_url", "app_url", "bucket", "event_bus", "user_pool_id", "user_pool_client_id",
                                 "dashboard_name", "region", "stack", "release", "services"}
     assert (run.outputs["stack"], run.outputs["region"]) == ("dev", "eu-west-1")
     assert run.outputs["release"] == {"steps": [0.1, 0.5, 1.0], "step_minutes": 5}  # Pulumi.yaml defaults

@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 from fnmatch import fnmatchcase
+from pathlib import Path
 
 import pytest
 
@@ -195,29 +196,24 @@ def test_an_app_release_updates_only_the_changed_file(program, monkeypatch, tmp_
     assert plan.output_changes == {}  # no function version, alias or URL moved
 
 
-def test_a_failure_after_the_deferred_app_url_is_reported_not_hung(program, monkeypatch, tmp_path):
+def test_a_failure_after_the_deferred_app_url_is_reported_not_hung(build_dir, tmp_path):
     """Storage and Auth wait on the app's URL (a deferred output); if the program fails before the
-    distribution exists, the run must end with the error instead of waiting forever."""
-    import threading
+    distribution exists, the run must end with the error instead of waiting forever. In a process of
+    its own: a failed run leaves Pulumi's process-wide runtime state behind."""
+    import subprocess
+    import sys
 
     (tmp_path / site.INDEX_FILE).write_text("<!doctype html>")
     (tmp_path / "notes.txt").write_text("not servable")
-    monkeypatch.setattr(site, "APP_DIR", tmp_path)
-    monkeypatch.setattr(site.app_files, "__defaults__", (tmp_path,))
-    outcome: list[BaseException | None] = []
-
-    def run() -> None:
-        import asyncio
-
-        asyncio.set_event_loop(asyncio.new_event_loop())  # Pulumi's runtime runs on this thread's loop
-        try:
-            program("dev")
-            outcome.append(None)
-        except BaseException as error:  # noqa: BLE001 - recorded for the assertion
-            outcome.append(error)
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(120)  # a hang detector, generous: a normal run takes seconds
-    assert outcome, "the program run never ended"
-    assert outcome[0] is not None and "notes.txt" in str(outcome[0])
+    script = f"""
+from pathlib import Path
+from services.web import site
+site.APP_DIR = Path({str(tmp_path)!r})
+site.app_files.__defaults__ = (site.APP_DIR,)
+from infra.mocks import run_program
+run_program("dev", build_dir=Path({str(build_dir)!r}))
+"""
+    # The timeout only detects a hang: a normal run takes seconds.
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode != 0 and "notes.txt" in result.stderr, result.stderr[-2000:]
