@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # System packages come from apt: as root directly, otherwise through sudo (CI runners have it).
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install pgvector test-deps dev demo test bench lint migrate clean
+.PHONY: install pgvector test-deps browser-deps dev demo test bench lint migrate clean
 
 # Reinstall whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -36,9 +36,19 @@ test-deps:
 	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || \
 		($(SUDO) apt-get update && $(SUDO) apt-get install -y pgbouncer)
 
-test: install test-deps ## lint, then the whole test suite
+test: install test-deps browser-deps ## lint, then the whole test suite
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+# Browser tests: Debian's chromium (Playwright drives it; no browser download) and axe-core from npm,
+# pinned by tests/e2e/web/package-lock.json into tests/e2e/web/node_modules (gitignored).
+AXE_STAMP := tests/e2e/web/node_modules/.package-lock.json
+
+$(AXE_STAMP): tests/e2e/web/package-lock.json
+	npm ci --prefix tests/e2e/web --no-audit --no-fund
+
+browser-deps: $(AXE_STAMP)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 bench: install          ## benchmarks; tables printed, JSON in tests/bench/results/
 	$(PY) -m tests.bench

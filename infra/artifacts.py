@@ -42,9 +42,11 @@ DOCKER_PLATFORMS = {"arm64": "linux/arm64", "x86_64": "linux/amd64"}
 MAX_ZIPPED_BYTES = 50 * 1024 * 1024
 MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
 
-# Not shipped: the local runtime (moto, embedded PostgreSQL) and stray bytecode of this machine's
-# Python. Bytecode is shipped only when compiled by the runtime's own Python (see find_compiler).
-EXCLUDED_PARTS = {"__pycache__", "local"}
+# Not shipped: the local runtime (moto, embedded PostgreSQL), the browser app (services/web, deployed
+# to its own bucket by infra/components/web.py, so an app change publishes no function version) and
+# stray bytecode of this machine's Python. Bytecode is shipped only when compiled by the runtime's own
+# Python (see find_compiler).
+EXCLUDED_PARTS = {"__pycache__", "local", "web"}
 EXCLUDED_SUFFIXES = {".pyc", ".pyo"}
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: same inputs, same bytes, same hash
 

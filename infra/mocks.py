@@ -17,6 +17,7 @@ import copy
 import hashlib
 import json
 import runpy
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -238,7 +239,8 @@ class CollectionsMocks(pulumi.runtime.Mocks):
                          arn=f"arn:aws:apigateway:{r}::/apis/{resource_id}")
         elif typ == "aws:s3/bucket:Bucket":
             bucket = inputs.get("bucket") or f"{name}-{_short_hash(name, length=7)}"
-            state.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}")
+            state.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}",
+                         bucketRegionalDomainName=f"{bucket}.s3.{r}.amazonaws.com")
             resource_id = bucket
         elif typ == "aws:cloudwatch/eventBus:EventBus":
             state.update(arn=f"arn:aws:events:{r}:{a}:event-bus/{inputs['name']}")
@@ -294,6 +296,15 @@ class CollectionsMocks(pulumi.runtime.Mocks):
             resource_id = group
         elif typ == "aws:sns/topic:Topic":
             state.update(arn=f"arn:aws:sns:{r}:{a}:{name}")
+        # --- the web app (infra/components/web.py) -----------------------------------------
+        elif typ == "aws:cloudfront/distribution:Distribution":
+            resource_id = "E" + _short_hash(name, length=13).upper()
+            state.update(arn=f"arn:aws:cloudfront::{a}:distribution/{resource_id}",
+                         domainName=f"d{_short_hash(name, length=13)}.cloudfront.net", hostedZoneId="Z2FDTNDATAQYW2")
+        elif typ == "aws:cloudfront/originAccessControl:OriginAccessControl":
+            resource_id = "E" + _short_hash(name, length=13).upper()
+        elif typ == "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy":
+            resource_id = str(uuid.UUID(_short_hash(name, length=32)))
         elif typ.startswith("aws:"):
             service = typ.split(":")[1].split("/")[0]
             state.setdefault("arn", f"arn:aws:{service}:{r}:{a}:{name}")

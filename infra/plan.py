@@ -234,6 +234,31 @@ REPLACEMENTS: Mapping[str, Replacement] = {
         regional=False),
 }
 
+# --- the web app (infra/components/web.py) ------------------------------------------------------
+# ForceNew facts from hashicorp/terraform-provider-aws (the schemas pulumi-aws bridges):
+#   internal/service/cloudfront/distribution.go            aws_cloudfront_distribution: no ForceNew
+#       attribute; every change is an UpdateDistribution.
+#   internal/service/cloudfront/origin_access_control.go   aws_cloudfront_origin_access_control: no
+#       ForceNew attribute (UpdateOriginAccessControl with the whole config).
+#   internal/service/cloudfront/response_headers_policy.go aws_cloudfront_response_headers_policy: no
+#       ForceNew attribute ("the entire policy is replaced" by UpdateResponseHeadersPolicy, in place).
+#   internal/service/s3/object.go                          aws_s3_object (BucketObjectv2): `bucket`
+#       and `key` are ForceNew; content and metadata changes are updates.
+#   internal/service/cognitoidp/user_pool_domain.go        aws_cognito_user_pool_domain: `domain`,
+#       `user_pool_id`, `certificate_arn` ForceNew; the resource has no Update at all: every input.
+REPLACEMENTS = {
+    **REPLACEMENTS,
+    "aws:cloudfront/distribution:Distribution": Replacement(
+        source=_tf("cloudfront/distribution.go", "read for issue 13"), regional=False),
+    "aws:cloudfront/originAccessControl:OriginAccessControl": Replacement(
+        source=_tf("cloudfront/origin_access_control.go", "read for issue 13"), regional=False),
+    "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy": Replacement(
+        source=_tf("cloudfront/response_headers_policy.go", "read for issue 13"), regional=False),
+    "aws:s3/bucketObjectv2:BucketObjectv2": Replacement(("bucket", "key"), _tf("s3/object.go", "read for issue 13")),
+    "aws:cognito/userPoolDomain:UserPoolDomain": Replacement(
+        source=_tf("cognitoidp/user_pool_domain.go", "read for issue 13"), no_update=True),
+}
+
 
 def replacement_rule(typ: str) -> Replacement:
     """The table entry for a registered type; an unknown type is an error, never an "update"."""

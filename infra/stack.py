@@ -1,6 +1,6 @@
 """Wires the components into the Collections stack and returns its outputs (the release contract).
 
-Outputs (also `pulumi stack output --json`): api_url, bucket, event_bus, user_pool_id,
+Outputs (also `pulumi stack output --json`): api_url, app_url, bucket, event_bus, user_pool_id,
 user_pool_client_id, dashboard_name, region, stack, release{steps, step_minutes, canary},
 services{<catalog name>: {active_slot, alias_arn, alias_name, function_names, release_mode, canary,
 provisioned_concurrency, alarm_names, triggers}}.
@@ -26,9 +26,12 @@ from infra.components.monitoring import Monitoring, MonitoringArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.secrets import ApiKeys, ApiKeysArgs
 from infra.components.storage import Storage, StorageArgs
+from infra.components.web import WebApp, WebAppArgs
 from infra.config import ALIAS_NAME, PROJECT, SLOTS, ConfigError, StackConfig, check_flips, check_package_moves, parse
 from services import catalog
+from services.core.ai import CATEGORIES
 from services.core.migrations import migrations_hash
+from services.core.settings import Settings
 
 
 def _decode(raw: Any) -> Any:
@@ -98,32 +101,75 @@ def deployed_packages(config: StackConfig, previous_active: dict[str, str] | Non
 
 
 def build(config: StackConfig) -> dict[str, Any]:
+    """The stack's resources and outputs. The web app's URL is known once its distribution exists, but
+    the bucket's CORS and the Cognito client's callback take it earlier (there is no resource cycle):
+    a deferred output, which must be resolved even when the program fails half-way, or every
+    resource waiting on it would keep the run from ending."""
     # Before the first resource is registered, so a refusal changes nothing.
     preconditions.check(config)
     previous_active = previous_active_slots()
     deployed = deployed_packages(config, previous_active)
     check_package_moves(config, deployed)
     check_flips(config, previous_active, deployed)
+    secrets = _read_secrets(config)  # a missing one fails here, before anything waits on the URL
+    app_url, resolve = pulumi.deferred_output()
+    resolved = False
+
+    def resolve_app_url(url: pulumi.Output[str]) -> None:
+        nonlocal resolved
+        resolved = True
+        resolve(url)
+
+    try:
+        return _build(config, secrets, app_url, resolve_app_url)
+    except BaseException as error:
+        if not resolved:
+            resolve(pulumi.Output.from_input("").apply(_fail_with(error)))
+        raise
+
+
+def _fail_with(error: BaseException):
+    def fail(_: Any) -> str:
+        raise error  # what waits on the URL fails with the program's own error, which is what gets reported
+
+    return fail
+
+
+def _read_secrets(config: StackConfig) -> dict[str, pulumi.Output[str]]:
+    secrets = {
+        "anthropic": _secret("anthropicApiKey", "the analyzer calls Claude"),
+        "voyage": _secret("voyageApiKey", "the embedder and search call Voyage AI"),
+    }
+    if config.database.mode == "rds":
+        secrets["database_password"] = _secret("databasePassword", "database.mode is rds")
+    else:
+        secrets["database_url"] = _secret("databaseUrl", "database.mode is external")
+    return secrets
+
+
+def _build(config: StackConfig, secrets: dict[str, pulumi.Output[str]], app_url: pulumi.Output[str],
+           resolve_app_url: Any) -> dict[str, Any]:
     prefix = f"{PROJECT}-{config.stack}"
     tags = {"project": PROJECT, "stack": config.stack}
-    needs_database = config.database.mode == "rds"
 
     zones = aws.get_availability_zones(state="available").names
     network = Network(prefix, NetworkArgs(config=config.network, availability_zones=list(zones),
                                           region=config.region, tags=tags))
-    storage = Storage(prefix, StorageArgs(cors_origins=config.api.cors_origins,
-                                          force_destroy=not config.deletion_protection, tags=tags))
+    storage = Storage(prefix, StorageArgs(
+        cors_origins=app_url.apply(lambda url: [url, *config.api.cors_origins]),
+        force_destroy=not config.deletion_protection, tags=tags))
     bus = PipelineBus(prefix, PipelineBusArgs(name=prefix, tags=tags))
-    auth = Auth(prefix, AuthArgs(deletion_protection=config.deletion_protection, tags=tags))
+    auth = Auth(prefix, AuthArgs(deletion_protection=config.deletion_protection, tags=tags,
+                                 region=config.region, app_url=app_url))
     keys = ApiKeys(prefix, ApiKeysArgs(
-        anthropic_api_key=_secret("anthropicApiKey", "the analyzer calls Claude"),
-        voyage_api_key=_secret("voyageApiKey", "the embedder and search call Voyage AI"),
+        anthropic_api_key=secrets["anthropic"],
+        voyage_api_key=secrets["voyage"],
         tags=tags,
     ))
     database = Database(prefix, DatabaseArgs(
         config=config.database,
-        password=_secret("databasePassword", "database.mode is rds") if needs_database else None,
-        url=None if needs_database else _secret("databaseUrl", "database.mode is external"),
+        password=secrets.get("database_password"),
+        url=secrets.get("database_url"),
         vpc_id=network.vpc.id,
         subnet_ids=network.private_subnet_ids,
         client_security_group_id=network.functions_security_group.id,
@@ -160,12 +206,20 @@ def build(config: StackConfig) -> dict[str, Any]:
     services = {name: built[name] for name in config.services}  # catalog order
 
     api_service = _http_service(services)
+    api_routes = tuple(r for t in api_service.function_spec.triggers_of("http") for r in t.routes)  # type: ignore[attr-defined]
     api = HttpApi(f"{prefix}-http", HttpApiArgs(
         service=api_service,
-        routes=tuple(r for t in api_service.function_spec.triggers_of("http") for r in t.routes),  # type: ignore[attr-defined]
+        routes=api_routes,
         config=config.api, user_pool_id=auth.user_pool.id, client_id=auth.client.id, region=config.region,
         log_retention_days=config.log_retention_days, tags=tags,
     ))
+    web = WebApp(f"{prefix}-web", WebAppArgs(
+        api_endpoint=api.url, api_routes=api_routes, storage_bucket=storage.bucket.bucket, region=config.region,
+        auth_domain_url=auth.domain_url, client_id=auth.client.id,
+        max_upload_bytes=Settings.model_fields["max_upload_bytes"].default, categories=CATEGORIES,
+        force_destroy=not config.deletion_protection, tags=tags,
+    ))
+    resolve_app_url(web.url)
     events = EventRouting(f"{prefix}-events", EventRoutingArgs(services=services, bus=bus,
                                                                bucket_name=storage.bucket.bucket, tags=tags))
     monitoring = Monitoring(f"{prefix}-monitoring", MonitoringArgs(
@@ -181,6 +235,7 @@ def build(config: StackConfig) -> dict[str, Any]:
     ))
     return {
         "api_url": api.url,
+        "app_url": web.url,
         "bucket": storage.bucket.bucket,
         "event_bus": bus.bus.name,
         "user_pool_id": auth.user_pool.id,

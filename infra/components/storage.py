@@ -4,15 +4,18 @@ and EventBridge notifications on (the image processor's trigger)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
+from services.web.site import bucket_cors_rules
+
 
 @dataclass
 class StorageArgs:
-    cors_origins: tuple[str, ...]
+    cors_origins: pulumi.Input[Sequence[str]]  # the web app's origin and the stack's api.corsOrigins
     force_destroy: bool
     tags: dict[str, str]
 
@@ -40,13 +43,18 @@ class Storage(pulumi.ComponentResource):
             )],
             opts=child,
         )
-        # Browsers POST originals straight to S3 (presigned POST) and GET thumbnails (presigned GET).
+        # Browsers POST originals straight to S3 (presigned POST) and GET thumbnails (presigned GET):
+        # the rules moto's bucket gets under `make dev` too (services.web.site.bucket_cors_rules).
         aws.s3.BucketCorsConfiguration(
             f"{name}-cors", bucket=self.bucket.id,
-            cors_rules=[aws.s3.BucketCorsConfigurationCorsRuleArgs(
-                allowed_methods=["POST", "GET"], allowed_origins=list(args.cors_origins),
-                allowed_headers=["*"], expose_headers=["ETag"], max_age_seconds=3600,
-            )],
+            cors_rules=pulumi.Output.from_input(args.cors_origins).apply(lambda origins: [
+                aws.s3.BucketCorsConfigurationCorsRuleArgs(
+                    allowed_methods=rule["AllowedMethods"], allowed_origins=rule["AllowedOrigins"],
+                    allowed_headers=rule["AllowedHeaders"], expose_headers=rule["ExposeHeaders"],
+                    max_age_seconds=rule["MaxAgeSeconds"],
+                )
+                for rule in bucket_cors_rules(origins)
+            ]),
             opts=child,
         )
         aws.s3.BucketPolicy(

@@ -5,10 +5,14 @@
 - buckets-block-public-access: every bucket has a public access block with all four settings on.
 - functions-have-log-retention: every function's log group exists and has a retention.
 - images-pinned-by-digest: an image function runs `repository@sha256:<digest>`, never a tag.
+- buckets-never-public: no bucket policy allows everyone (`"*"`) and no ACL grants public access;
+  the web app's bucket is read only by its CloudFront distribution (a service principal narrowed by
+  AWS:SourceArn).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -116,6 +120,59 @@ def _images_pinned_by_digest(args: ResourceValidationArgs, report_violation: Rep
                          "move under a published version", None)
 
 
+BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+BUCKET_ACL_TYPES = ("aws:s3/bucketAclV2:BucketAclV2", "aws:s3/bucketAcl:BucketAcl")
+PUBLIC_ACLS = ("public-read", "public-read-write", "authenticated-read")
+PUBLIC_GRANTEES = ("http://acs.amazonaws.com/groups/global/AllUsers",
+                   "http://acs.amazonaws.com/groups/global/AuthenticatedUsers")
+
+
+def _everyone(principal: Any) -> bool:
+    """"*" or {"AWS": "*"} (or a list holding "*"): anybody, signed or not."""
+    if principal == "*":
+        return True
+    if isinstance(principal, Mapping):
+        aws = principal.get("AWS")
+        return aws == "*" or (isinstance(aws, list) and "*" in aws)
+    return False
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _buckets_never_public(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    props: Mapping[str, Any] = args.props
+    if args.resource_type == BUCKET_POLICY:
+        document = props.get("policy")
+        if isinstance(document, str):
+            try:
+                document = json.loads(document)
+            except ValueError:
+                report_violation("bucket policy is not valid JSON", None)
+                return
+        if not isinstance(document, Mapping):
+            return  # unknown during a preview: checked again at `up`
+        for statement in _as_list(document.get("Statement") or []):
+            if isinstance(statement, Mapping) and statement.get("Effect") == "Allow" and (
+                _everyone(statement.get("Principal")) or "NotPrincipal" in statement
+            ):
+                report_violation(
+                    f"bucket policy statement {statement.get('Sid') or '(no Sid)'} allows everyone "
+                    f"({statement.get('Action')}); grant a service or role, e.g. CloudFront with AWS:SourceArn",
+                    None)
+    elif args.resource_type in BUCKET_TYPES + BUCKET_ACL_TYPES:
+        acl = props.get("acl")
+        grants = [g for policy in _as_list(props.get("accessControlPolicy") or {}) if isinstance(policy, Mapping)
+                  for g in policy.get("grants") or []]
+        grants += list(props.get("grants") or [])
+        public_grant = any(isinstance(g, Mapping) and (g.get("grantee") or {}).get("uri") in PUBLIC_GRANTEES
+                           or isinstance(g, Mapping) and g.get("uri") in PUBLIC_GRANTEES for g in grants)
+        if acl in PUBLIC_ACLS or public_grant:
+            report_violation(f"bucket ACL {acl or 'grant'} makes objects public; serve them through "
+                             "CloudFront with origin access control instead", None)
+
+
 consumers_use_live_alias = ResourceValidationPolicy(
     name="consumers-use-live-alias",
     description="API integrations, event targets, permissions and event source mappings use an alias ARN.",
@@ -141,5 +198,12 @@ images_pinned_by_digest = ResourceValidationPolicy(
     enforcement_level=EnforcementLevel.MANDATORY,
 )
 
+buckets_never_public = ResourceValidationPolicy(
+    name="buckets-never-public",
+    description="No bucket policy allows everyone and no bucket ACL grants public access.",
+    validate=_buckets_never_public,
+    enforcement_level=EnforcementLevel.MANDATORY,
+)
+
 POLICIES = [consumers_use_live_alias, buckets_block_public_access, functions_have_log_retention,
-            images_pinned_by_digest]
+            images_pinned_by_digest, buckets_never_public]

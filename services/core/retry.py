@@ -1,8 +1,10 @@
 """Retrying a failed item: put it back to the failed stage's input status and re-emit that stage's event.
 
-Shared by the API (POST /items/{id}/retry) and the CLI. The row is locked, updated and flushed,
-then the event is published; the caller commits. If publishing raises, the caller's rollback
-leaves the item failed (and retryable) — there is never a reset item without its event.
+Shared by the API (POST /items/{id}/retry) and the CLI. The row is locked and reset, the reset is
+committed, then the event is published: a stage that receives the event must find the item at its
+input status (a stage skips a failed item at once, so publishing before the commit lost retries
+whenever the event was faster than the commit). If publishing raises, the item is marked failed
+again with its old stage and reason (still retryable) and the error propagates.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from services.core.models import Item, ItemStatus, Stage
@@ -64,10 +66,10 @@ def stage_event(item: Item, stage: Stage) -> Detail:
 
 
 def retry_item(session: Session, item_id: uuid.UUID, publisher: EventPublisher, owner_id: str | None = None) -> Item:
-    """Reset a failed item and publish its stage's event. `owner_id` None: any owner (operator use).
+    """Reset a failed item, commit, and publish its stage's event. `owner_id` None: any owner (operator use).
 
-    Raises ItemNotFound (no such visible item of that owner) or NotRetryable (not failed).
-    The caller commits.
+    Raises ItemNotFound (no such visible item of that owner) or NotRetryable (not failed); the
+    publisher's error after restoring the failure.
     """
     query = select(Item).where(Item.id == item_id, Item.status != ItemStatus.deleted)
     if owner_id is not None:
@@ -80,9 +82,21 @@ def retry_item(session: Session, item_id: uuid.UUID, publisher: EventPublisher, 
         raise NotRetryable(f"item {item_id} is {item.status.value}; only failed items can be retried")
     stage = resume_stage(item)
     event = stage_event(item, stage)
+    failed_stage, failure_reason = item.failed_stage, item.failure_reason
     item.status = STAGE_INPUT_STATUS[stage]
     item.failed_stage = None
     item.failure_reason = None
-    session.flush()
-    publisher.publish([event])
+    session.commit()
+    try:
+        publisher.publish([event])
+    except Exception:
+        # Only if nothing moved it meanwhile (no event went out, so nothing should have).
+        session.execute(
+            update(Item)
+            .where(Item.id == item.id, Item.status == STAGE_INPUT_STATUS[stage])
+            .values(status=ItemStatus.failed, failed_stage=failed_stage, failure_reason=failure_reason)
+        )
+        session.commit()
+        session.refresh(item)
+        raise
     return item

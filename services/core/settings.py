@@ -134,6 +134,7 @@ class Settings(BaseSettings):
     data_dir: str = Field(default=".collections", description="Embedded PostgreSQL data and local state.")
     api_port: int = Field(default=8000, description="Port of the local API (`make dev`).")
     moto_port: int = Field(default=5000, description="Port of the local moto server (`make dev`).")
+    web_port: int = Field(default=8080, description="Port of the local web app (`make dev`).")
 
     @property
     def issuer(self) -> str:

@@ -6,6 +6,7 @@ The same boto3 code reaches it through AWS_ENDPOINT_URL. Used by `make dev` and 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,9 +44,12 @@ def _boto(service: str, settings: Settings) -> Any:
     return boto3.client(service, region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
 
 
-def ensure_bucket(settings: Settings) -> None:
+def ensure_bucket(settings: Settings, cors_origins: Sequence[str] = ("*",)) -> None:
     """The bucket as on AWS: EventBridge notifications on (S3 'Object Created' reaches the default
-    bus) and CORS for browser uploads through presigned POST."""
+    bus) and CORS for browser uploads through presigned POST: the rules the Pulumi program sets
+    (services.web.site.bucket_cors_rules), for the web app's origin under `make dev`."""
+    from services.web.site import bucket_cors_rules
+
     s3 = _boto("s3", settings)
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     if settings.bucket not in existing:
@@ -56,12 +60,7 @@ def ensure_bucket(settings: Settings) -> None:
     s3.put_bucket_notification_configuration(
         Bucket=settings.bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
     )
-    s3.put_bucket_cors(
-        Bucket=settings.bucket,
-        CORSConfiguration={
-            "CORSRules": [{"AllowedMethods": ["POST", "GET"], "AllowedOrigins": ["*"], "AllowedHeaders": ["*"]}]
-        },
-    )
+    s3.put_bucket_cors(Bucket=settings.bucket, CORSConfiguration={"CORSRules": bucket_cors_rules(cors_origins)})
 
 
 def ensure_event_bus(settings: Settings) -> str:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from services.local.aws import MotoServer
     from services.local.postgres import EmbeddedPostgres
     from services.local.worker import Worker
+    from services.web.devserver import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class RuntimeState:
     jwks_url: str
     database_url: str
     demo_user: str
+    web_url: str = ""
 
     def environment(self) -> dict[str, str]:
         """The variables that point this project's settings (and boto3) at the running environment."""
@@ -212,6 +214,7 @@ def banner(state: RuntimeState, token: str, settings: Settings, database_note: s
         [
             "",
             "Collections is running locally.",
+            f"  App        {state.web_url}   (signed in as {state.demo_user})",
             f"  API        {state.api_url}   (docs: {state.api_url}/docs)",
             f"  Health     {state.api_url}/health   (200 when the API and its database are ready, else 503)",
             f"  AWS (moto) {state.aws_endpoint_url}   bucket {state.bucket}, event bus {state.event_bus}",
@@ -232,6 +235,22 @@ def banner(state: RuntimeState, token: str, settings: Settings, database_note: s
     )
 
 
+def web_origin(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.web_port}"
+
+
+def serve_web_app(state: RuntimeState, settings: Settings) -> WebServer:
+    """The browser app on COLLECTIONS_WEB_PORT, signed in as the demo user on moto's Cognito."""
+    from services.local.aws import DEMO_PASSWORD
+    from services.web.devserver import serve_for_dev
+
+    return serve_for_dev(
+        port=settings.web_port, api_url=state.api_url, aws_endpoint_url=state.aws_endpoint_url,
+        region=state.region, client_id=state.client_id, demo_user=state.demo_user, demo_password=DEMO_PASSWORD,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
+
+
 class DevEnvironment:
     """Starts the pieces in order and stops whatever was started, in reverse."""
 
@@ -241,6 +260,7 @@ class DevEnvironment:
         self.postgres: EmbeddedPostgres | None = None
         self.moto: MotoServer | None = None
         self.worker: Worker | None = None
+        self.web: WebServer | None = None
         self.state: RuntimeState | None = None
         self.token = ""
         self.database_note = ""
@@ -267,6 +287,7 @@ class DevEnvironment:
             raise DevError(f"a dev environment is already running (pid {running.pid}, {running.api_url})")
         _ensure_port_free(settings.api_port, "API", "COLLECTIONS_API_PORT")
         _ensure_port_free(settings.moto_port, "AWS emulator (moto)", "COLLECTIONS_MOTO_PORT")
+        _ensure_port_free(settings.web_port, "web app", "COLLECTIONS_WEB_PORT")
         Path(settings.data_dir).expanduser().mkdir(parents=True, exist_ok=True)
 
         if settings.database_url:
@@ -283,7 +304,7 @@ class DevEnvironment:
         apply_environment({"AWS_ENDPOINT_URL": self.moto.endpoint_url, "DATABASE_URL": database_url, **_dev_pool()})
         settings = self.settings = get_settings()
 
-        local_aws.ensure_bucket(settings)
+        local_aws.ensure_bucket(settings, cors_origins=[web_origin(settings)])
         local_aws.ensure_event_bus(settings)
         app = local_aws.ensure_cognito(settings)
         local_aws.ensure_user(settings, app, DEMO_USER)
@@ -322,7 +343,9 @@ class DevEnvironment:
             jwks_url=jwks_url,
             database_url=database_url,
             demo_user=DEMO_USER,
+            web_url=web_origin(settings),
         )
+        self.web = serve_web_app(self.state, settings)
         state_path(settings).write_text(json.dumps(asdict(self.state), indent=2))
         self.token = local_aws.access_token(settings, app, DEMO_USER)
         self.database_note = database_note
@@ -331,8 +354,10 @@ class DevEnvironment:
     def serve(self) -> None:
         """Serve the API until SIGINT/SIGTERM (uvicorn handles both, then re-raises them)."""
         import uvicorn
+        from starlette.middleware.cors import CORSMiddleware
 
         from services.api.app import create_app
+        from services.web.devserver import api_cors
 
         assert self.state is not None, "start() first"
         text = banner(self.state, self.token, self.settings, self.database_note)
@@ -350,8 +375,11 @@ class DevEnvironment:
         announce = self.say
         if self.postgres is not None:
             self._watch = postgres_watch(self.postgres.alive, self._postgres_died)
+        api = create_app()
+        # API Gateway's CORS, locally: only the app's origin may call the API from a browser.
+        api.add_middleware(CORSMiddleware, **api_cors(self.state.web_url))
         config = uvicorn.Config(
-            create_app(), host="127.0.0.1", port=self.settings.api_port, log_level="info", lifespan="on"
+            api, host="127.0.0.1", port=self.settings.api_port, log_level="info", lifespan="on"
         )
         AnnouncingServer(config).run()
 
@@ -382,6 +410,7 @@ class DevEnvironment:
         errors: list[str] = []
         for name, action in (
             ("worker", self.worker.stop if self.worker else None),
+            ("web app", self.web.stop if self.web else None),
             ("saving the bucket", self._save_objects if self.state and self.moto else None),
             ("database connections", database.reset),
             ("moto", self.moto.stop if self.moto else None),
@@ -395,7 +424,7 @@ class DevEnvironment:
                 errors.append(f"{name}: {error}")
         if self.state is not None:
             state_path(self.settings).unlink(missing_ok=True)
-        self.worker = self.moto = self.postgres = None
+        self.worker = self.moto = self.postgres = self.web = None
         self.state = None
         if errors:
             self.say("Stopped, with errors: " + "; ".join(errors))

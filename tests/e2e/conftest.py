@@ -36,11 +36,13 @@ class DevProcess:
         self.data_dir = data_dir
         self.api_port = free_port()
         self.moto_port = free_port()
+        self.web_port = free_port()
         self.env = {k: v for k, v in os.environ.items() if k not in _LEAKY and not k.startswith("COLLECTIONS_")}
         self.env.update(
             COLLECTIONS_DATA_DIR=str(data_dir),
             COLLECTIONS_API_PORT=str(self.api_port),
             COLLECTIONS_MOTO_PORT=str(self.moto_port),
+            COLLECTIONS_WEB_PORT=str(self.web_port),
             PYTHONUNBUFFERED="1",
         )
         self.lines: list[str] = []

@@ -104,7 +104,7 @@ def test_ctrl_c_stops_everything_and_a_second_run_works(dev_factory, scratch):
     assert not (data_dir / "runtime.json").exists()
     assert not _postgres_running(data_dir / "pgdata")
     with httpx.Client(timeout=2) as client:
-        for port in (first.api_port, first.moto_port):
+        for port in (first.api_port, first.moto_port, first.web_port):
             try:
                 client.get(f"http://127.0.0.1:{port}/")
             except httpx.ConnectError:

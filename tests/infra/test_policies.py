@@ -140,3 +140,67 @@ def test_both_stacks_pass_every_policy_including_an_image_slot(program, stack):
                 args = ResourceValidationArgs(r.resource_type, r.props, r.urn, r.name, r.opts, None)
                 policy.validate(args, lambda message, urn=None: found.append(message))
     assert found == []
+
+
+# --- buckets-never-public -----------------------------------------------------------------------
+def _policy_document(*statements: dict) -> str:
+    import json
+
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+CLOUDFRONT_READ = {
+    "Sid": "CloudFrontReadsTheApp", "Effect": "Allow", "Principal": {"Service": "cloudfront.amazonaws.com"},
+    "Action": "s3:GetObject", "Resource": "arn:aws:s3:::app/*",
+    "Condition": {"StringEquals": {"AWS:SourceArn": "arn:aws:cloudfront::123456789012:distribution/E1"}},
+}
+DENY_PLAIN_HTTP = {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                   "Resource": ["arn:aws:s3:::app", "arn:aws:s3:::app/*"],
+                   "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+
+
+def test_a_policy_for_cloudfront_only_and_a_deny_for_everyone_pass():
+    from infra.policies.rules import buckets_never_public
+
+    props = {"bucket": "app", "policy": _policy_document(CLOUDFRONT_READ, DENY_PLAIN_HTTP)}
+    assert violations_of(buckets_never_public, "aws:s3/bucketPolicy:BucketPolicy", props) == []
+
+
+@pytest.mark.parametrize("principal", ["*", {"AWS": "*"}, {"AWS": ["arn:aws:iam::123456789012:root", "*"]}])
+def test_a_policy_allowing_everyone_is_refused(principal):
+    from infra.policies.rules import buckets_never_public
+
+    public = {"Sid": "Website", "Effect": "Allow", "Principal": principal, "Action": "s3:GetObject",
+              "Resource": "arn:aws:s3:::app/*"}
+    found = violations_of(buckets_never_public, "aws:s3/bucketPolicy:BucketPolicy",
+                          {"bucket": "app", "policy": _policy_document(CLOUDFRONT_READ, public)})
+    assert len(found) == 1 and "Website" in found[0] and "allows everyone" in found[0]
+
+
+def test_a_not_principal_allow_is_refused():
+    from infra.policies.rules import buckets_never_public
+
+    statement = {"Effect": "Allow", "NotPrincipal": {"AWS": "arn:aws:iam::123456789012:root"},
+                 "Action": "s3:GetObject", "Resource": "arn:aws:s3:::app/*"}
+    assert violations_of(buckets_never_public, "aws:s3/bucketPolicy:BucketPolicy",
+                         {"policy": _policy_document(statement)})
+
+
+@pytest.mark.parametrize(("resource_type", "props"), [
+    ("aws:s3/bucket:Bucket", {"acl": "public-read"}),
+    ("aws:s3/bucketAclV2:BucketAclV2", {"acl": "public-read-write"}),
+    ("aws:s3/bucketAclV2:BucketAclV2", {"accessControlPolicy": {"grants": [
+        {"grantee": {"type": "Group", "uri": "http://acs.amazonaws.com/groups/global/AllUsers"},
+         "permission": "READ"}], "owner": {"id": "x"}}}),
+])
+def test_public_acls_are_refused(resource_type, props):
+    from infra.policies.rules import buckets_never_public
+
+    assert violations_of(buckets_never_public, resource_type, props)
+
+
+def test_private_acls_pass():
+    from infra.policies.rules import buckets_never_public
+
+    assert violations_of(buckets_never_public, "aws:s3/bucketAclV2:BucketAclV2", {"acl": "private"}) == []
+    assert violations_of(buckets_never_public, "aws:s3/bucket:Bucket", {"bucket": "x"}) == []

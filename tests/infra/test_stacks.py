@@ -10,6 +10,7 @@ import pytest
 
 from services import catalog
 from services.core.settings import Settings
+from services.web.site import app_files
 
 FUNCTION = "aws:lambda/function:Function"
 ALIAS = "aws:lambda/alias:Alias"
@@ -35,7 +36,12 @@ COMMON = {
     # rule, API latency + 5xx, DLQ, database connections (both stacks run RDS); + spillover per PC service
     "aws:cloudwatch/metricAlarm:MetricAlarm": 3 * N + len(ASYNC) + EVENT_TRIGGERS + 3 + 1,
     "aws:cloudwatch/dashboard:Dashboard": 1, "aws:sns/topic:Topic": 1,
-    "aws:s3/bucket:Bucket": 1, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": 1,
+    # The uploads bucket and the web app's (infra/components/web.py), each with its public access block.
+    "aws:s3/bucket:Bucket": 2, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": 2,
+    "aws:cloudfront/distribution:Distribution": 1, "aws:cloudfront/originAccessControl:OriginAccessControl": 1,
+    "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy": 1,
+    "aws:cognito/userPoolDomain:UserPoolDomain": 1,
+    "aws:s3/bucketObjectv2:BucketObjectv2": len(app_files()) + 1,  # + config.json
     "aws:cloudwatch/eventBus:EventBus": 1, "aws:sqs/queue:Queue": 1,
     "aws:cognito/userPool:UserPool": 1, "aws:cognito/userPoolClient:UserPoolClient": 1,
     "aws:rds/instance:Instance": 1, "aws:lambda/invocation:Invocation": 1, "aws:ec2/vpcEndpoint:VpcEndpoint": 1,
@@ -114,11 +120,11 @@ def test_prod_protects_its_data_and_dev_does_not(program):
         run = program(stack)
         (db,) = run.of_type("aws:rds/instance:Instance")
         (pool,) = run.of_type("aws:cognito/userPool:UserPool")
-        (bucket,) = run.of_type("aws:s3/bucket:Bucket")
+        buckets = run.of_type("aws:s3/bucket:Bucket")  # uploads and the web app's
         assert db.inputs["deletionProtection"] is protected
         assert db.inputs["skipFinalSnapshot"] is (not protected)
         assert pool.inputs["deletionProtection"] == ("ACTIVE" if protected else "INACTIVE")
-        assert bucket.inputs["forceDestroy"] is (not protected)
+        assert len(buckets) == 2 and all(b.inputs["forceDestroy"] is (not protected) for b in buckets)
         assert db.inputs["multiAz"] is protected  # prod also runs a standby
         assert db.inputs["engine"] == "postgres" and db.inputs["engineVersion"].startswith("17")
         assert db.inputs["publiclyAccessible"] is False and db.inputs["storageEncrypted"] is True
@@ -126,7 +132,7 @@ def test_prod_protects_its_data_and_dev_does_not(program):
 
 def test_outputs_follow_the_release_contract(program):
     run = program("dev")
-    assert set(run.outputs) == {"api_url", "bucket", "event_bus", "user_pool_id", "user_pool_client_id",
+    assert set(run.outputs) == {"api_url", "app_url", "bucket", "event_bus", "user_pool_id", "user_pool_client_id",
                                 "dashboard_name", "region", "stack", "release", "services"}
     assert (run.outputs["stack"], run.outputs["region"]) == ("dev", "eu-west-1")
     release = run.outputs["release"]
@@ -268,17 +274,21 @@ def test_external_database_mode_stores_the_url_and_creates_no_instance(program):
 
 def test_bucket_is_private_encrypted_and_tls_only(program):
     run = program("dev")
-    (block,) = run.of_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+
+    def uploads(typ: str) -> list:  # the web app's bucket is checked in tests/infra/test_web.py
+        return [r for r in run.of_type(typ) if "-web-" not in r.name]
+
+    (block,) = uploads("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
     assert all(block.inputs[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
                                                  "restrictPublicBuckets"))
-    (policy,) = run.of_type("aws:s3/bucketPolicy:BucketPolicy")
+    (policy,) = uploads("aws:s3/bucketPolicy:BucketPolicy")
     (statement,) = json.loads(policy.inputs["policy"])["Statement"]
     assert statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     (cors,) = run.of_type("aws:s3/bucketCorsConfiguration:BucketCorsConfiguration")
     assert "POST" in cors.inputs["corsRules"][0]["allowedMethods"]
     (notification,) = run.of_type("aws:s3/bucketNotification:BucketNotification")
     assert notification.inputs["eventbridge"] is True
-    (encryption,) = run.of_type(
+    (encryption,) = uploads(
         "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
     assert encryption.inputs["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
 

@@ -151,3 +151,20 @@ def test_retry_logic_checks_the_owner(make_item, alice, bob):
     with session_scope() as session, pytest.raises(retry.ItemNotFound):
         retry.retry_item(session, item_id, publisher=None, owner_id=bob.sub)
     assert _state(item_id)[0] is ItemStatus.failed
+
+
+def test_the_reset_is_committed_before_the_event_goes_out(make_item, alice):
+    """A stage skips a failed item at once: if the event could outrun the commit, the retry would be
+    lost with the item stuck at its input status. What another connection sees at publish time is
+    what a stage would see."""
+
+    class Observer:
+        seen: tuple | None = None
+
+        def publish(self, details):
+            Observer.seen = _state(item_id)
+
+    item_id = make_item(alice.sub, status="failed", failed_stage="process", failure_reason="boom")
+    with session_scope() as session:
+        retry.retry_item(session, item_id, Observer(), owner_id=alice.sub)
+    assert Observer.seen == (ItemStatus.pending, None, None)
