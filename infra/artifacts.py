@@ -375,7 +375,7 @@ RUN pip install --no-cache-dir {pip_options} \\
     -r "${{LAMBDA_TASK_ROOT}}/requirements.txt" --target "${{LAMBDA_TASK_ROOT}}"
 COPY services/ ${{LAMBDA_TASK_ROOT}}/services/
 # The task root is read-only at run time: compile now, with the runtime's own Python.
-RUN python -m compileall -q -j 0 --invalidation-mode unchecked-hash ${{LAMBDA_TASK_ROOT}}
+RUN python -m compileall -q -j 0 --invalidation-mode unchecked-hash "${{LAMBDA_TASK_ROOT}}"
 CMD ["{handler}"]
 """
 
