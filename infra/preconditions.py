@@ -83,6 +83,8 @@ def generated_names(config: StackConfig) -> list[GeneratedName]:
                                            _autonamed(f"{prefix}-events-{slug}-{trigger.kind}-{index}"),
                                            RULE_NAME_LIMIT))
     names.append(GeneratedName("S3 bucket name", _autonamed(f"{prefix}-bucket"), BUCKET_NAME_LIMIT))
+    # the web app's own bucket (infra/components/web.py, component "{prefix}-web")
+    names.append(GeneratedName("S3 bucket name", _autonamed(f"{prefix}-web-bucket"), BUCKET_NAME_LIMIT))
     if config.database.mode == "rds":
         names.append(GeneratedName("RDS instance identifier", _autonamed(f"{prefix}-postgres"), RDS_IDENTIFIER_LIMIT))
         if config.database.proxy:

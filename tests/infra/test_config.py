@@ -211,7 +211,7 @@ def test_without_a_recorded_active_slot_leaving_the_slots_as_they_run_passes():
 def test_the_program_asks_aws_for_every_slot_when_no_active_slot_was_recorded(program):
     """No `previous` run: the stack has no outputs, yet AWS runs both api slots; converting blue is refused."""
     with pytest.raises(ConfigError, match=r"slots.blue: this up converts slot 'blue' .* recorded no active slot"):
-        program("dev", {"collections:services": {"api": {"active": "green", "slots": {
+        program("dev", {"collections:services": {"api": {"active": "green", "snapStart": False, "slots": {
             "blue": {"package": "image"}, "green": {"package": "image"}}}}}, deployed=DEPLOYED_BOTH)
 
 

@@ -219,7 +219,7 @@ def test_a_flip_that_also_converts_the_serving_slot_is_refused_naming_the_two_st
 
 
 def test_a_flip_that_also_removes_the_serving_slot_is_refused_naming_the_two_steps(plan_of):
-    remove_blue = {"collections:services": {"api": {"active": "green", "slots": {"blue": None,
+    remove_blue = {"collections:services": {"api": {"active": "green", "snapStart": False, "slots": {"blue": None,
                                                                                  "green": {"package": "image"}}}}}
     with pytest.raises(ConfigError, match=r"flips `active` from 'blue' to 'green' and removes slot 'blue'.*"
                                           r"Two steps: \(1\).*\(2\) remove `collections:services.api.slots.blue`"):
@@ -246,7 +246,7 @@ def test_the_plan_check_refuses_flip_and_convert_even_when_config_cannot_see_the
 
 def test_the_plan_check_refuses_flip_and_remove_when_config_cannot_see_the_last_update(program):
     before = program("dev", step1("api"))
-    green_only = {"collections:services": {"api": {"active": "green",
+    green_only = {"collections:services": {"api": {"active": "green", "snapStart": False,
                                                    "slots": {"blue": None, "green": {"package": "image"}}}}}
     after = program("dev", green_only, deployed=GREEN_ONLY_ON_AWS)
     plan = diff(before, after)
@@ -260,7 +260,7 @@ def test_the_safe_path_flips_first_then_converts_or_removes_the_old_slot(plan_of
     flip = plan_of("dev", step1("api"), step2("api"))
     assert flip.violations == ()
     last = (slots("api", "green", blue="image", green="image") if then == "convert"
-            else {"collections:services": {"api": {"active": "green", "slots": {"blue": None,
+            else {"collections:services": {"api": {"active": "green", "snapStart": False, "slots": {"blue": None,
                                                                                 "green": {"package": "image"}}}}})
     follow_up = plan_of("dev", step2("api"), last, deployed=FLIPPED_TO_GREEN)
     assert follow_up.violations == ()

@@ -28,11 +28,13 @@ def registered_types(build_dir, source) -> set[str]:
         return run_program(stack, overrides, build_dir=build_dir, source_root=source, **kwargs)
 
     image_slot = {"collections:services": {
-        "api": {"active": "blue", "slots": {"blue": {"package": "zip"}, "green": {"package": "image"}}},
+        "api": {"active": "blue", "snapStart": False,
+                "slots": {"blue": {"package": "zip"}, "green": {"package": "image"}}},
         "image_processor": {"active": "blue", "slots": {"blue": {"package": "zip"}, "green": {"package": "image"}}},
     }}
     flipped = {"collections:services": {
-        "api": {"active": "green", "slots": {"blue": {"package": "zip"}, "green": {"package": "image"}}},
+        "api": {"active": "green", "snapStart": False,
+                "slots": {"blue": {"package": "zip"}, "green": {"package": "image"}}},
     }}
     runs = [run("dev"), run("prod"), run("dev", image_slot), run("prod", image_slot)]
     runs.append(run("dev", flipped, previous=runs[2], deployed={"collections-dev-api-green": "image"}))
