@@ -88,3 +88,39 @@ def test_cleanup_leaves_an_item_a_stage_is_working_on_and_removes_it_once_the_st
     Cleanup().run(dry_run=False)
     assert load_item(item.id) is None
     assert _lock_rows(item.id) == set()
+
+
+def test_a_stage_locking_an_item_that_cleanup_deletes_meanwhile_finds_it_gone(env, owner):
+    """The lock row's INSERT found the item, then waited on its deleter's row lock (the foreign key check):
+    the item is gone when it goes on. That is a skip, not an IntegrityError."""
+    item = make_item(owner, status=ItemStatus.deleted)
+    deleter = get_sessionmaker()()
+    outcome: dict[str, object] = {}
+
+    def stage() -> None:
+        with get_sessionmaker()() as session:
+            try:
+                outcome["locked"] = store.try_lock_stage(session, Stage.analyze, item.id)
+            except Exception as error:  # noqa: BLE001 - reported by the assertion below
+                outcome["error"] = error
+
+    try:
+        deleter.execute(text("SELECT 1 FROM items WHERE id = :i FOR UPDATE"), {"i": item.id})  # as cleanup does
+        worker = threading.Thread(target=stage)
+        worker.start()
+        waiting = text(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO pipeline_locks%'"
+        )
+        with get_sessionmaker()() as probe:
+            while worker.is_alive() and not probe.execute(waiting).scalar_one():
+                probe.rollback()
+                threading.Event().wait(0.05)
+        assert worker.is_alive(), outcome  # it must have waited for the deleter
+        deleter.execute(text("DELETE FROM items WHERE id = :i"), {"i": item.id})
+        deleter.commit()
+        worker.join(timeout=60)
+    finally:
+        deleter.close()
+    assert outcome == {"locked": True}
+    assert _lock_rows(item.id) == set()
