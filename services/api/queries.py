@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,11 +18,16 @@ from sqlalchemy.orm import Session, defer
 
 from services.core.models import Item, ItemStatus
 
+log = logging.getLogger(__name__)
+
 # Never loaded for lists and search hits: the 4 KB vector and the raw analysis.
 LIGHT = (defer(Item.embedding), defer(Item.analysis))
 # Up to this many candidate items, search computes every distance instead of scanning the index
 # (see nearest()); ~2,000 1024-d vectors take a few milliseconds.
 EXACT_SEARCH_MAX_CANDIDATES = 2000
+# What an HNSW search needs from its session: the database role's defaults, which migration 0003 sets
+# (tests/services/api/test_search_session.py checks that the two agree).
+HNSW_SESSION = {"hnsw.iterative_scan": "relaxed_order", "hnsw.ef_search": "40"}
 
 
 class InvalidCursor(ValueError):
@@ -111,16 +117,33 @@ def list_page(
 
 
 # --- vector search --------------------------------------------------------------------------
-def _searchable_count(session: Session, owner_id: str) -> int:
+def _searchable_count(session: Session, owner_id: str) -> tuple[int, str | None]:
     """The owner's ready items, counted up to EXACT_SEARCH_MAX_CANDIDATES + 1 (an index-only scan
-    of ix_items_owner_ready; filters are left out: they can only make the candidate set smaller)."""
+    of ix_items_owner_ready; filters are left out: they can only make the candidate set smaller),
+    and, in the same round trip, the session's hnsw.iterative_scan (see _ensure_hnsw_session)."""
     bounded = (
         select(Item.id)
         .where(Item.owner_id == owner_id, Item.status == ItemStatus.ready, Item.embedding.is_not(None))
         .limit(EXACT_SEARCH_MAX_CANDIDATES + 1)
         .subquery()
     )
-    return session.scalar(select(func.count()).select_from(bounded))
+    row = session.execute(
+        select(func.count(), func.current_setting("hnsw.iterative_scan", True)).select_from(bounded)
+    ).one()
+    return row[0], row[1]
+
+
+def _ensure_hnsw_session(session: Session, iterative_scan: str | None) -> None:
+    """Normally nothing: the settings are the role's defaults. A database connection opened before
+    migration 0003 set them lacks them, and a pooler (RDS Proxy) keeps such connections until it
+    replaces them; without iterative scans the owner filter would cut the k hits short. Then this
+    transaction sets them, which pins this client session behind RDS Proxy: a price paid only on a
+    stale connection, and logged."""
+    if iterative_scan == HNSW_SESSION["hnsw.iterative_scan"]:
+        return
+    log.warning("this database connection lacks the role's HNSW defaults (hnsw.iterative_scan=%s); "
+                "setting them for this transaction", iterative_scan)
+    session.execute(select(*(func.set_config(name, value, True) for name, value in HNSW_SESSION.items())))
 
 
 def nearest(
@@ -144,12 +167,16 @@ def nearest(
     )
     if exclude is not None:
         query = query.where(Item.id != exclude)
-    exact = _searchable_count(session, owner_id) <= EXACT_SEARCH_MAX_CANDIDATES
+    searchable, iterative_scan = _searchable_count(session, owner_id)
+    exact = searchable <= EXACT_SEARCH_MAX_CANDIDATES
+    if not exact:
+        _ensure_hnsw_session(session, iterative_scan)
     # Exact: `+ 0`, because the HNSW index only serves ORDER BY embedding <=> constant, so this
     # computes them all. HNSW: hnsw.iterative_scan = relaxed_order (the owner filter still yields k
     # rows) and hnsw.ef_search are the database role's defaults, set by migration 0003: a SET/SET
     # LOCAL/set_config here would pin the API's session to one database connection behind RDS Proxy
-    # (RDS User Guide, "Avoiding pinning an RDS Proxy": "Using SET commands").
+    # (RDS User Guide, "Avoiding pinning an RDS Proxy": "Using SET commands"), so only a stale
+    # connection gets them set (_ensure_hnsw_session).
     query = query.order_by(distance + 0, Item.id) if exact else query.order_by(distance)
     query = query.options(*LIGHT).limit(k)
     hits = [(item, float(d)) for item, d in session.execute(query)]
