@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,11 +18,16 @@ from sqlalchemy.orm import Session, defer
 
 from services.core.models import Item, ItemStatus
 
+log = logging.getLogger(__name__)
+
 # Never loaded for lists and search hits: the 4 KB vector and the raw analysis.
 LIGHT = (defer(Item.embedding), defer(Item.analysis))
 # Up to this many candidate items (the owner's, after filters), search computes every distance
 # instead of scanning the index (see nearest()); ~2,000 1024-d vectors take a few milliseconds.
 EXACT_SEARCH_MAX_CANDIDATES = 2000
+# What an HNSW search needs from its session: the database role's defaults, which migration 0003 sets
+# (tests/services/api/test_search_session.py checks that the two agree).
+HNSW_SESSION = {"hnsw.iterative_scan": "relaxed_order", "hnsw.ef_search": "40"}
 
 
 class InvalidCursor(ValueError):
@@ -111,10 +117,14 @@ def list_page(
 
 
 # --- vector search --------------------------------------------------------------------------
-def candidate_count(session: Session, owner_id: str, filters: ItemFilters, exclude: uuid.UUID | None = None) -> int:
+def _candidates(
+    session: Session, owner_id: str, filters: ItemFilters, exclude: uuid.UUID | None = None
+) -> tuple[int, str | None]:
     """The items a search could return (the owner's ready items that pass the filters), counted up
-    to EXACT_SEARCH_MAX_CANDIDATES + 1. Without filters, or with a category, an index-only scan of
-    ix_items_owner_ready_category; other filters read the owner's rows, still bounded by the limit."""
+    to EXACT_SEARCH_MAX_CANDIDATES + 1, and, in the same round trip, the session's
+    hnsw.iterative_scan (see _ensure_hnsw_session). Without filters, or with a category, an
+    index-only scan of ix_items_owner_ready_category; other filters read the owner's rows, still
+    bounded by the limit."""
     bounded = apply_filters(
         select(Item.id).where(Item.owner_id == owner_id, Item.status == ItemStatus.ready, Item.embedding.is_not(None)),
         filters,
@@ -122,7 +132,27 @@ def candidate_count(session: Session, owner_id: str, filters: ItemFilters, exclu
     if exclude is not None:
         bounded = bounded.where(Item.id != exclude)
     bounded = bounded.limit(EXACT_SEARCH_MAX_CANDIDATES + 1).subquery()
-    return session.scalar(select(func.count()).select_from(bounded))
+    row = session.execute(
+        select(func.count(), func.current_setting("hnsw.iterative_scan", True)).select_from(bounded)
+    ).one()
+    return row[0], row[1]
+
+
+def candidate_count(session: Session, owner_id: str, filters: ItemFilters, exclude: uuid.UUID | None = None) -> int:
+    return _candidates(session, owner_id, filters, exclude)[0]
+
+
+def _ensure_hnsw_session(session: Session, iterative_scan: str | None) -> None:
+    """Normally nothing: the settings are the role's defaults. A database connection opened before
+    migration 0003 set them lacks them, and a pooler (RDS Proxy) keeps such connections until it
+    replaces them; without iterative scans the owner filter would cut the k hits short. Then this
+    transaction sets them, which pins this client session behind RDS Proxy: a price paid only on a
+    stale connection, and logged."""
+    if iterative_scan == HNSW_SESSION["hnsw.iterative_scan"]:
+        return
+    log.warning("this database connection lacks the role's HNSW defaults (hnsw.iterative_scan=%s); "
+                "setting them for this transaction", iterative_scan)
+    session.execute(select(*(func.set_config(name, value, True) for name, value in HNSW_SESSION.items())))
 
 
 def search_plan(session: Session, owner_id: str, filters: ItemFilters, exclude: uuid.UUID | None = None) -> str:
@@ -155,14 +185,17 @@ def nearest(
     )
     if exclude is not None:
         query = query.where(Item.id != exclude)
-    if search_plan(session, owner_id, filters, exclude) == "exact":
+    candidates, iterative_scan = _candidates(session, owner_id, filters, exclude)
+    if candidates <= EXACT_SEARCH_MAX_CANDIDATES:
         # `+ 0`: the HNSW index only serves ORDER BY embedding <=> constant, so this computes them all.
         query = query.order_by(distance + 0, Item.id)
     else:
         # hnsw.iterative_scan = relaxed_order (the owner filter still yields k rows) and
         # hnsw.ef_search are the database role's defaults, set by migration 0003: a SET/SET LOCAL/
         # set_config here would pin the API's session to one database connection behind RDS Proxy
-        # (RDS User Guide, "Avoiding pinning an RDS Proxy": "Using SET commands").
+        # (RDS User Guide, "Avoiding pinning an RDS Proxy": "Using SET commands"), so only a stale
+        # connection gets them set (_ensure_hnsw_session).
+        _ensure_hnsw_session(session, iterative_scan)
         query = query.order_by(distance)
     query = query.options(*LIGHT).limit(k)
     hits = [(item, float(d)) for item, d in session.execute(query)]

@@ -8,8 +8,10 @@ Per run, at most `cleanup_batch` of each kind:
 - objects under uploads/, originals/ and thumbnails/ older than `cleanup_orphan_hours` that belong to no
   row (no such item, another owner, or an upload that is not the item's original).
 Rows are locked (FOR UPDATE SKIP LOCKED) while their objects go, so a retry or a second cleanup
-cannot interleave; objects go before rows, so a crash leaves a row to try again, never an
-unreachable object. dry_run counts the same things and changes nothing.
+cannot interleave; an item a pipeline stage is still working on (it holds one of the item's
+pipeline_locks rows) is left for the next run instead of waiting for the stage; objects go before
+rows, so a crash leaves a row to try again, never an unreachable object. dry_run counts the same
+things and changes nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from services import catalog
+from services.core import pipeline_store as store
 from services.core.database import session_scope
 from services.core.models import Item, ItemStatus
 from services.core.settings import Settings, get_settings
@@ -114,6 +117,9 @@ class Cleanup:
                 ).scalar_one_or_none()
                 if item is None:
                     continue  # changed meanwhile (e.g. retried) or another cleanup has it
+                if not store.hold_item_locks(session, item.id):
+                    log.info("item %s: a pipeline stage is still at work on it; left for the next run", item.id)
+                    continue
                 keys = self._item_keys(item)
                 removed += 1
                 report.objects_removed += len(keys)
@@ -137,6 +143,8 @@ class Cleanup:
                 .all()
             )
             stale = [item for item in items if self.storage.head(item.original_key) is None]
+            # A stage at work on one (it holds a pipeline lock) keeps it for the next run (see _remove_items).
+            stale = [item for item in stale if store.hold_item_locks(session, item.id)]
             report.stale_pending = len(stale)
             report.stuck_pending = len(items) - len(stale)
             if stale and not dry_run:

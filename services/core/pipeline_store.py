@@ -5,7 +5,9 @@ Idempotency and concurrency, in one place:
   `pipeline_locks` with SELECT ... FOR UPDATE SKIP LOCKED. A second delivery of the same event
   arriving while the first is working does not wait and does no work: it skips (the first one
   either finishes, or raises and is retried itself). The lock is a row of its own, not the item's
-  row, so the API can still update or delete the item while a slow model call is in flight.
+  row, so the API can still update (soft-delete) the item while a slow model call is in flight.
+  Lock rows go with their item (ON DELETE CASCADE), so cleanup deletes an item only after taking
+  all of its lock rows without waiting (hold_item_locks): never while a stage holds one.
   Row locks rather than advisory locks: RDS Proxy pins a client session to one database
   connection when it sees advisory-lock functions (RDS User Guide, "Avoiding pinning an RDS
   Proxy", conditions for PostgreSQL: "Interacting with locks using functions such as
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.core.models import Item, ItemStatus, Stage
@@ -75,6 +78,8 @@ _ENSURE_LOCK_ROW = text(
 _LOCK_ROW_NOWAIT = text("SELECT 1 FROM pipeline_locks WHERE name = :name FOR UPDATE SKIP LOCKED")
 _LOCK_ROW = text("SELECT 1 FROM pipeline_locks WHERE name = :name FOR UPDATE")
 _LOCK_ROW_EXISTS = text("SELECT 1 FROM pipeline_locks WHERE name = :name")
+_ITEM_LOCKS_FREE = text("SELECT name FROM pipeline_locks WHERE item_id = :item_id FOR UPDATE SKIP LOCKED")
+_ITEM_LOCKS = text("SELECT count(*) FROM pipeline_locks WHERE item_id = :item_id")
 
 
 def stage_lock_name(stage: Stage, item_id: uuid.UUID) -> str:
@@ -92,8 +97,13 @@ def _ensure_lock_row(session: Session, name: str, item_id: uuid.UUID) -> None:
     open transaction would make the other's INSERT wait for that whole transaction instead."""
     bind = session.get_bind()
     engine = bind.engine if isinstance(bind, Connection) else bind
-    with engine.begin() as connection:
-        connection.execute(_ENSURE_LOCK_ROW, {"name": name, "item_id": item_id})
+    try:
+        with engine.begin() as connection:
+            connection.execute(_ENSURE_LOCK_ROW, {"name": name, "item_id": item_id})
+    except IntegrityError:
+        # The foreign key: the item was deleted after the INSERT found it (its deleter, e.g. cleanup,
+        # held the item's row). No row, so the caller finds the item gone, as if it had been earlier.
+        pass
 
 
 def try_lock(session: Session, name: str, item_id: uuid.UUID) -> bool:
@@ -115,6 +125,18 @@ def lock(session: Session, name: str, item_id: uuid.UUID) -> None:
             return
         # The row we waited for went with its item (it belonged to another item); make ours.
     raise RuntimeError(f"could not take the pipeline lock {name!r}: its row keeps disappearing")
+
+
+def hold_item_locks(session: Session, item_id: uuid.UUID) -> bool:
+    """Before deleting an item: lock all of its lock rows in this transaction, without waiting.
+
+    False when a stage (or a content lock) holds one of them: deleting the item would cascade to that
+    row and wait for the stage's whole transaction, a model call included, then hit the statement
+    timeout or deadlock with the stage's own UPDATE of the item. The caller leaves the item for later.
+    The caller must hold the item's row (FOR UPDATE): then no new lock row can appear meanwhile, since
+    inserting one checks the foreign key with FOR KEY SHARE on that row."""
+    held = session.execute(_ITEM_LOCKS_FREE, {"item_id": item_id}).all()
+    return len(held) == session.execute(_ITEM_LOCKS, {"item_id": item_id}).scalar_one()
 
 
 def try_lock_stage(session: Session, stage: Stage, item_id: uuid.UUID) -> bool:

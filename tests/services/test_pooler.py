@@ -62,6 +62,9 @@ def pooled(pg, pgbouncer: PgBouncer, aws, monkeypatch_module) -> Iterator[Pooled
 
 # --- the pooler models the proxy -----------------------------------------------------------------
 def test_the_pooler_refuses_startup_options_like_rds_proxy(pooled):
+    # RDS Proxy answers the same startup packet with "FATAL: Feature not supported: RDS Proxy currently
+    # doesn't support command-line options." (psycopg/psycopg2#1577, stac-utils/pgstac#156); PgBouncer
+    # with "unsupported startup parameter: options". Either way the connection fails before any query.
     with pytest.raises(psycopg.OperationalError, match="unsupported startup parameter: options"):
         psycopg.connect(pooled.libpq, options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}")
     with psycopg.connect(pooled.libpq) as plain:  # the same connection without options is welcome
@@ -94,7 +97,24 @@ def test_migrations_ran_through_the_pooler_as_the_application_role(pooled):
     assert {row[0] for row in defaults} >= {
         f"statement_timeout={STATEMENT_TIMEOUT_MS}",
         "hnsw.iterative_scan=relaxed_order",
+        "hnsw.ef_search=40",
     }
+
+
+def test_a_non_superuser_may_set_an_hnsw_role_default_only_once_pgvector_is_loaded(pooled, pg):
+    """Why migration 0003 loads pgvector before its ALTER ROLE: until the library defines hnsw.*, the name
+    is a placeholder, and PostgreSQL lets only a superuser (or a role granted SET on it) store a
+    placeholder in pg_db_role_setting, since it cannot know the parameter is user-settable (guc.c,
+    validate_option_array_item). On RDS the connection secret's role is no superuser either.
+    A direct connection: a fresh backend, which no earlier query through the pooler has loaded pgvector into."""
+    with psycopg.connect(pg.libpq_uri, dbname=pooled.database, user=APP_ROLE) as conn:
+        refused = 'permission denied to set parameter "hnsw.ef_search"'
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=refused):
+            conn.execute("ALTER ROLE CURRENT_USER SET hnsw.ef_search = 41")
+        conn.rollback()
+        conn.execute("SELECT '[1]'::vector")
+        conn.execute("ALTER ROLE CURRENT_USER SET hnsw.ef_search = 41")  # accepted once pgvector is loaded
+        conn.rollback()  # ALTER ROLE is transactional: the migration's value stays
 
 
 def test_every_pooled_transaction_has_the_configured_statement_timeout(pooled):
@@ -134,6 +154,9 @@ def test_services_connect_without_session_state(pooled):
     with engine.begin() as conn:
         assert conn.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one() == 0
         assert conn.execute(text("SHOW hnsw.iterative_scan")).scalar_one() == "relaxed_order"
+        # The placeholder's value holds once pgvector is loaded into the session (as search does).
+        conn.execute(text("SELECT '[1]'::vector"))
+        assert conn.execute(text("SHOW hnsw.ef_search")).scalar_one() == "40"
 
 
 # --- the API and a pipeline stage, through the pooler --------------------------------------------
