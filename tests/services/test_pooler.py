@@ -25,7 +25,6 @@ from tests.services.pipeline.conftest import load_item, put_object, s3_event, te
 
 APP_ROLE = "collections_app"  # listed in tests/conftest.py PGBOUNCER_USERS
 STATEMENT_TIMEOUT_MS = 1500
-CLIENT_ID = "pooler-test-client"
 
 
 @dataclass
@@ -33,6 +32,14 @@ class Pooled:
     url: str  # SQLAlchemy URL through PgBouncer, as the application role
     libpq: str
     database: str
+    cognito: object  # services.local.aws's pool app: the API verifies real tokens in apigateway mode
+
+
+@dataclass
+class User:
+    sub: str
+    token: str
+    client_id: str
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +56,20 @@ def pooled(pg, pgbouncer: PgBouncer, aws, monkeypatch_module) -> Iterator[Pooled
         admin.execute("CREATE EXTENSION IF NOT EXISTS vector")
 
     monkeypatch_module.setenv("COLLECTIONS_DB_STATEMENT_TIMEOUT_MS", str(STATEMENT_TIMEOUT_MS))
+    from services.core.settings import get_settings
+    from services.local.aws import ensure_cognito, jwks_url
+
+    # apigateway mode verifies the forwarded token too (services/core/auth.py): a pool on moto.
+    cognito = ensure_cognito(get_settings(), pool_name=f"collections-pooler-{uuid.uuid4().hex[:8]}")
     monkeypatch_module.setenv("COLLECTIONS_AUTH_MODE", "apigateway")
-    monkeypatch_module.setenv("COLLECTIONS_COGNITO_CLIENT_ID", CLIENT_ID)
+    monkeypatch_module.setenv("COLLECTIONS_COGNITO_USER_POOL_ID", cognito.user_pool_id)
+    monkeypatch_module.setenv("COLLECTIONS_COGNITO_CLIENT_ID", cognito.client_id)
+    monkeypatch_module.setenv("COLLECTIONS_COGNITO_JWKS_URL", jwks_url(get_settings(), cognito))
     url = pgbouncer.url(database, APP_ROLE)
     monkeypatch_module.setenv("DATABASE_URL", url)
     reset_caches()
     migrations.upgrade(url)
-    yield Pooled(url=url, libpq=pgbouncer.libpq(database, APP_ROLE), database=database)
+    yield Pooled(url=url, libpq=pgbouncer.libpq(database, APP_ROLE), database=database, cognito=cognito)
     reset_caches()
     pg.drop_database(database)
 
@@ -160,12 +174,23 @@ def test_services_connect_without_session_state(pooled):
 
 
 # --- the API and a pipeline stage, through the pooler --------------------------------------------
-def _api(method: str, path: str, sub: str, **kwargs):
+def _user(pooled: Pooled) -> User:
+    from services.core.settings import get_settings
+    from services.local.aws import access_token, ensure_user
+
+    email = f"pooler-{uuid.uuid4().hex[:8]}@example.com"
+    sub = ensure_user(get_settings(), pooled.cognito, email)
+    return User(sub=sub, token=access_token(get_settings(), pooled.cognito, email), client_id=pooled.cognito.client_id)
+
+
+def _api(method: str, path: str, user: User, **kwargs):
     import json
 
     from services.api.handler import handler
 
-    response = handler(http_api_event(method, path, claims=access_claims(sub, CLIENT_ID), **kwargs), LambdaContext())
+    event = http_api_event(method, path, claims=access_claims(user.sub, user.client_id),
+                           headers={"authorization": f"Bearer {user.token}"}, **kwargs)
+    response = handler(event, LambdaContext())
     return response["statusCode"], json.loads(response["body"]) if response.get("body") else None
 
 
@@ -174,7 +199,7 @@ def test_an_upload_goes_through_the_api_and_the_image_processor(pooled, aws):
     from services.core.settings import get_settings
     from services.image_processor.handler import handler as process
 
-    owner = str(uuid.uuid4())
+    owner = _user(pooled)
     status, upload = _api("POST", "/uploads", owner, body={"filename": "kite.jpg", "content_type": "image/jpeg"})
     assert status == 201, upload
     item_id, key = uuid.UUID(upload["item"]["id"]), upload["upload"]["key"]
@@ -197,7 +222,7 @@ def test_concurrent_deliveries_through_the_pooler_process_once(pooled, aws):
     from services.core.settings import get_settings
     from services.image_processor.handler import handler as process
 
-    owner = str(uuid.uuid4())
+    owner = _user(pooled)
     status, upload = _api("POST", "/uploads", owner, body={"filename": "twice.jpg", "content_type": "image/jpeg"})
     assert status == 201, upload
     data = textured_jpeg((900, 700), seed=42)
