@@ -65,7 +65,10 @@ def _backend(db_url: str, pid: int) -> tuple | None:
 
 
 def _list_items(handler, cognito) -> int:
-    event_ = http_api_event("GET", "/items", query={"limit": 5}, claims=access_claims("snap-user", cognito.client_id))
+    # apigateway mode verifies the forwarded token as well as the claims (services/core/auth.py)
+    user = cognito.alice
+    event_ = http_api_event("GET", "/items", query={"limit": 5}, claims=access_claims(user.sub, cognito.client_id),
+                            headers={"authorization": f"Bearer {user.token}"})
     return handler(event_, LambdaContext())["statusCode"]
 
 
