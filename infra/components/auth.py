@@ -87,6 +87,9 @@ class Auth(pulumi.ComponentResource):
                 supported_identity_providers=["COGNITO"],
                 callback_urls=[app_root],
                 logout_urls=[app_root],
+                # Sign-out revokes the refresh token at /oauth2/revoke: on by default for new clients
+                # (Cognito guide, "Ending user sessions with token revocation"); said here, not assumed.
+                enable_token_revocation=True,
             )
         self.client = aws.cognito.UserPoolClient(
             f"{name}-web",

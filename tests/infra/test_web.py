@@ -134,6 +134,7 @@ def test_cognito_client_uses_the_code_flow_with_the_app_as_its_only_callback(dev
     assert client.inputs["generateSecret"] is False
     assert client.inputs["allowedOauthFlows"] == ["code"] and client.inputs["allowedOauthFlowsUserPoolClient"]
     assert client.inputs["callbackUrls"] == [app] and client.inputs["logoutUrls"] == [app]
+    assert client.inputs["enableTokenRevocation"] is True  # the app revokes its refresh token on sign-out
     [domain] = dev.of_type("aws:cognito/userPoolDomain:UserPoolDomain")
     assert not any(word in domain.inputs["domain"] for word in ("aws", "amazon", "cognito"))
 
