@@ -7,6 +7,7 @@ With the web app, the pool gets a hosted UI domain and the client the authorizat
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 import pulumi
@@ -21,10 +22,31 @@ class AuthArgs:
     app_url: pulumi.Input[str] | None = None  # https://… of the web app (callback and sign-out URL)
 
 
+# Cognito's rules for a prefix domain (API reference, CreateUserPoolDomain "Domain": pattern
+# ^[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?$, 1-63 characters; developer guide "Using the Amazon Cognito
+# domain": the prefix cannot contain the reserved words aws, amazon or cognito).
+DOMAIN_PREFIX_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?")
+RESERVED_IN_DOMAIN_PREFIX = ("aws", "amazon", "cognito")
+
+
+class InvalidDomainPrefix(ValueError):
+    pass
+
+
 def domain_prefix(name: str, user_pool_id: str) -> str:
-    """A hosted UI prefix unique per pool. Prefixes are global per region and must not contain
-    "aws", "amazon" or "cognito": a hex digest of the pool id cannot spell any of them."""
-    return f"{name}-{hashlib.sha256(user_pool_id.encode()).hexdigest()[:10]}"
+    """A hosted UI prefix unique per pool. Prefixes are global per region; a hex digest of the pool id
+    cannot spell a reserved word, but the stack's name can break Cognito's rules: refuse it at preview
+    time instead of failing the deployment (an unknown case is an error)."""
+    prefix = f"{name}-{hashlib.sha256(user_pool_id.encode()).hexdigest()[:10]}"
+    if not DOMAIN_PREFIX_PATTERN.fullmatch(prefix):
+        raise InvalidDomainPrefix(
+            f"Cognito domain prefix {prefix!r} must be 1-63 lowercase letters, digits and inner hyphens; "
+            f"rename the stack so {name!r} fits"
+        )
+    reserved = [word for word in RESERVED_IN_DOMAIN_PREFIX if word in prefix]
+    if reserved:
+        raise InvalidDomainPrefix(f"Cognito domain prefix {prefix!r} contains the reserved word {reserved[0]!r}")
+    return prefix
 
 
 class Auth(pulumi.ComponentResource):
@@ -50,6 +72,7 @@ class Auth(pulumi.ComponentResource):
         hosted_ui: dict = {}
         self.domain_url: pulumi.Output[str] | None = None
         if args.app_url is not None:
+            domain_prefix(name, "")  # the rules hinge on the name alone: fail at preview, not at `up`
             domain = aws.cognito.UserPoolDomain(
                 f"{name}-domain", user_pool_id=self.user_pool.id,
                 domain=self.user_pool.id.apply(lambda pool_id: domain_prefix(name, pool_id)), opts=child,
@@ -64,6 +87,9 @@ class Auth(pulumi.ComponentResource):
                 supported_identity_providers=["COGNITO"],
                 callback_urls=[app_root],
                 logout_urls=[app_root],
+                # Sign-out revokes the refresh token at /oauth2/revoke: on by default for new clients
+                # (Cognito guide, "Ending user sessions with token revocation"); said here, not assumed.
+                enable_token_revocation=True,
             )
         self.client = aws.cognito.UserPoolClient(
             f"{name}-web",

@@ -1,11 +1,12 @@
 """The app's sign-in as it runs on AWS: Cognito's hosted UI, authorization code flow with PKCE.
 
-moto has no hosted UI, so a small stand-in for its three endpoints (/oauth2/authorize,
-/oauth2/token, /logout) answers as Cognito documents them, and checks what the app sends: the
-client id, the exact redirect URI, S256 and a code verifier that matches the challenge, the refresh
-token on refresh. The app is served by the dev server with a hosted-mode config.json and the same
-CSP as on AWS (connect-src names the Cognito domain). The API is unreachable on purpose: this is
-about signing in, and coming back to the screen the person was on.
+moto has no hosted UI, so a small stand-in for its four endpoints (/oauth2/authorize,
+/oauth2/token, /oauth2/revoke, /logout) answers as Cognito documents them, and checks what the app
+sends: the client id, the exact redirect URI, S256 and a code verifier that matches the challenge,
+the refresh token on refresh and its revocation on sign-out. The app is served by the dev server
+with a hosted-mode config.json and the same CSP as on AWS (connect-src names the Cognito domain).
+The API is unreachable on purpose: this is about signing in, and coming back to the screen the
+person was on.
 """
 
 from __future__ import annotations
@@ -89,8 +90,12 @@ class FakeHostedUi:
                 body = self.rfile.read(int(self.headers["Content-Length"])).decode()
                 form = {k: v[0] for k, v in parse_qs(body).items()}
                 hosted.requests.append((self.path, form))
-                assert self.path == "/oauth2/token" and form["client_id"] == CLIENT_ID
+                assert form["client_id"] == CLIENT_ID
                 assert "client_secret" not in form and "Authorization" not in self.headers
+                if self.path == "/oauth2/revoke":  # Cognito answers 200 with an empty body
+                    hosted.refresh_tokens.discard(form["token"])
+                    return self._answer(200, {})
+                assert self.path == "/oauth2/token"
                 if form["grant_type"] == "authorization_code":
                     asked = hosted.codes.pop(form["code"])  # single use
                     verifier_hash = _b64url(hashlib.sha256(form["code_verifier"].encode()).digest())
@@ -168,9 +173,13 @@ def test_sign_in_through_the_hosted_ui_with_pkce_returns_to_the_same_screen(brow
         assert [f["grant_type"] for f in token_calls] == ["authorization_code", "refresh_token"]
         assert page.evaluate("JSON.parse(sessionStorage.getItem('collections.session')).accessToken") == idp.issued[1]
 
+        refresh_token = session["refreshToken"]
         page.get_by_role("button", name="Sign out").click()
         expect(page.get_by_role("button", name="Sign in")).to_be_visible()
         assert ("/logout", {"client_id": CLIENT_ID, "logout_uri": f"{app_url}/"}) in idp.requests
+        # The refresh token is revoked first: /logout alone would leave it usable.
+        assert ("/oauth2/revoke", {"token": refresh_token, "client_id": CLIENT_ID}) in idp.requests
+        assert refresh_token not in idp.refresh_tokens
         assert page.evaluate("sessionStorage.getItem('collections.session')") is None
     finally:
         page.context.close()

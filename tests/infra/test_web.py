@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.components import web
+from infra.components import auth, web
 from infra.plan import diff
 from services import catalog
 from services.web import site
@@ -134,6 +134,7 @@ def test_cognito_client_uses_the_code_flow_with_the_app_as_its_only_callback(dev
     assert client.inputs["generateSecret"] is False
     assert client.inputs["allowedOauthFlows"] == ["code"] and client.inputs["allowedOauthFlowsUserPoolClient"]
     assert client.inputs["callbackUrls"] == [app] and client.inputs["logoutUrls"] == [app]
+    assert client.inputs["enableTokenRevocation"] is True  # the app revokes its refresh token on sign-out
     [domain] = dev.of_type("aws:cognito/userPoolDomain:UserPoolDomain")
     assert not any(word in domain.inputs["domain"] for word in ("aws", "amazon", "cognito"))
 
@@ -217,3 +218,19 @@ run_program("dev", build_dir=Path({str(build_dir)!r}))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                             cwd=Path(__file__).resolve().parents[2])
     assert result.returncode != 0 and "notes.txt" in result.stderr, result.stderr[-2000:]
+
+
+# Cognito's prefix-domain rules (CreateUserPoolDomain "Domain" pattern, reserved words): a stack name
+# that breaks them is refused before anything is deployed.
+@pytest.mark.parametrize("name", ["collections-prod", "a", "x" * 52])
+def test_domain_prefix_follows_cognitos_rules(name):
+    prefix = auth.domain_prefix(name, "eu-west-1_AbC123")
+    assert prefix.startswith(f"{name}-") and len(prefix) <= 63
+    assert auth.DOMAIN_PREFIX_PATTERN.fullmatch(prefix)
+
+
+@pytest.mark.parametrize("name", ["Collections-Prod", "collections_dev", "collections.dev", "-dev", "x" * 53,
+                                  "my-aws-app", "amazonian", "cognito-test"])
+def test_domain_prefix_refuses_what_cognito_would_refuse(name):
+    with pytest.raises(auth.InvalidDomainPrefix):
+        auth.domain_prefix(name, "eu-west-1_AbC123")

@@ -94,9 +94,14 @@ export class Auth {
     return value;
   }
 
-  signOut() {
+  async signOut() {
+    const refreshToken = this.session?.refreshToken;
     this.forget();
     if (this.config.mode === "hosted") {
+      // /logout ends only the hosted UI's cookie session: the refresh token stays valid for its whole
+      // lifetime unless revoked (Cognito developer guide, "The token revocation endpoint"; public
+      // client: client_id in the body). A simple form POST: sent even if the answer is unreadable.
+      if (refreshToken) await this.revoke(refreshToken).catch(() => {});
       const url = new URL("/logout", this.config.domain);
       url.searchParams.set("client_id", this.config.clientId);
       url.searchParams.set("logout_uri", `${location.origin}/`);
@@ -215,6 +220,13 @@ export class Auth {
       code_verifier: pkce.verifier,
     });
     this.save(tokens);
+  }
+
+  revoke(token) {
+    return fetch(new URL("/oauth2/revoke", this.config.domain), {
+      method: "POST",
+      body: new URLSearchParams({ token, client_id: this.config.clientId }),
+    });
   }
 
   async tokenEndpoint(fields) {
