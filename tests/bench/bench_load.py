@@ -18,74 +18,31 @@ import asyncio
 import os
 import queue
 import random
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-READY_LINE = "Collections is running locally."
+from tests.e2e.conftest import DevProcess
+
 MIX = (("list", 40), ("get", 30), ("search", 20), ("upload", 10))
 WORDS = ["red", "kite", "beach", "city", "night", "dog", "forest", "snow", "car", "food", "sky", "river"]
 REQUEST_TIMEOUT_S = 60.0
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+class _Dev(DevProcess):
+    """tests/e2e's `collections dev` process, with the API keys out (local stand-ins) and the
+    per-user limits off: one user sends everything."""
 
-
-class _Dev:
     def __init__(self, data_dir: Path):
-        self.api_port, self.moto_port = _free_port(), _free_port()
-        leaky = ("DATABASE_URL", "AWS_ENDPOINT_URL", "VOYAGE_API_KEY", "ANTHROPIC_API_KEY", "AWS_PROFILE")
-        self.env = {k: v for k, v in os.environ.items() if k not in leaky and not k.startswith("COLLECTIONS_")}
+        super().__init__(data_dir)
+        for key in ("VOYAGE_API_KEY", "ANTHROPIC_API_KEY", "AWS_PROFILE"):
+            self.env.pop(key, None)
         self.env.update(
-            COLLECTIONS_DATA_DIR=str(data_dir),
-            COLLECTIONS_API_PORT=str(self.api_port),
-            COLLECTIONS_MOTO_PORT=str(self.moto_port),
             COLLECTIONS_LIMIT_PENDING_UPLOADS="0",
             COLLECTIONS_LIMIT_UPLOADS_PER_DAY="0",
             COLLECTIONS_LIMIT_SEARCHES_PER_MINUTE="0",
-            PYTHONUNBUFFERED="1",
         )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "dev"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def banner(self, timeout: float = 300) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            line = self._queue.get(timeout=max(0.1, deadline - time.monotonic()))
-            if line is None:
-                raise RuntimeError("collections dev exited:\n" + "\n".join(self.lines[-40:]))
-            self.lines.append(line)
-            if READY_LINE in line:
-                # The rest of the banner: the curl commands carry the token.
-                while (nxt := self._queue.get(timeout=30)) is not None:
-                    self.lines.append(nxt)
-                    if "Ctrl-C stops everything" in nxt:
-                        break
-                return "\n".join(self.lines)
 
     def token(self) -> str:
         for line in self.lines:
@@ -97,7 +54,7 @@ class _Dev:
         """Lines the server printed so far (a failure storm shows here)."""
         while True:
             try:
-                line = self._queue.get_nowait()
+                line = self._lines.get_nowait()
             except queue.Empty:
                 return len(self.lines)
             if line is None:
@@ -105,13 +62,11 @@ class _Dev:
             self.lines.append(line)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+        if self.process is not None and self.process.poll() is None:
             try:
-                self.process.wait(60)
+                self.interrupt(timeout=60)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+                self.kill()
 
 
 def _percentile(sorted_ms: list[float], fraction: float) -> float:
@@ -188,7 +143,7 @@ def run() -> dict:
     data_dir = Path(tempfile.mkdtemp(prefix="collections-bench-load-"))
     dev = _Dev(data_dir)
     try:
-        dev.banner()
+        dev.start(timeout=300)  # the banner, with the curl commands that carry the token
         token = dev.token()
         base_url = f"http://127.0.0.1:{dev.api_port}"
         headers = {"Authorization": f"Bearer {token}"}
