@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import secrets
 import threading
 import time
@@ -175,6 +176,9 @@ def test_sign_in_through_the_hosted_ui_with_pkce_returns_to_the_same_screen(brow
 
         refresh_token = session["refreshToken"]
         page.get_by_role("button", name="Sign out").click()
+        # Sign-out forgets the session at once, then revokes and leaves for /logout, which sends the
+        # tab back to the app: wait for that return, not for the first paint of the signed-out screen.
+        page.wait_for_url(re.compile(rf"^{re.escape(app_url)}/(#/?)?$"))
         expect(page.get_by_role("button", name="Sign in")).to_be_visible()
         assert ("/logout", {"client_id": CLIENT_ID, "logout_uri": f"{app_url}/"}) in idp.requests
         # The refresh token is revoked first: /logout alone would leave it usable.
