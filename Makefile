@@ -48,7 +48,7 @@ $(AXE_STAMP): tests/e2e/web/package-lock.json
 	npm ci --prefix tests/e2e/web --no-audit --no-fund
 
 browser-deps: $(AXE_STAMP)
-	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
 
 bench: install          ## benchmarks; tables printed, JSON in tests/bench/results/
 	$(PY) -m tests.bench
