@@ -107,6 +107,18 @@ class Settings(BaseSettings):
     # --- pipeline -------------------------------------------------------------------------
     max_image_pixels: int = Field(default=50_000_000, gt=0, description="Decompression-bomb limit.")
     thumbnail_sizes: tuple[int, ...] = Field(default=(256, 1024), description="Long-edge sizes (JSON list).")
+    stage_lease_s: int | None = Field(
+        default=None,
+        ge=1,
+        description="How long a stage's claim on an item lasts. Unset: the stage function's timeout plus "
+        "a margin (services/catalog.py), so a live invocation never outlives its lease.",
+    )
+    pending_timeout_minutes: int = Field(
+        default=30,
+        ge=1,
+        description="Cleanup marks an item failed that waited this long at a stage's input status "
+        "(e.g. an upload whose processing crashed or timed out); retry resumes it.",
+    )
     cleanup_orphan_hours: int = Field(default=24, ge=1, description="Age before orphans are removed.")
     cleanup_failed_retention_days: int = Field(default=30, ge=1, description="Failed items kept this long.")
     cleanup_batch: int = Field(default=500, ge=1, description="Most removals per cleanup run.")
