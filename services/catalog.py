@@ -254,6 +254,32 @@ DEPENDENCY_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
+# --------------------------------------------------------------------------------------------
+# The database connection budget: reserved concurrency of the model stages (README, "Connection budget")
+# --------------------------------------------------------------------------------------------
+# The smallest database the stacks use is db.t4g.micro (Pulumi.dev.yaml). RDS for PostgreSQL's default
+# max_connections is LEAST(DBInstanceClassMemory/9531392, 5000) (RDS User Guide, "Maximum number of
+# database connections"): 2**30 / 9531392 = 112 for its 1 GiB (infra/components/monitoring.py alarms on it).
+DATABASE_MAX_CONNECTIONS = 112
+# Each Lambda instance has its own SQLAlchemy pool (services/core/database.py; the settings' defaults):
+# it keeps DB_POOL_SIZE connections open while it lives and may open DB_MAX_OVERFLOW more.
+DB_POOL_SIZE = 1
+DB_MAX_OVERFLOW = 2
+CONNECTIONS_PER_INSTANCE = DB_POOL_SIZE + DB_MAX_OVERFLOW
+# Kept out of the model stages' reach: RDS's own reserved slots (superuser_reserved_connections 3 and
+# rds.rds_superuser_reserved_connections 2), cleanup and migrate (reserved concurrency 1 each), and an
+# operator's sessions. The rest is shared: half for the API and the image processor (unreserved, short
+# transactions), half for the stages that call a model, which a burst of uploads would otherwise scale.
+CONNECTIONS_KEPT = 5 + 1 * CONNECTIONS_PER_INSTANCE + 1 * CONNECTIONS_PER_INSTANCE + 5
+MODEL_STAGE_FUNCTIONS = ("analyzer", "embedder")
+MODEL_STAGE_CONNECTIONS = (DATABASE_MAX_CONNECTIONS - CONNECTIONS_KEPT) // 2
+
+
+def model_stage_concurrency() -> int:
+    """Reserved concurrency of each model stage: its share of the budget, in Lambda instances."""
+    return MODEL_STAGE_CONNECTIONS // len(MODEL_STAGE_FUNCTIONS) // CONNECTIONS_PER_INSTANCE
+
+
 @dataclass(frozen=True)
 class Function:
     name: str
@@ -348,6 +374,7 @@ FUNCTIONS: tuple[Function, ...] = (
         dependency_group="analyzer",
         secrets=("database", "anthropic"),
         access=(READ_THUMBNAILS, LIST_BUCKET, PUBLISH_EVENTS),
+        reserved_concurrency=model_stage_concurrency(),
     ),
     Function(
         name="embedder",
@@ -359,6 +386,7 @@ FUNCTIONS: tuple[Function, ...] = (
         dependency_group="embedder",
         secrets=("database", "voyage"),
         access=(PUBLISH_EVENTS,),
+        reserved_concurrency=model_stage_concurrency(),
     ),
     Function(
         name="cleanup",

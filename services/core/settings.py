@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services import catalog  # the connection budget's pool sizes (no third-party imports there)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COLLECTIONS_", env_file=".env", extra="ignore")
@@ -25,8 +27,12 @@ class Settings(BaseSettings):
     database_secret_arn: str | None = Field(
         default=None, description="Secrets Manager secret with host/port/username/password/dbname (on AWS)."
     )
-    db_pool_size: int = Field(default=1, ge=1, description="Connections kept per process (1 on Lambda).")
-    db_max_overflow: int = Field(default=2, ge=0, description="Extra connections allowed beyond the pool.")
+    db_pool_size: int = Field(
+        default=catalog.DB_POOL_SIZE, ge=1, description="Connections kept per process (1 on Lambda)."
+    )
+    db_max_overflow: int = Field(
+        default=catalog.DB_MAX_OVERFLOW, ge=0, description="Extra connections allowed beyond the pool."
+    )
     db_statement_timeout_ms: int = Field(
         default=10_000,
         ge=0,
