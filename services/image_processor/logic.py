@@ -258,10 +258,11 @@ class ImageProcessor(StageWork):
             "processed_at": datetime.now(UTC),
             "original_verified": True,
         }
-        if status in (ItemStatus.analyzed, ItemStatus.ready):
+        # What the first item earned at each stage it passed (the status order comes from the stage table).
+        if store.STATUS_ORDER[status] >= store.STATUS_ORDER[ItemStatus.analyzed]:
             values |= {name: getattr(first, name) for name in ANALYSIS_FIELDS}
             values["analyzed_at"] = first.analyzed_at
-        if status == ItemStatus.ready:
+        if store.STATUS_ORDER[status] >= store.STATUS_ORDER[ItemStatus.ready]:
             values |= {
                 "embedding": first.embedding,
                 "embedding_model": first.embedding_model,
