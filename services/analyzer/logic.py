@@ -14,8 +14,11 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import case, literal
+
 from services.core.ai import Analyzer, ModelOutputRejected, get_analyzer
 from services.core.events import EventPublisher
+from services.core.models import Item
 from services.core.stage_runner import Claim, Done, Failure, StageWork
 from services.core.storage import Storage, get_storage
 
@@ -61,7 +64,13 @@ class ImageAnalyzer(StageWork):
             "visible_text": analysis.visible_text,
             "analyzed_at": datetime.now(UTC),
         }
-        if not item.user_edited:
-            values |= {name: getattr(analysis, name) for name in USER_FIELDS}
+        # Decided in the advancing UPDATE, not from the claimed copy: the user may edit the item while the
+        # model answers (no lock is held meanwhile), and an edit must win over the analysis.
+        values |= {name: _unless_user_edited(name, getattr(analysis, name)) for name in USER_FIELDS}
         log.info("analysed item %s with %s: %s", item.id, result.model, analysis.title)
         return Done(values, extra={"model": result.model, "usage": result.usage})
+
+
+def _unless_user_edited(name: str, value: Any) -> Any:
+    column = Item.__table__.c[name]
+    return case((Item.user_edited, column), else_=literal(value, type_=column.type))

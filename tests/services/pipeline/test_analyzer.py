@@ -261,3 +261,24 @@ def test_local_analysis_is_deterministic():
     first, second = (LocalAnalyzer().analyze(picture, "image/webp") for _ in range(2))
     assert first == second
     assert first.analysis.colors[0] == "yellow" and "portrait" in first.analysis.tags
+
+
+def test_an_edit_made_while_the_model_answers_is_kept(env, analyzer_for, owner):
+    """No lock is held during the model call, so the user can edit meanwhile: the edit wins."""
+    from services.core.ai.local import LocalAnalyzer
+    from services.core.database import session_scope
+    from services.core.models import Item
+
+    item, _ = processed_item(owner)
+
+    class EditingMeanwhile(LocalAnalyzer):
+        def analyze(self, image, media_type):
+            with session_scope() as session:  # what PATCH /items/{id} does, mid call
+                edited = session.get(Item, item.id)
+                edited.title, edited.user_edited = "Mine", True
+            return super().analyze(image, media_type)
+
+    assert analyzer_for(EditingMeanwhile()).run(event_for(item)).result == "analyzed"
+    analyzed = load_item(item.id)
+    assert (analyzed.status, analyzed.title, analyzed.user_edited) == (ItemStatus.analyzed, "Mine", True)
+    assert analyzed.analysis["title"] != "Mine" and analyzed.colors  # the analysis itself is stored
