@@ -574,3 +574,27 @@ def test_rgb_colour_profiles_are_kept_and_others_dropped():
         data = image_bytes("JPEG", (300, 200), icc_profile=profile)
         for thumb in process_image(data).thumbnails.values():
             assert (decode(thumb.data).info.get("icc_profile") == profile) is kept
+
+
+def test_same_bytes_while_the_first_is_still_processed_waits_then_becomes_its_duplicate(processor, publisher, owner):
+    """The first upload's processing holds a lease and has announced its sha256: the second upload of
+    the same bytes is retried later (StageBusy) instead of being processed (and analysed) twice."""
+    import uuid
+
+    from services.core.stage_runner import Claim, StageBusy, StageRunner
+
+    data = textured_jpeg((640, 480), seed=17)
+    first = upload(owner, data, "one.jpg")
+    second = upload(owner, data, "two.jpg")
+    lease = uuid.uuid4()
+    claimed = StageRunner(processor).claim(first.id, owner, lease)  # the first delivery, mid-work
+    processor._first_with_content(Claim(claimed, lease), hashlib.sha256(data).hexdigest())
+
+    with pytest.raises(StageBusy, match="same bytes"):
+        processor.object_created(created(processor, second.original_key))
+    assert load_item(second.id).status == ItemStatus.pending
+
+    StageRunner(processor).release(first.id, lease)
+    assert processor.object_created(created(processor, first.original_key)).result == "processed"
+    assert processor.object_created(created(processor, second.original_key)).result == "duplicate"
+    assert load_item(second.id).duplicate_of == first.id
