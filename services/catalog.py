@@ -4,7 +4,9 @@ This module is the single source of truth. The Pulumi program (infra/) builds AW
 it and the local runtime (services/local/) wires the same triggers on moto; tests check that both
 agree. It must stay free of third-party imports: infra and Lambda both load it.
 
-Adding a function is one entry in FUNCTIONS plus its package under services/.
+Adding a function is one entry in FUNCTIONS plus its package under services/. Adding a pipeline
+stage is one entry in STAGES (README, "Adding a stage"): status order, the stages' input statuses,
+the contracts' Literals, the API's visible statuses, retry and the functions' triggers follow from it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,98 @@ ITEM_EDITED = "ItemEdited"  # a user's edit of title/description/tags: the embed
 DETAIL_TYPES = (PROCESSING_REQUESTED, IMAGE_PROCESSED, IMAGE_ANALYZED, IMAGE_READY, ITEM_FAILED, ITEM_EDITED)
 
 Architecture = Literal["arm64", "x86_64"]
+
+
+# --------------------------------------------------------------------------------------------
+# The pipeline: one declared table of stages (services/core/stage_runner.py runs them)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PipelineStage:
+    """One stage: it takes an item at `input_status` to `output_status`.
+
+    `consumes`: the detail-types on the custom bus that start it (the first is the one retry emits);
+    `emits`: the detail-type published once the item reaches `output_status`; `function`: the
+    catalog function that runs it; `work`: "module.Class" of its work (imported on the first event);
+    `starts_on_upload`: the S3 "Object Created" of an upload starts it too."""
+
+    name: str
+    input_status: str
+    output_status: str
+    consumes: tuple[str, ...]
+    emits: str
+    function: str
+    work: str
+    starts_on_upload: bool = False
+
+
+STAGES: tuple[PipelineStage, ...] = (
+    PipelineStage(
+        name="process",
+        input_status="pending",
+        output_status="processed",
+        consumes=(PROCESSING_REQUESTED,),
+        emits=IMAGE_PROCESSED,
+        function="image_processor",
+        work="services.image_processor.logic.ImageProcessor",
+        starts_on_upload=True,
+    ),
+    PipelineStage(
+        name="analyze",
+        input_status="processed",
+        output_status="analyzed",
+        consumes=(IMAGE_PROCESSED,),
+        emits=IMAGE_ANALYZED,
+        function="analyzer",
+        work="services.analyzer.logic.ImageAnalyzer",
+    ),
+    PipelineStage(
+        name="embed",
+        input_status="analyzed",
+        output_status="ready",
+        consumes=(IMAGE_ANALYZED,),
+        emits=IMAGE_READY,
+        function="embedder",
+        work="services.embedder.logic.ItemEmbedder",
+    ),
+)
+STAGES_BY_NAME: dict[str, PipelineStage] = {s.name: s for s in STAGES}
+STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
+# The happy path, in order: each stage's input, then the last stage's output.
+STATUS_ORDER: tuple[str, ...] = (*(s.input_status for s in STAGES), STAGES[-1].output_status)
+FAILED_STATUS = "failed"
+DELETED_STATUS = "deleted"  # soft-deleted: invisible to every read, removed by cleanup
+ITEM_STATUSES: tuple[str, ...] = (*STATUS_ORDER, FAILED_STATUS, DELETED_STATUS)
+VISIBLE_STATUSES: tuple[str, ...] = (*STATUS_ORDER, FAILED_STATUS)
+
+
+def stage(name: str) -> PipelineStage:
+    try:
+        return STAGES_BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown stage {name!r}; the catalog has: {', '.join(STAGE_NAMES)}") from None
+
+
+def stage_with_input(status: str) -> PipelineStage | None:
+    """The stage an item at `status` waits for (None past the pipeline or out of it)."""
+    return next((s for s in STAGES if s.input_status == status), None)
+
+
+def stage_with_output(status: str) -> PipelineStage:
+    return next(s for s in STAGES if s.output_status == status)
+
+
+def stage_of_function(function_name: str) -> PipelineStage:
+    return next(s for s in STAGES if s.function == function_name)
+
+
+def _check_stages() -> None:
+    """The table is a chain: each stage starts where the previous one ended and consumes what it emits."""
+    for before, after in zip(STAGES, STAGES[1:], strict=False):
+        if after.input_status != before.output_status or before.emits not in after.consumes:
+            raise ValueError(f"stage {after.name!r} does not follow {before.name!r} in services/catalog.py STAGES")
+
+
+_check_stages()
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,6 +184,15 @@ class ScheduleTrigger:
 Trigger = HttpTrigger | ObjectCreatedTrigger | PipelineEventTrigger | ScheduleTrigger
 
 
+def stage_triggers(function_name: str, also: tuple[str, ...] = ()) -> tuple[Trigger, ...]:
+    """The triggers of the function that runs a stage, from STAGES: the upload's S3 event where the
+    stage starts on it, and the stage's detail-types (plus `also`, events the function handles
+    beside its stage) on the custom bus."""
+    s = stage_of_function(function_name)
+    upload: tuple[Trigger, ...] = (ObjectCreatedTrigger(),) if s.starts_on_upload else ()
+    return (*upload, PipelineEventTrigger((*s.consumes, *also)))
+
+
 # --------------------------------------------------------------------------------------------
 # Needs: secrets and AWS permissions, as data. infra/ turns them into least-privilege IAM.
 # --------------------------------------------------------------------------------------------
@@ -149,6 +252,32 @@ DEPENDENCY_GROUPS: dict[str, tuple[str, ...]] = {
     "worker": BASE_REQUIREMENTS,
     "migrate": (*BASE_REQUIREMENTS, "alembic>=1.13"),
 }
+
+
+# --------------------------------------------------------------------------------------------
+# The database connection budget: reserved concurrency of the model stages (README, "Connection budget")
+# --------------------------------------------------------------------------------------------
+# The smallest database the stacks use is db.t4g.micro (Pulumi.dev.yaml). RDS for PostgreSQL's default
+# max_connections is LEAST(DBInstanceClassMemory/9531392, 5000) (RDS User Guide, "Maximum number of
+# database connections"): 2**30 / 9531392 = 112 for its 1 GiB (infra/components/monitoring.py alarms on it).
+DATABASE_MAX_CONNECTIONS = 112
+# Each Lambda instance has its own SQLAlchemy pool (services/core/database.py; the settings' defaults):
+# it keeps DB_POOL_SIZE connections open while it lives and may open DB_MAX_OVERFLOW more.
+DB_POOL_SIZE = 1
+DB_MAX_OVERFLOW = 2
+CONNECTIONS_PER_INSTANCE = DB_POOL_SIZE + DB_MAX_OVERFLOW
+# Kept out of the model stages' reach: RDS's own reserved slots (superuser_reserved_connections 3 and
+# rds.rds_superuser_reserved_connections 2), cleanup and migrate (reserved concurrency 1 each), and an
+# operator's sessions. The rest is shared: half for the API and the image processor (unreserved, short
+# transactions), half for the stages that call a model, which a burst of uploads would otherwise scale.
+CONNECTIONS_KEPT = 5 + 1 * CONNECTIONS_PER_INSTANCE + 1 * CONNECTIONS_PER_INSTANCE + 5
+MODEL_STAGE_FUNCTIONS = ("analyzer", "embedder")
+MODEL_STAGE_CONNECTIONS = (DATABASE_MAX_CONNECTIONS - CONNECTIONS_KEPT) // 2
+
+
+def model_stage_concurrency() -> int:
+    """Reserved concurrency of each model stage: its share of the budget, in Lambda instances."""
+    return MODEL_STAGE_CONNECTIONS // len(MODEL_STAGE_FUNCTIONS) // CONNECTIONS_PER_INSTANCE
 
 
 @dataclass(frozen=True)
@@ -221,7 +350,7 @@ FUNCTIONS: tuple[Function, ...] = (
         name="image_processor",
         handler="services.image_processor.handler.handler",
         description="Validates uploads, makes WebP thumbnails, records sha256 and dimensions",
-        triggers=(ObjectCreatedTrigger(), PipelineEventTrigger((PROCESSING_REQUESTED,))),
+        triggers=stage_triggers("image_processor"),
         memory_mb=2048,
         timeout_s=60,
         dependency_group="image",
@@ -239,23 +368,25 @@ FUNCTIONS: tuple[Function, ...] = (
         name="analyzer",
         handler="services.analyzer.handler.handler",
         description="Describes each image with Claude (structured output)",
-        triggers=(PipelineEventTrigger((IMAGE_PROCESSED,)),),
+        triggers=stage_triggers("analyzer"),
         memory_mb=1024,
         timeout_s=120,
         dependency_group="analyzer",
         secrets=("database", "anthropic"),
         access=(READ_THUMBNAILS, LIST_BUCKET, PUBLISH_EVENTS),
+        reserved_concurrency=model_stage_concurrency(),
     ),
     Function(
         name="embedder",
         handler="services.embedder.handler.handler",
         description="Embeds each analysis with Voyage AI into pgvector",
-        triggers=(PipelineEventTrigger((IMAGE_ANALYZED, ITEM_EDITED)),),
+        triggers=stage_triggers("embedder", also=(ITEM_EDITED,)),
         memory_mb=512,
         timeout_s=60,
         dependency_group="embedder",
         secrets=("database", "voyage"),
         access=(PUBLISH_EVENTS,),
+        reserved_concurrency=model_stage_concurrency(),
     ),
     Function(
         name="cleanup",

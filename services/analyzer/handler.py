@@ -1,6 +1,7 @@
 """Lambda entry point of the analyzer: ImageProcessed → Claude (or the local analyzer).
 
-The logic is imported on the first event (anthropic alone takes over a second to import).
+The stage runner (services/core/stage_runner.py) does the rest. It and the stage's logic (SQLAlchemy,
+the SDKs, Pillow) are imported on the first event, not at cold start (tests/bench/bench_pipeline.py).
 """
 
 from __future__ import annotations
@@ -9,18 +10,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from services.core.contracts import EventBridgeEvent, ImageProcessed
-
 logger = Logger(service="analyzer")
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     logger.append_keys(request_id=getattr(context, "aws_request_id", None))
-    detail = EventBridgeEvent.model_validate(event).pipeline_detail()
-    if not isinstance(detail, ImageProcessed):
-        raise ValueError(f"the analyzer does not handle {type(detail).__name__} events")
-    from services.analyzer.logic import ImageAnalyzer
+    from services.core.stage_runner import run_event
 
-    outcome = ImageAnalyzer().image_processed(detail)
-    logger.info("analyzer outcome", extra=outcome.as_dict())
-    return outcome.as_dict()
+    outcome = run_event("analyze", event, context)
+    logger.info("analyzer outcome", extra=outcome)
+    return outcome

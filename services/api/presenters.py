@@ -7,9 +7,6 @@ from services.api.signing import UrlSigner
 from services.core.models import Item, Stage
 from services.core.storage import FORMAT_TYPES, UNVERIFIED_TYPE, attachment, verified_original_key
 
-LIST_THUMBNAIL = "256"  # lists and search hits carry the small thumbnail only
-
-
 # What the owner of a failed item reads. The image processor's reasons are ours, short and about
 # their file; later stages may hold a provider's or library's words, which stay in the database
 # and the logs for operators.
@@ -31,8 +28,8 @@ def public_failure_reason(item: Item) -> str | None:
 def item_out(item: Item, signer: UrlSigner) -> ItemOut:
     out = ItemOut.model_validate(item)
     out.failure_reason = public_failure_reason(item)
-    key = (item.thumbnail_keys or {}).get(LIST_THUMBNAIL)
-    out.thumbnail_url = signer.url(key) if key else None
+    # Lists and search hits carry the small thumbnail only, as the image processor recorded it.
+    out.thumbnail_url = signer.url(item.list_thumbnail_key) if item.list_thumbnail_key else None
     return out
 
 
@@ -44,7 +41,8 @@ def item_detail(item: Item, signer: UrlSigner) -> ItemDetail:
     detail = ItemDetail.model_validate(item)
     detail.failure_reason = public_failure_reason(item)
     detail.thumbnail_urls = {size: signer.url(key) for size, key in (item.thumbnail_keys or {}).items()}
-    detail.thumbnail_url = detail.thumbnail_urls.get(LIST_THUMBNAIL)
+    detail.thumbnail_url = signer.url(item.list_thumbnail_key) if item.list_thumbnail_key else None
+    detail.large_thumbnail_url = signer.url(item.analysis_thumbnail_key) if item.analysis_thumbnail_key else None
     detail.original_url = original_url(item, signer)
     return detail
 

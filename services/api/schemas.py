@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from services import catalog
 from services.core import storage
 from services.core.models import ItemStatus, Stage
 
@@ -41,7 +42,7 @@ def bounded(max_length: int, *, strip: bool = True, min_length: int = 0) -> Any:
 Text = Annotated[str, AfterValidator(_storable)]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), AfterValidator(_storable)]
 # What list and search may filter on: deleted items are invisible to every read.
-VisibleStatus = Literal["pending", "processed", "analyzed", "ready", "failed"]
+VisibleStatus = Literal[catalog.VISIBLE_STATUSES]  # type: ignore[valid-type]  # from the stage table
 
 
 class Input(BaseModel):
@@ -98,7 +99,7 @@ class ItemOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     ready_at: datetime | None = None
-    thumbnail_url: str | None = Field(default=None, description="Presigned GET of the 256 px thumbnail.")
+    thumbnail_url: str | None = Field(default=None, description="Presigned GET of the small (list) thumbnail.")
 
 
 class ItemDetail(ItemOut):
@@ -108,6 +109,9 @@ class ItemDetail(ItemOut):
     embedding_model: str | None = None
     original_url: str | None = Field(default=None, description="Presigned GET of the original.")
     thumbnail_urls: dict[str, str] = Field(default_factory=dict, description="Presigned GETs by size.")
+    large_thumbnail_url: str | None = Field(
+        default=None, description="Presigned GET of the large thumbnail (the one the analyzer described)."
+    )
 
 
 class UploadResponse(BaseModel):

@@ -3,13 +3,16 @@
 Per run, at most `cleanup_batch` of each kind:
 - soft-deleted items: their objects (upload, verified original, thumbnails), then the row;
 - failed items older than `cleanup_failed_retention_days` (by updated_at): objects, then row;
-- pending rows older than `cleanup_orphan_hours` whose upload never arrived: the row
-  (a pending row whose object exists is left alone and counted as stuck: retry can still save it);
+- pending rows older than `cleanup_orphan_hours` whose upload never arrived: the row;
+- items that waited at a stage's input status (services/catalog.py STAGES) for longer than
+  `pending_timeout_minutes` without a live lease (an upload whose processing crashed or timed out, a
+  stage whose retries ran out): marked failed at that stage with a reason, so retry resumes them
+  (a pending item counts only once its upload exists: until then the form may still be used);
 - objects under uploads/, originals/ and thumbnails/ older than `cleanup_orphan_hours` that belong to no
   row (no such item, another owner, or an upload that is not the item's original).
 Rows are locked (FOR UPDATE SKIP LOCKED) while their objects go, so a retry or a second cleanup
-cannot interleave; an item a pipeline stage is still working on (it holds one of the item's
-pipeline_locks rows) is left for the next run instead of waiting for the stage; objects go before
+cannot interleave; an item under a live stage lease (services/core/stage_runner.py: a stage is at work
+on it, with no transaction open) is left for the next run; objects go before
 rows, so a crash leaves a row to try again, never an unreachable object. dry_run counts the same
 things and changes nothing.
 """
@@ -22,12 +25,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, or_, select, update
 
 from services import catalog
-from services.core import pipeline_store as store
 from services.core.database import session_scope
-from services.core.models import Item, ItemStatus
+from services.core.models import Item, ItemStatus, Stage
 from services.core.settings import Settings, get_settings
 from services.core.storage import (
     InvalidKey,
@@ -42,6 +44,9 @@ from services.core.storage import (
 
 log = logging.getLogger(__name__)
 
+# A stage's lease is live until it expires by the database's clock (the clock the stages take it with).
+NO_LIVE_LEASE = or_(Item.lease_owner.is_(None), Item.lease_expires_at <= func.now())
+
 
 @dataclass
 class CleanupReport:
@@ -49,7 +54,7 @@ class CleanupReport:
     deleted_items: int = 0
     expired_failed: int = 0
     stale_pending: int = 0
-    stuck_pending: int = 0  # pending past the cut-off but the upload exists: left for a retry
+    timed_out: int = 0  # waited at a stage's input past pending_timeout_minutes: marked failed
     orphan_objects: int = 0
     objects_removed: int = 0  # every object removed (or, in a dry run, that would be)
 
@@ -83,6 +88,7 @@ class Cleanup:
         self.batch = self.settings.cleanup_batch
         self.orphan_cutoff = self.now - timedelta(hours=self.settings.cleanup_orphan_hours)
         self.failed_cutoff = self.now - timedelta(days=self.settings.cleanup_failed_retention_days)
+        self.waiting_cutoff = self.now - timedelta(minutes=self.settings.pending_timeout_minutes)
 
     def run(self, dry_run: bool) -> CleanupReport:
         report = CleanupReport(dry_run=dry_run)
@@ -91,6 +97,7 @@ class Cleanup:
             (Item.status == ItemStatus.failed) & (Item.updated_at < self.failed_cutoff), dry_run, report
         )
         self._stale_pending(dry_run, report)
+        self._timed_out(dry_run, report)
         self._orphan_objects(dry_run, report)
         log.info("cleanup %s", report.as_dict())
         return report
@@ -113,13 +120,10 @@ class Cleanup:
             # One transaction per item, holding its row while its objects go, then the row.
             with session_scope() as session:
                 item = session.execute(
-                    select(Item).where(Item.id == item_id, condition).with_for_update(skip_locked=True)
+                    select(Item).where(Item.id == item_id, condition, NO_LIVE_LEASE).with_for_update(skip_locked=True)
                 ).scalar_one_or_none()
                 if item is None:
-                    continue  # changed meanwhile (e.g. retried) or another cleanup has it
-                if not store.hold_item_locks(session, item.id):
-                    log.info("item %s: a pipeline stage is still at work on it; left for the next run", item.id)
-                    continue
+                    continue  # changed meanwhile (e.g. retried), under a stage's lease, or another cleanup has it
                 keys = self._item_keys(item)
                 removed += 1
                 report.objects_removed += len(keys)
@@ -134,7 +138,7 @@ class Cleanup:
             items = (
                 session.execute(
                     select(Item)
-                    .where(Item.status == ItemStatus.pending, Item.created_at < self.orphan_cutoff)
+                    .where(Item.status == ItemStatus.pending, Item.created_at < self.orphan_cutoff, NO_LIVE_LEASE)
                     .order_by(Item.created_at, Item.id)
                     .limit(self.batch)
                     .with_for_update(skip_locked=True)
@@ -143,16 +147,55 @@ class Cleanup:
                 .all()
             )
             stale = [item for item in items if self.storage.head(item.original_key) is None]
-            # A stage at work on one (it holds a pipeline lock) keeps it for the next run (see _remove_items).
-            stale = [item for item in stale if store.hold_item_locks(session, item.id)]
             report.stale_pending = len(stale)
-            report.stuck_pending = len(items) - len(stale)
             if stale and not dry_run:
                 session.execute(
                     delete(Item)
                     .where(Item.id.in_([item.id for item in stale]), Item.status == ItemStatus.pending)
                     .execution_options(synchronize_session=False)
                 )
+
+    def _timed_out(self, dry_run: bool, report: CleanupReport) -> None:
+        """Fail what waited too long at a stage's input; retry (API or CLI) resumes it at that stage."""
+        minutes = self.settings.pending_timeout_minutes
+        for stage in catalog.STAGES:
+            with session_scope() as session:
+                items = (
+                    session.execute(
+                        select(Item)
+                        .where(
+                            Item.status == ItemStatus(stage.input_status),
+                            Item.updated_at < self.waiting_cutoff,
+                            NO_LIVE_LEASE,
+                        )
+                        .order_by(Item.updated_at, Item.id)
+                        .limit(self.batch)
+                        .with_for_update(skip_locked=True)
+                    )
+                    .scalars()
+                    .all()
+                )
+                if stage is catalog.STAGES[0]:
+                    # Until its upload exists, a pending item may still get it (the form is valid for a while).
+                    items = [item for item in items if self.storage.head(item.original_key) is not None]
+                report.timed_out += len(items)
+                if not items or dry_run:
+                    continue
+                reason = f"the {stage.name} stage did not finish within {minutes} minutes; retry the item"
+                session.execute(
+                    update(Item)
+                    .where(Item.id.in_([item.id for item in items]))
+                    .values(
+                        status=ItemStatus.failed,
+                        failed_stage=Stage(stage.name),
+                        failure_reason=reason,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        updated_at=func.now(),
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                log.warning("%d items timed out at the %s stage: e.g. %s", len(items), stage.name, items[0].id)
 
     def _orphan_objects(self, dry_run: bool, report: CleanupReport) -> None:
         found: list[str] = []

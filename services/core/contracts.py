@@ -26,32 +26,59 @@ class Detail(BaseModel):
     owner_id: str
 
 
+    @classmethod
+    def from_item(cls, item: Any) -> Detail:
+        """This event for an item (a row of services.core.models.Item), as the stage runner publishes
+        it and retry re-emits it; ValueError (pydantic's) when the item lacks what the event needs."""
+        return cls.model_validate({"item_id": item.id, "owner_id": item.owner_id, **cls._fields_of(item)})
+
+    @classmethod
+    def _fields_of(cls, item: Any) -> dict[str, Any]:
+        return {}
+
+
 class ProcessingRequested(Detail):
     """Asks the image processor to (re)process an uploaded original: emitted by retry."""
 
     DETAIL_TYPE: ClassVar[str] = catalog.PROCESSING_REQUESTED
     key: str
 
+    @classmethod
+    def _fields_of(cls, item: Any) -> dict[str, Any]:
+        return {"key": item.original_key}
+
 
 class ImageProcessed(Detail):
     DETAIL_TYPE: ClassVar[str] = catalog.IMAGE_PROCESSED
-    thumbnail_key: str  # the 1024 px WebP the analyzer reads
+    thumbnail_key: str  # the item's analysis_thumbnail_key (the analyzer reads the item's own, not this)
     sha256: str
+
+    @classmethod
+    def _fields_of(cls, item: Any) -> dict[str, Any]:
+        return {"thumbnail_key": item.analysis_thumbnail_key, "sha256": item.sha256}
 
 
 class ImageAnalyzed(Detail):
     DETAIL_TYPE: ClassVar[str] = catalog.IMAGE_ANALYZED
     analysis_model: str
 
+    @classmethod
+    def _fields_of(cls, item: Any) -> dict[str, Any]:
+        return {"analysis_model": item.analysis_model}
+
 
 class ImageReady(Detail):
     DETAIL_TYPE: ClassVar[str] = catalog.IMAGE_READY
     embedding_model: str
 
+    @classmethod
+    def _fields_of(cls, item: Any) -> dict[str, Any]:
+        return {"embedding_model": item.embedding_model}
+
 
 class ItemFailed(Detail):
     DETAIL_TYPE: ClassVar[str] = catalog.ITEM_FAILED
-    stage: Literal["process", "analyze", "embed"]
+    stage: Literal[catalog.STAGE_NAMES]  # type: ignore[valid-type]  # the stage table's names
     reason: str
 
 
@@ -67,6 +94,11 @@ class ItemEdited(Detail):
 DETAIL_MODELS: dict[str, type[Detail]] = {
     m.DETAIL_TYPE: m for m in (ProcessingRequested, ImageProcessed, ImageAnalyzed, ImageReady, ItemFailed, ItemEdited)
 }
+
+
+def event_for(detail_type: str, item: Any) -> Detail:
+    """The `detail_type` event of an item (see Detail.from_item)."""
+    return DETAIL_MODELS[detail_type].from_item(item)
 
 
 class EventBridgeEvent(BaseModel):

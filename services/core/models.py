@@ -12,6 +12,7 @@ from sqlalchemy import BigInteger, DateTime, Enum, ForeignKey, Index, Integer, S
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services import catalog
 from services.core.settings import get_settings
 
 
@@ -19,21 +20,16 @@ class Base(DeclarativeBase):
     pass
 
 
-class ItemStatus(enum.StrEnum):
-    pending = "pending"  # row created, waiting for the upload
-    processed = "processed"  # validated, thumbnails written
-    analyzed = "analyzed"  # described by the analyzer
-    ready = "ready"  # embedded: searchable
-    failed = "failed"  # a stage failed permanently; failure_reason/failed_stage say which and why
-    deleted = "deleted"  # soft-deleted by the user; cleanup removes objects then the row
-
-
-class Stage(enum.StrEnum):
-    """Pipeline stages, in order. `failed_stage` names where an item stopped; retry resumes there."""
-
-    process = "process"
-    analyze = "analyze"
-    embed = "embed"
+# Both enums come from the stage table (services/catalog.py STAGES), in its order:
+# - ItemStatus: pending (row created, waiting for the upload), each stage's output (processed:
+#   validated, thumbnails written; analyzed: described; ready: embedded, searchable), then failed (a
+#   stage failed permanently: failed_stage/failure_reason say which and why) and deleted (soft-deleted
+#   by the user; cleanup removes objects then the row).
+# - Stage: the stages; `failed_stage` names where an item stopped, and retry resumes there.
+# A new status or stage is also a value of the database enums item_status/pipeline_stage: its migration
+# adds it (ALTER TYPE ... ADD VALUE).
+ItemStatus = enum.StrEnum("ItemStatus", [(status, status) for status in catalog.ITEM_STATUSES], module=__name__)
+Stage = enum.StrEnum("Stage", [(name, name) for name in catalog.STAGE_NAMES], module=__name__)
 
 
 class Item(Base):
@@ -58,6 +54,10 @@ class Item(Base):
         UUID(as_uuid=True), ForeignKey("items.id", ondelete="SET NULL")
     )
     thumbnail_keys: Mapped[dict[str, str] | None] = mapped_column(JSONB)
+    # Recorded once, by the image processor: the thumbnail the analyzer (and retry) read, and the one
+    # lists and search hits show. Nothing else picks a size.
+    analysis_thumbnail_key: Mapped[str | None] = mapped_column(String(1024))
+    list_thumbnail_key: Mapped[str | None] = mapped_column(String(1024))
 
     title: Mapped[str | None] = mapped_column(String(300))
     description: Mapped[str | None] = mapped_column(Text)
@@ -75,6 +75,9 @@ class Item(Base):
         Enum(Stage, name="pipeline_stage", values_callable=lambda e: [m.value for m in e])
     )
     failure_reason: Mapped[str | None] = mapped_column(Text)
+    # A stage's claim on the item while it works without a transaction (services/core/stage_runner.py).
+    lease_owner: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
@@ -105,6 +108,7 @@ class Item(Base):
             postgresql_where=text("status = 'ready' AND embedding IS NOT NULL"),
         ),
         Index("ix_items_tags", "tags", postgresql_using="gin"),
+        Index("ix_items_leased", "lease_expires_at", postgresql_where=text("lease_owner IS NOT NULL")),
         Index(
             "ix_items_embedding_hnsw",
             "embedding",
@@ -112,20 +116,6 @@ class Item(Base):
             postgresql_with={"m": 16, "ef_construction": 64},
             postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
-    )
-
-
-class PipelineLock(Base):
-    """A named lock the pipeline stages take with SELECT ... FOR UPDATE (services/core/pipeline_store.py).
-
-    Row locks instead of advisory locks: RDS Proxy pins a session that uses advisory-lock functions,
-    row locks are plain transaction state. Each row belongs to an item and is deleted with it."""
-
-    __tablename__ = "pipeline_locks"
-
-    name: Mapped[str] = mapped_column(Text, primary_key=True)
-    item_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("items.id", ondelete="CASCADE"), nullable=False, index=True
     )
 
 

@@ -15,18 +15,15 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from services import catalog
 from services.core.models import Item, ItemStatus, Stage
 
 if TYPE_CHECKING:  # the contracts load with the first retry, not with the API's cold start
     from services.core.contracts import Detail
     from services.core.events import EventPublisher
 
-# The status an item has while it waits for a stage (the stage's input).
-STAGE_INPUT_STATUS: dict[Stage, ItemStatus] = {
-    Stage.process: ItemStatus.pending,
-    Stage.analyze: ItemStatus.processed,
-    Stage.embed: ItemStatus.analyzed,
-}
+# The status an item has while it waits for a stage (the stage's input), from the stage table.
+STAGE_INPUT_STATUS: dict[Stage, ItemStatus] = {Stage(s.name): ItemStatus(s.input_status) for s in catalog.STAGES}
 
 
 class RetryError(Exception):
@@ -42,27 +39,26 @@ class NotRetryable(RetryError):
 
 
 def resume_stage(item: Item) -> Stage:
-    """Where the retry starts: the failed stage, or an earlier one when that stage's inputs are missing
-    (a failure recorded without a stage, or before the previous stage's outputs were written)."""
-    stage = item.failed_stage or Stage.process
-    if stage is Stage.embed and not item.analysis_model:
-        stage = Stage.analyze
-    if stage is Stage.analyze and not ((item.thumbnail_keys or {}).get("1024") and item.sha256):
-        stage = Stage.process
-    return stage
+    """Where the retry starts: the failed stage, or the latest earlier one whose event the item can make
+    (a failure recorded without a stage, or before the previous stage's outputs were written: e.g. no
+    analysis model for the embedder's event, no analysis thumbnail for the analyzer's)."""
+    names = catalog.STAGE_NAMES
+    failed = names.index(item.failed_stage.value) if item.failed_stage else 0
+    for name in reversed(names[1 : failed + 1]):
+        try:
+            stage_event(item, Stage(name))
+        except ValueError:
+            continue
+        return Stage(name)
+    return Stage(names[0])
 
 
 def stage_event(item: Item, stage: Stage) -> Detail:
-    """The event that starts `stage` for `item` (the retry contract)."""
-    from services.core.contracts import ImageAnalyzed, ImageProcessed, ProcessingRequested
+    """The event that starts `stage` for `item` (the retry contract): the first the stage consumes.
+    ValueError when the item lacks what it needs."""
+    from services.core.contracts import event_for
 
-    if stage is Stage.process:
-        return ProcessingRequested(item_id=item.id, owner_id=item.owner_id, key=item.original_key)
-    if stage is Stage.analyze:
-        return ImageProcessed(
-            item_id=item.id, owner_id=item.owner_id, thumbnail_key=item.thumbnail_keys["1024"], sha256=item.sha256
-        )
-    return ImageAnalyzed(item_id=item.id, owner_id=item.owner_id, analysis_model=item.analysis_model)
+    return event_for(catalog.stage(stage.value).consumes[0], item)
 
 
 def retry_item(session: Session, item_id: uuid.UUID, publisher: EventPublisher, owner_id: str | None = None) -> Item:
@@ -86,6 +82,7 @@ def retry_item(session: Session, item_id: uuid.UUID, publisher: EventPublisher, 
     item.status = STAGE_INPUT_STATUS[stage]
     item.failed_stage = None
     item.failure_reason = None
+    item.lease_owner = item.lease_expires_at = None  # e.g. an expired one, when cleanup timed the item out
     session.commit()
     try:
         publisher.publish([event])

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services import catalog  # the connection budget's pool sizes (no third-party imports there)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COLLECTIONS_", env_file=".env", extra="ignore")
@@ -25,8 +27,12 @@ class Settings(BaseSettings):
     database_secret_arn: str | None = Field(
         default=None, description="Secrets Manager secret with host/port/username/password/dbname (on AWS)."
     )
-    db_pool_size: int = Field(default=1, ge=1, description="Connections kept per process (1 on Lambda).")
-    db_max_overflow: int = Field(default=2, ge=0, description="Extra connections allowed beyond the pool.")
+    db_pool_size: int = Field(
+        default=catalog.DB_POOL_SIZE, ge=1, description="Connections kept per process (1 on Lambda)."
+    )
+    db_max_overflow: int = Field(
+        default=catalog.DB_MAX_OVERFLOW, ge=0, description="Extra connections allowed beyond the pool."
+    )
     db_statement_timeout_ms: int = Field(
         default=10_000,
         ge=0,
@@ -107,6 +113,18 @@ class Settings(BaseSettings):
     # --- pipeline -------------------------------------------------------------------------
     max_image_pixels: int = Field(default=50_000_000, gt=0, description="Decompression-bomb limit.")
     thumbnail_sizes: tuple[int, ...] = Field(default=(256, 1024), description="Long-edge sizes (JSON list).")
+    stage_lease_s: int | None = Field(
+        default=None,
+        ge=1,
+        description="How long a stage's claim on an item lasts. Unset: the stage function's timeout plus "
+        "a margin (services/catalog.py), so a live invocation never outlives its lease.",
+    )
+    pending_timeout_minutes: int = Field(
+        default=30,
+        ge=1,
+        description="Cleanup marks an item failed that waited this long at a stage's input status "
+        "(e.g. an upload whose processing crashed or timed out); retry resumes it.",
+    )
     cleanup_orphan_hours: int = Field(default=24, ge=1, description="Age before orphans are removed.")
     cleanup_failed_retention_days: int = Field(default=30, ge=1, description="Failed items kept this long.")
     cleanup_batch: int = Field(default=500, ge=1, description="Most removals per cleanup run.")

@@ -1,6 +1,7 @@
 """Lambda entry point of the embedder: ImageAnalyzed (and ItemEdited) → Voyage (or the local embedder).
 
-The logic (SQLAlchemy, urllib3 for Voyage) is imported on the first event.
+The stage runner (services/core/stage_runner.py) does the rest. It and the stage's logic (SQLAlchemy,
+the SDKs, Pillow) are imported on the first event, not at cold start (tests/bench/bench_pipeline.py).
 """
 
 from __future__ import annotations
@@ -9,19 +10,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from services.core.contracts import EventBridgeEvent, ImageAnalyzed, ItemEdited
-
 logger = Logger(service="embedder")
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     logger.append_keys(request_id=getattr(context, "aws_request_id", None))
-    detail = EventBridgeEvent.model_validate(event).pipeline_detail()
-    if not isinstance(detail, ImageAnalyzed | ItemEdited):
-        raise ValueError(f"the embedder does not handle {type(detail).__name__} events")
-    from services.embedder.logic import ItemEmbedder
+    from services.core.stage_runner import run_event
 
-    embedder = ItemEmbedder()
-    outcome = embedder.image_analyzed(detail) if isinstance(detail, ImageAnalyzed) else embedder.item_edited(detail)
-    logger.info("embedder outcome", extra=outcome.as_dict())
-    return outcome.as_dict()
+    outcome = run_event("embed", event, context)
+    logger.info("embedder outcome", extra=outcome)
+    return outcome

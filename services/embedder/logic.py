@@ -1,4 +1,4 @@
-"""Embedder: an analysed item's text → Voyage (or the local embedder) → items.embedding, `ready`.
+"""Embedder, the `embed` stage's work: an analysed item's text → Voyage (or the local embedder) → `ready`.
 
 The text embedded is the item's title, description, category, tags, colours and visible text;
 reembed.py uses the same text, so a re-embedding gives what a fresh run would.
@@ -15,10 +15,11 @@ from sqlalchemy import select
 
 from services.core import pipeline_store as store
 from services.core.ai import Embedder, ModelOutputRejected, get_embedder
-from services.core.contracts import ImageAnalyzed, ImageReady, ItemEdited, ItemFailed
+from services.core.contracts import EventBridgeEvent, ItemEdited
 from services.core.database import session_scope
-from services.core.events import EventPublisher, get_publisher
-from services.core.models import Item, ItemStatus, Stage
+from services.core.events import EventPublisher
+from services.core.models import Item, ItemStatus
+from services.core.stage_runner import Claim, Done, Failure, StageWork
 
 log = logging.getLogger(__name__)
 
@@ -42,33 +43,29 @@ def text_sha256(item: Item) -> str:
     return hashlib.sha256(embedding_text(item).encode()).hexdigest()
 
 
-class ItemEmbedder:
-    def __init__(self, embedder: Embedder | None = None, publisher: EventPublisher | None = None):
-        self.embedder = embedder or get_embedder()
-        self.publisher = publisher or get_publisher()
+class ItemEmbedder(StageWork):
+    """The `embed` stage's work, and the re-embedding of a ready item after a user's edit (ItemEdited)."""
 
-    def image_analyzed(self, event: ImageAnalyzed) -> store.Outcome:
-        with session_scope() as session:
-            item = store.claim(session, Stage.embed, event.item_id, event.owner_id, ItemStatus.analyzed)
-            if isinstance(item, store.Outcome):
-                return item
-            try:
-                (vector,) = self.embedder.embed_documents([embedding_text(item)])
-            except ModelOutputRejected as error:
-                return self._fail(session, item, str(error))
-            values = {
-                "status": ItemStatus.ready,
-                "embedding": vector,
-                "embedding_model": self.embedder.model,
-                "ready_at": datetime.now(UTC),
-            }
-            if not store.advance(session, item.id, ItemStatus.analyzed, values):
-                return store.Outcome(item.id, "skipped", "the item changed while it was embedded")
-            self.publisher.publish(
-                [ImageReady(item_id=item.id, owner_id=item.owner_id, embedding_model=self.embedder.model)]
-            )
-            log.info("embedded item %s with %s", item.id, self.embedder.model)
-            return store.Outcome(item.id, "ready", extra={"model": self.embedder.model})
+    stage_name = "embed"
+
+    def __init__(self, embedder: Embedder | None = None, publisher: EventPublisher | None = None):
+        super().__init__(publisher)
+        self.embedder = embedder or get_embedder()
+
+    def work(self, claim: Claim) -> Done | Failure:
+        try:
+            (vector,) = self.embedder.embed_documents([embedding_text(claim.item)])
+        except ModelOutputRejected as error:
+            return Failure(str(error))
+        log.info("embedded item %s with %s", claim.item.id, self.embedder.model)
+        values = {"embedding": vector, "embedding_model": self.embedder.model, "ready_at": datetime.now(UTC)}
+        return Done(values, extra={"model": self.embedder.model})
+
+    def other_event(self, envelope: EventBridgeEvent) -> store.Outcome:
+        detail = envelope.pipeline_detail()
+        if not isinstance(detail, ItemEdited):
+            return super().other_event(envelope)
+        return self.item_edited(detail)
 
     def item_edited(self, event: ItemEdited) -> store.Outcome:
         """Embed a ready item's text again after a user's edit. The item stays ready, with its old
@@ -112,10 +109,3 @@ class ItemEmbedder:
             time.sleep(store.READY_POLL_S)
             store.get_item(session, item.id)
         return True
-
-    def _fail(self, session, item: Item, reason: str) -> store.Outcome:
-        if not store.fail(session, item.id, ItemStatus.analyzed, Stage.embed, reason):
-            return store.Outcome(item.id, "skipped", "the item changed while it was embedded")
-        self.publisher.publish([ItemFailed(item_id=item.id, owner_id=item.owner_id, stage="embed", reason=reason)])
-        log.warning("item %s failed embedding: %s", item.id, reason)
-        return store.Outcome(item.id, "failed", reason)

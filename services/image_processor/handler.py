@@ -1,8 +1,7 @@
-"""Lambda entry point of the image processor: S3 "Object Created" (via EventBridge) and
-ProcessingRequested (retry). Thin: parse the envelope, call the logic, return its outcome.
+"""Lambda entry point of the image processor: S3 "Object Created" (via EventBridge) and ProcessingRequested (retry).
 
-The logic (SQLAlchemy, boto3, Pillow) is imported on the first event, not at cold start, so the
-module loads in well under 300 ms; see tests/bench/bench_pipeline.py for both figures.
+The stage runner (services/core/stage_runner.py) does the rest. It and the stage's logic (SQLAlchemy,
+the SDKs, Pillow) are imported on the first event, not at cold start (tests/bench/bench_pipeline.py).
 """
 
 from __future__ import annotations
@@ -11,22 +10,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from services.core.contracts import EventBridgeEvent, ProcessingRequested, S3ObjectCreated
-
 logger = Logger(service="image_processor")
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     logger.append_keys(request_id=getattr(context, "aws_request_id", None))
-    envelope = EventBridgeEvent.model_validate(event)
-    from services.image_processor.logic import ImageProcessor
+    from services.core.stage_runner import run_event
 
-    if envelope.source == "aws.s3":
-        outcome = ImageProcessor().object_created(S3ObjectCreated.from_event(envelope))
-    else:
-        detail = envelope.pipeline_detail()
-        if not isinstance(detail, ProcessingRequested):
-            raise ValueError(f"the image processor does not handle {envelope.detail_type!r} events")
-        outcome = ImageProcessor().processing_requested(detail)
-    logger.info("image processor outcome", extra=outcome.as_dict())
-    return outcome.as_dict()
+    outcome = run_event("process", event, context)
+    logger.info("image_processor outcome", extra=outcome)
+    return outcome

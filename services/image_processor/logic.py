@@ -39,20 +39,15 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
+from sqlalchemy import func, literal, select, tuple_, update
+
 from services.core import pipeline_store as store
-from services.core.contracts import (
-    Detail,
-    ImageAnalyzed,
-    ImageProcessed,
-    ImageReady,
-    ItemFailed,
-    ProcessingRequested,
-    S3ObjectCreated,
-)
+from services.core.contracts import Detail, EventBridgeEvent, S3ObjectCreated
 from services.core.database import session_scope
-from services.core.events import EventPublisher, get_publisher
-from services.core.models import Item, ItemStatus, Stage
+from services.core.events import EventPublisher
+from services.core.models import Item, ItemStatus
 from services.core.settings import Settings, get_settings
+from services.core.stage_runner import Claim, Done, Failure, StageBusy, StageRunner, StageWork
 from services.core.storage import (
     FORMAT_TYPES,
     IMAGE_TYPES,
@@ -73,18 +68,27 @@ THUMBNAIL_CONTENT_TYPE = "image/webp"
 ANALYSIS_FIELDS = ("title", "description", "category", "tags", "colors", "visible_text", "analysis", "analysis_model")
 
 
-class ImageProcessor:
+class ImageProcessor(StageWork):
+    """The `process` stage's work, and the S3 "Object Created" events that start it."""
+
+    stage_name = "process"
+
     def __init__(
         self,
         settings: Settings | None = None,
         storage: Storage | None = None,
         publisher: EventPublisher | None = None,
     ):
+        super().__init__(publisher)
         self.settings = settings or get_settings()
         self.storage = storage or get_storage()
-        self.publisher = publisher or get_publisher()
 
     # --- entry points -----------------------------------------------------------------------
+    def other_event(self, envelope: EventBridgeEvent) -> store.Outcome:
+        if envelope.source == "aws.s3":
+            return self.object_created(S3ObjectCreated.from_event(envelope))
+        return super().other_event(envelope)
+
     def object_created(self, upload: S3ObjectCreated) -> store.Outcome:
         """An S3 "Object Created" event for the bucket."""
         if upload.bucket != self.storage.bucket:
@@ -96,41 +100,36 @@ class ImageProcessor:
         except InvalidKey as error:
             return self._remove_unattributable(key, upload.size, str(error))
         with session_scope() as session:
-            if not store.try_lock_stage(session, Stage.process, parsed.item_id):
-                return store.Outcome(parsed.item_id, "skipped", "another delivery is processing this item")
             item = store.get_item(session, parsed.item_id)
-            if item is None:
-                return self._remove_unattributable(key, upload.size, "no item has this id", parsed.item_id)
-            if item.owner_id != parsed.owner_id:
-                return self._remove_unattributable(key, upload.size, "the item belongs to another owner", item.id)
-            if item.original_key != key:
-                return self._remove_unattributable(key, upload.size, "not the item's upload key", item.id)
-            if item.status != ItemStatus.pending and item.original_verified:
-                # The verified original lives under originals/: anything at the upload key now is a
-                # replayed form. Never served, removed. (A repeated event finds the key already gone.)
-                # An item processed before verified copies existed keeps its upload: it is all it has.
-                if self.storage.head(key) is None:
-                    return store.Outcome(item.id, "skipped", f"item is {item.status.value}; its upload was moved")
-                return self._remove_unattributable(
-                    key, upload.size, "the item's original is already verified; later uploads are refused", item.id
-                )
-            if item.status != ItemStatus.pending:
-                return store.Outcome(item.id, "skipped", f"item is {item.status.value}, not pending")
-            outcome = self._process(session, item, upload.size)
+        if item is None:
+            return self._remove_unattributable(key, upload.size, "no item has this id", parsed.item_id)
+        if item.owner_id != parsed.owner_id:
+            return self._remove_unattributable(key, upload.size, "the item belongs to another owner", item.id)
+        if item.original_key != key:
+            return self._remove_unattributable(key, upload.size, "not the item's upload key", item.id)
+        if item.status != ItemStatus.pending and item.original_verified:
+            # The verified original lives under originals/: anything at the upload key now is a
+            # replayed form. Never served, removed. (A repeated event finds the key already gone.)
+            # An item processed before verified copies existed keeps its upload: it is all it has.
+            if self.storage.head(key) is None:
+                return store.Outcome(item.id, "skipped", f"item is {item.status.value}; its upload was moved")
+            return self._remove_unattributable(
+                key, upload.size, "the item's original is already verified; later uploads are refused", item.id
+            )
+        if item.status != ItemStatus.pending:
+            return store.Outcome(item.id, "skipped", f"item is {item.status.value}, not pending")
+        resolved = S3ObjectCreated(bucket=upload.bucket, key=key, size=upload.size)
+        outcome = StageRunner(self).run(item.id, item.owner_id, resolved)
         return self._after_commit(outcome, key)
 
-    def processing_requested(self, request: ProcessingRequested) -> store.Outcome:
-        """A retry of the first stage (the API re-emits this; the S3 event cannot be replayed)."""
-        with session_scope() as session:
-            if not store.try_lock_stage(session, Stage.process, request.item_id):
-                return store.Outcome(request.item_id, "skipped", "another delivery is processing this item")
-            item = store.get_item(session, request.item_id)
-            if item is None or item.owner_id != request.owner_id or item.original_key != request.key:
-                return store.Outcome(request.item_id, "skipped", "the request does not match the item")
-            if item.status != ItemStatus.pending:
-                return store.Outcome(item.id, "skipped", f"item is {item.status.value}, not pending")
-            outcome = self._process(session, item, None)
-        return self._after_commit(outcome, request.key)
+    def run(self, detail: Detail) -> store.Outcome:
+        """ProcessingRequested: a retry of the first stage (the S3 event cannot be replayed)."""
+        return self._after_commit(super().run(detail), getattr(detail, "key", ""))
+
+    def check(self, item: Item, detail: Any) -> str | None:
+        if item.original_key != detail.key:
+            return "the request does not match the item"
+        return None
 
     def _after_commit(self, outcome: store.Outcome, upload_key: str) -> store.Outcome:
         """Once the verified copy is committed as the item's original, the upload object has no use
@@ -139,29 +138,29 @@ class ImageProcessor:
             self.storage.delete([upload_key])
         return outcome
 
-    # --- the work -----------------------------------------------------------------------------
-    def _process(self, session: Any, item: Item, size_hint: int | None) -> store.Outcome:
+    # --- the work (no database connection held) ----------------------------------------------
+    def work(self, claim: Claim) -> Done | Failure:
+        item = claim.item
+        size_hint = getattr(claim.detail, "size", None)
         limit = self.settings.max_upload_bytes
         if size_hint is not None and size_hint > limit:
-            return self._fail(session, item, f"file too large: {size_hint} bytes; the limit is {limit}")
+            return Failure(f"file too large: {size_hint} bytes; the limit is {limit}")
         try:
             data = self.storage.read(item.original_key, max_bytes=limit)
         except ObjectTooLarge as error:
-            return self._fail(session, item, f"file too large: {error}")
+            return Failure(f"file too large: {error}")
         except self.storage.s3.exceptions.NoSuchKey:
-            return self._fail(session, item, "the original upload is missing")
+            return Failure("the original upload is missing")
 
         declared = IMAGE_TYPES.get((item.content_type or "").lower())
         if declared is None:
-            return self._fail(session, item, f"unsupported declared type {item.content_type!r}")
+            return Failure(f"unsupported declared type {item.content_type!r}")
         sha256 = sha256_of(data)
-        # Same content uploaded twice at once: one of the two becomes the other's duplicate.
-        store.lock_content(session, item.owner_id, sha256, item.id)
-        first = store.find_duplicate(session, item.owner_id, sha256, item.id)
+        first = self._first_with_content(claim, sha256)
         if first is not None and first.thumbnail_keys:
             if first.format != declared:
-                return self._fail(session, item, _type_mismatch(first.format, item.content_type))
-            return self._duplicate(session, item, first, data)
+                return Failure(_type_mismatch(first.format, item.content_type))
+            return self._duplicate(item, first, data)
 
         try:
             image = process_image(
@@ -173,9 +172,9 @@ class ImageProcessor:
         except ImageRejected as error:
             if error.detail:
                 log.info("item %s: %s (%s)", item.id, error, error.detail)  # Pillow's words stay in the log
-            return self._fail(session, item, str(error))
+            return Failure(str(error))
         if image.format != declared:
-            return self._fail(session, item, _type_mismatch(image.format, item.content_type))
+            return Failure(_type_mismatch(image.format, item.content_type))
 
         self._store_original(item, data, image.format)
         keys: dict[str, str] = {}
@@ -183,31 +182,53 @@ class ImageProcessor:
             keys[str(size)] = thumbnail_key(item.owner_id, item.id, size)
             self.storage.write(keys[str(size)], thumb.data, THUMBNAIL_CONTENT_TYPE)
         values = {
-            "status": ItemStatus.processed,
             "width": image.width,
             "height": image.height,
             "format": image.format,
             "sha256": sha256,
             "bytes": image.bytes,
             "thumbnail_keys": keys,
+            # Recorded once, here: the largest thumbnail is what the analyzer reads, the smallest is
+            # what lists show. Nothing downstream picks a size of its own.
+            "analysis_thumbnail_key": keys[str(max(image.thumbnails))],
+            "list_thumbnail_key": keys[str(min(image.thumbnails))],
             "processed_at": datetime.now(UTC),
             "original_verified": True,
         }
-        if not store.advance(session, item.id, ItemStatus.pending, values):
-            return store.Outcome(item.id, "skipped", "the item changed while it was processed")
-        self.publisher.publish(
-            [
-                ImageProcessed(
-                    item_id=item.id, owner_id=item.owner_id, thumbnail_key=self.analysis_key(keys), sha256=sha256
-                )
-            ]
-        )
         log.info("processed item %s: %s %dx%d", item.id, image.format, image.width, image.height)
-        return store.Outcome(item.id, "processed", extra={"format": image.format, "width": image.width})
+        return Done(values, extra={"format": image.format, "width": image.width})
 
-    def analysis_key(self, keys: dict[str, str]) -> str:
-        """The thumbnail the analyzer reads: the largest one ("1024")."""
-        return keys[str(max(self.settings.thumbnail_sizes))]
+    def _first_with_content(self, claim: Claim, sha256: str) -> Item | None:
+        """The owner's earlier item with the same bytes, whose results this item takes (a duplicate).
+
+        The content is announced on the item first (its sha256, committed, under the lease). Then an
+        earlier upload of the same bytes that is still being processed (a live lease) makes this one
+        wait (StageBusy: retried, by when the first is processed and this becomes its duplicate).
+        Two identical uploads processed at the very same moment may each miss the other's announcement
+        and both be processed: each is still correct, only the saving of one analysis is lost."""
+        item = claim.item
+        with session_scope() as session:
+            session.execute(
+                update(Item)
+                .where(Item.id == item.id, Item.lease_owner == claim.lease)
+                .values(sha256=sha256)
+                .execution_options(synchronize_session=False)
+            )
+        with session_scope() as session:
+            earlier_at_work = session.execute(
+                select(Item.id)
+                .where(
+                    Item.owner_id == item.owner_id,
+                    Item.sha256 == sha256,
+                    Item.status == ItemStatus.pending,
+                    Item.lease_expires_at > func.now(),
+                    tuple_(Item.created_at, Item.id) < tuple_(literal(item.created_at), literal(item.id)),
+                )
+                .limit(1)
+            ).first()
+            if earlier_at_work is not None:
+                raise StageBusy(f"item {item.id}: an earlier upload of the same bytes is being processed")
+            return store.find_duplicate(session, item.owner_id, sha256, item.id)
 
     def _store_original(self, item: Item, data: bytes, fmt: str) -> None:
         """The verified bytes (the very ones hashed and decoded, not a re-read of the upload key,
@@ -216,57 +237,44 @@ class ImageProcessor:
             verified_original_key(item.original_key), data, FORMAT_TYPES[fmt], disposition=attachment(item.filename)
         )
 
-    def _duplicate(self, session: Any, item: Item, first: Item, data: bytes) -> store.Outcome:
-        size = len(data)
+    def _duplicate(self, item: Item, first: Item, data: bytes) -> Done:
         self._store_original(item, data, first.format)
         keys: dict[str, str] = {}
+        copies: dict[str, str] = {}  # the first item's key → this item's copy
         for name, source in first.thumbnail_keys.items():
-            keys[name] = thumbnail_key(item.owner_id, item.id, int(name))
+            keys[name] = copies[source] = thumbnail_key(item.owner_id, item.id, int(name))
             self.storage.copy(source, keys[name])
         status = first.status
         values: dict[str, Any] = {
-            "status": status,
             "duplicate_of": first.id,
             "width": first.width,
             "height": first.height,
             "format": first.format,
             "sha256": first.sha256,
-            "bytes": size,
+            "bytes": len(data),
             "thumbnail_keys": keys,
+            "analysis_thumbnail_key": copies.get(first.analysis_thumbnail_key or ""),
+            "list_thumbnail_key": copies.get(first.list_thumbnail_key or ""),
             "processed_at": datetime.now(UTC),
             "original_verified": True,
         }
-        event: Detail
-        if status in (ItemStatus.analyzed, ItemStatus.ready):
+        # What the first item earned at each stage it passed (the status order comes from the stage table).
+        if store.STATUS_ORDER[status] >= store.STATUS_ORDER[ItemStatus.analyzed]:
             values |= {name: getattr(first, name) for name in ANALYSIS_FIELDS}
             values["analyzed_at"] = first.analyzed_at
-            event = ImageAnalyzed(item_id=item.id, owner_id=item.owner_id, analysis_model=first.analysis_model or "")
-        else:
-            event = ImageProcessed(
-                item_id=item.id,
-                owner_id=item.owner_id,
-                thumbnail_key=self.analysis_key(keys),
-                sha256=first.sha256 or "",
-            )
-        if status == ItemStatus.ready:
+        if store.STATUS_ORDER[status] >= store.STATUS_ORDER[ItemStatus.ready]:
             values |= {
                 "embedding": first.embedding,
                 "embedding_model": first.embedding_model,
                 "ready_at": first.ready_at,
             }
-            event = ImageReady(item_id=item.id, owner_id=item.owner_id, embedding_model=first.embedding_model or "")
-        if not store.advance(session, item.id, ItemStatus.pending, values):
-            return store.Outcome(item.id, "skipped", "the item changed while it was processed")
-        self.publisher.publish([event])
         log.info("item %s duplicates %s: took its results (%s)", item.id, first.id, status.value)
-        return store.Outcome(item.id, "duplicate", extra={"duplicate_of": str(first.id), "status": status.value})
-
-    def _fail(self, session: Any, item: Item, reason: str) -> store.Outcome:
-        if not store.fail(session, item.id, ItemStatus.pending, Stage.process, reason):
-            return store.Outcome(item.id, "skipped", "the item changed while it was processed")
-        self.publisher.publish([ItemFailed(item_id=item.id, owner_id=item.owner_id, stage="process", reason=reason)])
-        log.warning("item %s failed processing: %s", item.id, reason)
-        return store.Outcome(item.id, "failed", reason)
+        return Done(
+            values,
+            status=status,
+            result="duplicate",
+            extra={"duplicate_of": str(first.id), "status": status.value},
+        )
 
     def _remove_unattributable(
         self, key: str, size: int | None, reason: str, item_id: uuid.UUID | None = None

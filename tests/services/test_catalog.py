@@ -52,3 +52,28 @@ def test_unknown_function_names_the_known_ones():
 def test_object_created_pattern_filters_bucket_and_prefix():
     pattern = catalog.ObjectCreatedTrigger().event_pattern("my-bucket")
     assert pattern["detail"] == {"bucket": {"name": ["my-bucket"]}, "object": {"key": [{"prefix": "uploads/"}]}}
+
+
+def test_model_stages_reserved_concurrency_comes_from_the_connection_budget():
+    per_stage = (
+        (catalog.DATABASE_MAX_CONNECTIONS - catalog.CONNECTIONS_KEPT)
+        // 2
+        // len(catalog.MODEL_STAGE_FUNCTIONS)
+        // catalog.CONNECTIONS_PER_INSTANCE
+    )
+    assert per_stage >= 1
+    for name in catalog.MODEL_STAGE_FUNCTIONS:
+        assert catalog.function(name).reserved_concurrency == per_stage == catalog.model_stage_concurrency()
+    # Every reserved function at its reservation, each instance with a full pool, stays within the budget.
+    reserved = sum((fn.reserved_concurrency or 0) * catalog.CONNECTIONS_PER_INSTANCE for fn in catalog.FUNCTIONS)
+    assert reserved <= catalog.DATABASE_MAX_CONNECTIONS - catalog.CONNECTIONS_KEPT
+
+
+def test_the_budgets_pool_sizes_are_the_settings_defaults():
+    from services.core.settings import Settings
+
+    fields = Settings.model_fields
+    assert (fields["db_pool_size"].default, fields["db_max_overflow"].default) == (
+        catalog.DB_POOL_SIZE,
+        catalog.DB_MAX_OVERFLOW,
+    )

@@ -64,3 +64,28 @@ def test_downgrade_round_trip(empty_db):
 def test_migrations_hash_is_stable():
     assert migrations.migrations_hash() == migrations.migrations_hash()
     assert len(migrations.migrations_hash()) == 64
+
+
+def test_0006_records_existing_items_thumbnails_and_replaces_pipeline_locks(empty_db):
+    migrations.upgrade(empty_db, "0005")
+    libpq = empty_db.replace("postgresql+psycopg://", "postgresql://")
+    keys = '{"256": "thumbnails/o/i/256.webp", "1024": "thumbnails/o/i/1024.webp", "64": "thumbnails/o/i/64.webp"}'
+    with psycopg.connect(libpq) as conn:
+        conn.execute(
+            "INSERT INTO items (id, owner_id, status, filename, original_key, thumbnail_keys)"
+            " VALUES (gen_random_uuid(), 'o', 'ready', 'a.jpg', 'uploads/o/i/a.jpg', %s::jsonb),"
+            " (gen_random_uuid(), 'o', 'pending', 'b.jpg', 'uploads/o/j/b.jpg', NULL)",
+            (keys,),
+        )
+    migrations.upgrade(empty_db)
+    with psycopg.connect(libpq) as conn:
+        rows = conn.execute(
+            "SELECT filename, analysis_thumbnail_key, list_thumbnail_key, lease_owner FROM items ORDER BY filename"
+        ).fetchall()
+    assert rows == [
+        ("a.jpg", "thumbnails/o/i/1024.webp", "thumbnails/o/i/64.webp", None),  # by size, not by text
+        ("b.jpg", None, None, None),
+    ]
+    assert "pipeline_locks" not in _tables(empty_db)
+    migrations.downgrade(empty_db, "0005")
+    assert "pipeline_locks" in _tables(empty_db)

@@ -155,6 +155,8 @@ def make_item(db_url):
         }
         if status in (ItemStatus.processed, ItemStatus.analyzed, ItemStatus.ready):
             defaults["thumbnail_keys"] = {str(s): thumbnail_key(owner, item_id, s) for s in (256, 1024)}
+            defaults["list_thumbnail_key"] = defaults["thumbnail_keys"]["256"]
+            defaults["analysis_thumbnail_key"] = defaults["thumbnail_keys"]["1024"]
             defaults["sha256"] = "ab" * 32
         if status in (ItemStatus.analyzed, ItemStatus.ready):
             defaults["analysis_model"] = "local-vision-v1"

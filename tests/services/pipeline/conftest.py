@@ -258,3 +258,38 @@ def fake_api() -> Iterator[FakeAPI]:
     api = FakeAPI()
     yield api
     api.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Concurrent deliveries
+# --------------------------------------------------------------------------------------------
+def deliver_concurrently(deliver: Any, times: int = 3) -> list[str]:
+    """Call `deliver()` (one delivery of the same event, returning an Outcome or its dict) from
+    `times` threads at once: the outcomes' results, "busy" for a delivery that found another's live
+    lease (StageBusy: on AWS, retried later), "error: ..." for anything else raised."""
+    from services.core.stage_runner import StageBusy
+
+    barrier = threading.Barrier(times)
+    results: list[str] = []
+
+    def one() -> None:
+        barrier.wait()
+        try:
+            outcome = deliver()
+            results.append(outcome["result"] if isinstance(outcome, dict) else outcome.result)
+        except StageBusy:
+            results.append("busy")
+        except Exception as error:  # noqa: BLE001 - reported in the results
+            results.append(f"error: {error!r}")
+
+    threads = [threading.Thread(target=one) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def worked_once(results: list[str], result: str) -> bool:
+    """Exactly one delivery did the work; every other one skipped or found the lease busy."""
+    return results.count(result) == 1 and set(results) - {result} <= {"busy", "skipped"}

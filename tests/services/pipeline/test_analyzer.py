@@ -4,7 +4,6 @@ transient vs permanent failures, and idempotency."""
 from __future__ import annotations
 
 import base64
-import threading
 import uuid
 
 import anthropic
@@ -15,7 +14,15 @@ from services.core.contracts import ImageProcessed
 from services.core.models import ItemStatus, Stage
 from services.core.pipeline_store import NotReadyYet
 from services.core.storage import thumbnail_key
-from tests.services.pipeline.conftest import image_bytes, load_item, make_item, pipeline_event, put_object
+from tests.services.pipeline.conftest import (
+    deliver_concurrently,
+    image_bytes,
+    load_item,
+    make_item,
+    pipeline_event,
+    put_object,
+    worked_once,
+)
 
 ANSWER = {
     "title": "Red kite over a beach",
@@ -69,7 +76,16 @@ def processed_item(owner: str, **values):
     thumb = image_bytes("WEBP", (1024, 683), (40, 90, 200))
     for key in keys.values():
         put_object(key, thumb, "image/webp")
-    item = make_item(owner, id=item_id, status=ItemStatus.processed, thumbnail_keys=keys, sha256="ab" * 32, **values)
+    item = make_item(
+        owner,
+        id=item_id,
+        status=ItemStatus.processed,
+        thumbnail_keys=keys,
+        analysis_thumbnail_key=keys["1024"],
+        list_thumbnail_key=keys["256"],
+        sha256="ab" * 32,
+        **values,
+    )
     return item, thumb
 
 
@@ -83,7 +99,7 @@ def test_claude_analysis_is_validated_and_stored(claude, analyzer_for, fake_api,
     fake_api.script((200, message()))
     item, thumb = processed_item(owner)
 
-    outcome = analyzer_for(claude).image_processed(event_for(item))
+    outcome = analyzer_for(claude).run(event_for(item))
 
     assert outcome.result == "analyzed"
     item = load_item(item.id)
@@ -111,7 +127,7 @@ def test_claude_analysis_is_validated_and_stored(claude, analyzer_for, fake_api,
 def test_rate_limit_then_success_is_retried_by_the_sdk(claude, analyzer_for, fake_api, owner):
     fake_api.script(error(429, "rate_limit_error", "slow down"), (200, message()))
     item, _ = processed_item(owner)
-    assert analyzer_for(claude).image_processed(event_for(item)).result == "analyzed"
+    assert analyzer_for(claude).run(event_for(item)).result == "analyzed"
     assert len(fake_api.requests) == 2
 
 
@@ -119,7 +135,7 @@ def test_repeated_server_errors_raise_and_leave_the_item_for_a_retry(claude, ana
     fake_api.script(error(500, "api_error", "internal"))
     item, _ = processed_item(owner)
     with pytest.raises(anthropic.InternalServerError):
-        analyzer_for(claude).image_processed(event_for(item))
+        analyzer_for(claude).run(event_for(item))
     assert len(fake_api.requests) == 3  # one attempt and analyzer_max_retries=2 retries
     assert load_item(item.id).status == ItemStatus.processed
     assert publisher.details == []
@@ -146,7 +162,7 @@ def test_unusable_answers_fail_the_item_with_a_reason(
     fake_api.script(response)
     item, _ = processed_item(owner)
 
-    outcome = analyzer_for(claude).image_processed(event_for(item))
+    outcome = analyzer_for(claude).run(event_for(item))
 
     assert outcome.result == "failed"
     item = load_item(item.id)
@@ -159,7 +175,7 @@ def test_unusable_answers_fail_the_item_with_a_reason(
 def test_user_edited_fields_are_kept(claude, analyzer_for, fake_api, owner):
     fake_api.script((200, message()))
     item, _ = processed_item(owner, title="My kite", user_edited=True)
-    analyzer_for(claude).image_processed(event_for(item))
+    analyzer_for(claude).run(event_for(item))
     item = load_item(item.id)
     assert item.title == "My kite"
     assert item.analysis["title"] == ANSWER["title"]
@@ -169,7 +185,7 @@ def test_user_edited_fields_are_kept(claude, analyzer_for, fake_api, owner):
 def test_event_ahead_of_the_database_is_retried_not_dropped(claude, analyzer_for, owner):
     item = make_item(owner)  # still pending: the producer has not committed yet
     with pytest.raises(NotReadyYet):
-        analyzer_for(claude).image_processed(
+        analyzer_for(claude).run(
             ImageProcessed(item_id=item.id, owner_id=owner, thumbnail_key="thumbnails/x/1024.webp", sha256="x")
         )
 
@@ -178,8 +194,8 @@ def test_event_for_an_item_already_analyzed_is_skipped(claude, analyzer_for, fak
     fake_api.script((200, message()))
     item, _ = processed_item(owner)
     analyzer = analyzer_for(claude)
-    assert analyzer.image_processed(event_for(item)).result == "analyzed"
-    assert analyzer.image_processed(event_for(item)).result == "skipped"
+    assert analyzer.run(event_for(item)).result == "analyzed"
+    assert analyzer.run(event_for(item)).result == "skipped"
     assert len(fake_api.requests) == 1
 
 
@@ -187,20 +203,8 @@ def test_concurrent_deliveries_call_the_model_once(claude, analyzer_for, fake_ap
     fake_api.script((200, message()))
     item, _ = processed_item(owner)
     analyzer = analyzer_for(claude)
-    barrier = threading.Barrier(3)
-    results = []
-
-    def deliver():
-        barrier.wait()
-        results.append(analyzer.image_processed(event_for(item)).result)
-
-    threads = [threading.Thread(target=deliver) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert sorted(results) == ["analyzed", "skipped", "skipped"]
+    results = deliver_concurrently(lambda: analyzer.run(event_for(item)))
+    assert worked_once(results, "analyzed"), results
     assert len(fake_api.requests) == 1
     assert len(publisher.of("ImageAnalyzed")) == 1
 
@@ -257,3 +261,24 @@ def test_local_analysis_is_deterministic():
     first, second = (LocalAnalyzer().analyze(picture, "image/webp") for _ in range(2))
     assert first == second
     assert first.analysis.colors[0] == "yellow" and "portrait" in first.analysis.tags
+
+
+def test_an_edit_made_while_the_model_answers_is_kept(env, analyzer_for, owner):
+    """No lock is held during the model call, so the user can edit meanwhile: the edit wins."""
+    from services.core.ai.local import LocalAnalyzer
+    from services.core.database import session_scope
+    from services.core.models import Item
+
+    item, _ = processed_item(owner)
+
+    class EditingMeanwhile(LocalAnalyzer):
+        def analyze(self, image, media_type):
+            with session_scope() as session:  # what PATCH /items/{id} does, mid call
+                edited = session.get(Item, item.id)
+                edited.title, edited.user_edited = "Mine", True
+            return super().analyze(image, media_type)
+
+    assert analyzer_for(EditingMeanwhile()).run(event_for(item)).result == "analyzed"
+    analyzed = load_item(item.id)
+    assert (analyzed.status, analyzed.title, analyzed.user_edited) == (ItemStatus.analyzed, "Mine", True)
+    assert analyzed.analysis["title"] != "Mine" and analyzed.colors  # the analysis itself is stored

@@ -69,7 +69,7 @@ EXPECTED = {
     "deleted_items": 1,
     "expired_failed": 1,
     "stale_pending": 1,
-    "stuck_pending": 1,
+    "timed_out": 1,
     "orphan_objects": 5,
     "objects_removed": 3 + 1 + 5,  # deleted item's original and thumbnails, expired original, orphans
 }
@@ -109,10 +109,14 @@ def test_cleanup_removes_exactly_the_mess(env, mess):
     assert object_exists(ready.original_key) and object_exists(thumbnail_key(OWNER, ready.id, 1024))
     assert object_exists(items["failed_recent"].original_key)
     assert object_exists(items["pending_with_object"].original_key)
+    # Its processing never finished (crashed, timed out): failed with a reason, so retry can resume it.
+    timed_out = load_item(items["pending_with_object"].id)
+    assert (timed_out.status, timed_out.failed_stage) == (ItemStatus.failed, Stage.process)
+    assert "process stage did not finish within" in timed_out.failure_reason
     assert object_exists(foreign)
 
     again = cleanup(env).run(dry_run=False).as_dict()
-    assert again == {"dry_run": False, **dict.fromkeys(EXPECTED, 0), "stuck_pending": 1}
+    assert again == {"dry_run": False, **dict.fromkeys(EXPECTED, 0)}
 
 
 def test_young_orphans_are_left_alone(env):

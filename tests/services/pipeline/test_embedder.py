@@ -5,7 +5,6 @@ permanent failures, idempotency."""
 from __future__ import annotations
 
 import base64
-import threading
 
 import numpy as np
 import pytest
@@ -23,7 +22,7 @@ from services.core.ai.voyage import (
 from services.core.contracts import ImageAnalyzed
 from services.core.models import ItemStatus, Stage
 from services.core.pipeline_store import NotReadyYet
-from tests.services.pipeline.conftest import load_item, make_item, pipeline_event
+from tests.services.pipeline.conftest import deliver_concurrently, load_item, make_item, pipeline_event, worked_once
 
 
 def vector_for(index: int, dimension: int) -> np.ndarray:
@@ -94,7 +93,7 @@ def test_voyage_embedding_is_stored_and_the_item_ready(voyage, embedder_for, fak
     fake_api.script((200, embeddings_answer()))
     item = analyzed_item(owner)
 
-    outcome = embedder_for(voyage).image_analyzed(event_for(item))
+    outcome = embedder_for(voyage).run(event_for(item))
 
     assert outcome.result == "ready"
     stored = load_item(item.id)
@@ -137,7 +136,7 @@ def test_queries_use_the_query_input_type(voyage, fake_api):
 def test_rate_limit_then_success_is_retried(voyage, embedder_for, fake_api, owner):
     fake_api.script((429, {"detail": "rate limited"}), (200, embeddings_answer()))
     item = analyzed_item(owner)
-    assert embedder_for(voyage).image_analyzed(event_for(item)).result == "ready"
+    assert embedder_for(voyage).run(event_for(item)).result == "ready"
     assert len(fake_api.requests) == 2
 
 
@@ -145,7 +144,7 @@ def test_repeated_server_errors_raise_and_leave_the_item_for_a_retry(voyage, emb
     fake_api.script((503, {"detail": "overloaded"}))
     item = analyzed_item(owner)
     with pytest.raises(VoyageUnavailable, match="503"):
-        embedder_for(voyage).image_analyzed(event_for(item))
+        embedder_for(voyage).run(event_for(item))
     assert len(fake_api.requests) == 2  # one attempt and embedding_max_retries=1 retry
     assert load_item(item.id).status == ItemStatus.analyzed
     assert publisher.details == []
@@ -154,7 +153,7 @@ def test_repeated_server_errors_raise_and_leave_the_item_for_a_retry(voyage, emb
 def test_invalid_request_fails_the_item_with_a_reason(voyage, embedder_for, fake_api, publisher, owner):
     fake_api.script((400, {"detail": "Input text is malformed"}))
     item = analyzed_item(owner)
-    assert embedder_for(voyage).image_analyzed(event_for(item)).result == "failed"
+    assert embedder_for(voyage).run(event_for(item)).result == "failed"
     item = load_item(item.id)
     assert (item.status, item.failed_stage) == (ItemStatus.failed, Stage.embed)
     assert "Voyage rejected the request" in item.failure_reason and "malformed" in item.failure_reason
@@ -165,7 +164,7 @@ def test_a_vector_of_the_wrong_size_is_a_configuration_error_not_a_stored_vector
     fake_api.script((200, embeddings_answer(dimension=512)))
     item = analyzed_item(owner)
     with pytest.raises(EmbeddingDimensionMismatch, match="returned 512 dimensions; the database expects 1024"):
-        embedder_for(voyage).image_analyzed(event_for(item))
+        embedder_for(voyage).run(event_for(item))
     assert load_item(item.id).status == ItemStatus.analyzed
 
 
@@ -199,28 +198,16 @@ def test_request_batches_respect_the_token_budget():
 def test_event_ahead_of_the_database_is_retried_not_dropped(embedder_for, owner):
     item = make_item(owner, status=ItemStatus.processed)
     with pytest.raises(NotReadyYet):
-        embedder_for(LocalEmbedder(1024)).image_analyzed(event_for(item))
+        embedder_for(LocalEmbedder(1024)).run(event_for(item))
 
 
 def test_concurrent_and_repeated_deliveries_embed_once(voyage, embedder_for, fake_api, publisher, owner):
     fake_api.script((200, embeddings_answer()))
     item = analyzed_item(owner)
     embedder = embedder_for(voyage)
-    barrier = threading.Barrier(3)
-    results = []
-
-    def deliver():
-        barrier.wait()
-        results.append(embedder.image_analyzed(event_for(item)).result)
-
-    threads = [threading.Thread(target=deliver) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    results.append(embedder.image_analyzed(event_for(item)).result)
-
-    assert sorted(results) == ["ready", "skipped", "skipped", "skipped"]
+    results = deliver_concurrently(lambda: embedder.run(event_for(item)))
+    assert worked_once(results, "ready"), results
+    assert embedder.run(event_for(item)).result == "skipped"  # and once more, later
     assert len(fake_api.requests) == 1
     assert len(publisher.of("ImageReady")) == 1
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
-import threading
 import zlib
 
 import pytest
@@ -17,6 +16,7 @@ from services.core.models import ItemStatus, Stage
 from services.core.storage import thumbnail_key
 from tests.services.pipeline.conftest import (
     decode,
+    deliver_concurrently,
     image_bytes,
     load_item,
     make_item,
@@ -25,6 +25,7 @@ from tests.services.pipeline.conftest import (
     put_object,
     s3_event,
     textured_jpeg,
+    worked_once,
 )
 
 
@@ -102,7 +103,7 @@ def test_small_images_are_not_upscaled(processor, owner):
 
 def test_processing_requested_processes_a_pending_item(processor, publisher, owner):
     item = upload(owner, textured_jpeg((400, 300), seed=3))
-    outcome = processor.processing_requested(
+    outcome = processor.run(
         ProcessingRequested(item_id=item.id, owner_id=owner, key=item.original_key)
     )
     assert outcome.result == "processed"
@@ -112,7 +113,7 @@ def test_processing_requested_processes_a_pending_item(processor, publisher, own
 def test_processing_requested_for_another_key_is_skipped(processor, publisher, owner):
     item = upload(owner, textured_jpeg((400, 300), seed=4))
     request = ProcessingRequested(item_id=item.id, owner_id=owner, key=f"uploads/{owner}/{item.id}/other.jpg")
-    assert processor.processing_requested(request).result == "skipped"
+    assert processor.run(request).result == "skipped"
     assert load_item(item.id).status == ItemStatus.pending
     assert publisher.details == []
 
@@ -257,7 +258,7 @@ def test_object_over_the_size_limit_fails_and_is_kept(env, publisher, owner):
 
 def test_missing_original_on_retry_fails_clearly(processor, owner):
     item = make_item(owner, "gone.jpg")
-    outcome = processor.processing_requested(
+    outcome = processor.run(
         ProcessingRequested(item_id=item.id, owner_id=owner, key=item.original_key)
     )
     assert outcome.result == "failed"
@@ -488,21 +489,9 @@ def test_other_owners_same_image_is_not_a_duplicate(processor, owner):
 def test_same_event_twice_and_concurrently_does_the_work_once(processor, publisher, owner):
     item = upload(owner, textured_jpeg((1200, 900), seed=16))
     event = created(processor, item.original_key)
-    barrier = threading.Barrier(3)
-    outcomes = []
-
-    def deliver():
-        barrier.wait()
-        outcomes.append(processor.object_created(event).result)
-
-    threads = [threading.Thread(target=deliver) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    outcomes.append(processor.object_created(event).result)  # and once more, later
-
-    assert sorted(outcomes) == ["processed", "skipped", "skipped", "skipped"]
+    outcomes = deliver_concurrently(lambda: processor.object_created(event))
+    assert worked_once(outcomes, "processed"), outcomes
+    assert processor.object_created(event).result == "skipped"  # and once more, later
     assert len(publisher.of("ImageProcessed")) == 1
     assert load_item(item.id).status == ItemStatus.processed
 
@@ -585,3 +574,27 @@ def test_rgb_colour_profiles_are_kept_and_others_dropped():
         data = image_bytes("JPEG", (300, 200), icc_profile=profile)
         for thumb in process_image(data).thumbnails.values():
             assert (decode(thumb.data).info.get("icc_profile") == profile) is kept
+
+
+def test_same_bytes_while_the_first_is_still_processed_waits_then_becomes_its_duplicate(processor, publisher, owner):
+    """The first upload's processing holds a lease and has announced its sha256: the second upload of
+    the same bytes is retried later (StageBusy) instead of being processed (and analysed) twice."""
+    import uuid
+
+    from services.core.stage_runner import Claim, StageBusy, StageRunner
+
+    data = textured_jpeg((640, 480), seed=17)
+    first = upload(owner, data, "one.jpg")
+    second = upload(owner, data, "two.jpg")
+    lease = uuid.uuid4()
+    claimed = StageRunner(processor).claim(first.id, owner, lease)  # the first delivery, mid-work
+    processor._first_with_content(Claim(claimed, lease), hashlib.sha256(data).hexdigest())
+
+    with pytest.raises(StageBusy, match="same bytes"):
+        processor.object_created(created(processor, second.original_key))
+    assert load_item(second.id).status == ItemStatus.pending
+
+    StageRunner(processor).release(first.id, lease)
+    assert processor.object_created(created(processor, first.original_key)).result == "processed"
+    assert processor.object_created(created(processor, second.original_key)).result == "duplicate"
+    assert load_item(second.id).duplicate_of == first.id

@@ -136,7 +136,7 @@ async function itemScreen(id) {
 }
 
 function renderItem(item) {
-  const large = item.thumbnail_urls?.["1024"] || item.thumbnail_url;
+  const large = item.large_thumbnail_url || item.thumbnail_url;
   const picture = large
     ? h("img", { src: large, alt: altText(item), class: "large" })
     : h("div", { class: "placeholder large", text: item.status === "failed" ? "No preview" : "Processing…" });
