@@ -100,11 +100,26 @@ def _read_only(tree: Path) -> None:
         path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
+def _runtime_deps() -> Path:
+    """boto3 as Lambda's runtime provides it, installed once for this Python (cached like the groups).
+
+    Not a lock of ours (the runtime's SDK is AWS's): the dev environment's boto3 version, wheels only."""
+    from importlib.metadata import version
+
+    pins = [f"{name}=={version(name)}" for name in RUNTIME_PROVIDED]
+    target = BUILD_DIR / "runtime" / f"{'-'.join(pins)}-py{PYTHON}"
+    if (target / ".complete").exists():
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+                    "--only-binary=:all:", "--target", str(target), *pins], check=True)
+    (target / ".complete").write_text("\n".join(pins) + "\n")
+    return target
+
+
 def _runtime_dir(workdir: Path) -> Path:
     """boto3 as Lambda's runtime provides it: installed for this Python, compiled."""
-    from infra import artifacts
-
-    deps = artifacts.dependencies_dir(RUNTIME_PROVIDED, ARCHITECTURE, BUILD_DIR, python=PYTHON)
+    deps = _runtime_deps()
     runtime = workdir / "runtime"
     shutil.copytree(deps, runtime, ignore=shutil.ignore_patterns(".complete"))
     subprocess.run([sys.executable, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash",
