@@ -52,6 +52,7 @@ TARGETS_MS = {
 # Wall time is what Lambda bills and users wait for; on a shared machine it also counts the time other
 # processes hold the CPU. CPU time (process_time) is printed beside it: the work itself, steadier.
 RUNTIME_PROVIDED = ("boto3",)  # Lambda's Python runtime ships the AWS SDK
+TOP_IMPORTS = 8  # packages per function in the import-cost table
 
 # One fresh interpreter: import the handler, invoke it once, report the times as JSON.
 CHILD = """
@@ -179,6 +180,30 @@ def _measure(task: Path, runtime: Path, handler: str, event: dict, extra: str, e
     }
 
 
+def _import_profile(task: Path, runtime: Path, handler: str, event: dict, extra: str, env: dict) -> dict[str, float]:
+    """`python -X importtime` of one more cold run: self time (ms) per top-level package, init and first
+    event together (every import the cold path pays). Timing adds overhead: compare these with each other."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-S", "-s", "-B", "-c", CHILD, str(task), str(runtime), handler, extra],
+        input=json.dumps(event), capture_output=True, text=True, env=env, cwd=task, check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{handler} from {task} failed under -X importtime:\n{result.stderr[-3000:]}")
+    costs: dict[str, float] = {}
+    for line in result.stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        self_us, _cumulative, name = (part.strip() for part in line[len("import time:"):].split("|", 2))
+        top = name.split(".")[0]
+        costs[top] = costs.get(top, 0.0) + int(self_us) / 1000
+    return costs
+
+
+def _top(costs: dict[str, float], n: int = TOP_IMPORTS) -> str:
+    ranked = sorted(costs.items(), key=lambda item: -item[1])[:n]
+    return ", ".join(f"{name} {ms:.0f}" for name, ms in ranked)
+
+
 def _untouched(tree: Path) -> None:
     written = [p for p in tree.rglob("__pycache__") if not any(p.iterdir())] + [
         p for p in tree.rglob("*.pyc") if p.stat().st_mode & stat.S_IWUSR
@@ -199,6 +224,7 @@ def run() -> dict:
     server = start(workdir / "pgdata", delete_on_stop=True)
     moto = start_moto()
     rows: list[dict] = []
+    imports: list[dict] = []
     notes: list[str] = []
     try:
         url = server.create_database("bench_cold", exist_ok=False)
@@ -240,6 +266,10 @@ def run() -> dict:
                 if not task.exists():
                     _extract(artifact.path, task)
                 figures[variant] = _measure(task, runtime, fn.handler, event, extra, {**base_env, **env_extra})
+                if bytecode:
+                    costs = _import_profile(task, runtime, fn.handler, event, extra, {**base_env, **env_extra})
+                    imports.append({"function": label, "total_ms": round(sum(costs.values())),
+                                    "top imports (self ms, by package)": _top(costs)})
                 _untouched(task)
             src, pyc = figures["source"], figures["bytecode"]
             total = {v: f["import_ms"] + f["first_ms"] + f["extra_ms"] for v, f in figures.items()}
@@ -273,6 +303,9 @@ def run() -> dict:
             "connection; stages: pipelines/flip.py's smoke events) plus, for the anthropic line, importing "
             "the Claude adapter and SDK"
         )
+        notes.append("import costs (python -X importtime, bytecode build, init + first event; the profiler adds "
+                     "overhead):\n" + "\n".join(f"      {r['function']}: {r['total_ms']} ms: "
+                                                  f"{r['top imports (self ms, by package)']}" for r in imports))
         notes.append(f"load average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         moto.stop()
@@ -285,6 +318,7 @@ def run() -> dict:
         "title": "Cold starts from each function's artifact (source only vs bytecode)",
         "rows": rows,
         "notes": notes,
+        "imports": imports,
         "summary": _summary(rows),
     }
 
