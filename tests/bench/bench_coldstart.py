@@ -9,9 +9,10 @@ fresh interpreter with no site-packages (`-S -s`), bytecode writes off (`-B`,
 PYTHONDONTWRITEBYTECODE=1) and only those two folders on sys.path, that:
 1. imports the handler module (Lambda's init),
 2. invokes the handler once with a real-shaped event: an API Gateway v2.0 GET /items for the api
-   (a Cognito access token from moto's pool, verified against its JWKS, then a database query), pipelines/flip.py's smoke events for the stages (an unknown item, a
-   missing object, a dry-run schedule; each reaches PostgreSQL and moto's S3), nothing for migrate
-   (it upgrades an already migrated database).
+   (a Cognito access token from moto's pool, verified against its JWKS, then a database query),
+   pipelines/flip.py's smoke events for the stages (an unknown item, a missing object, a dry-run
+   schedule; each reaches PostgreSQL and moto's S3), nothing for migrate (it upgrades an already
+   migrated database).
 
 Reported per function: cold import and first invocation (p50 of RUNS), source-only beside the
 bytecode build, and their ratio. Another Python version than the runtime's (3.12) measures the
