@@ -19,6 +19,7 @@ bytecode build, and their ratio. Another Python version than the runtime's (3.12
 same effect; the figures on Lambda differ by CPU, not by kind.
 
 Run: .venv/bin/python -m tests.bench bench_coldstart
+(COLLECTIONS_BENCH_IMPORTTIME_DIR=/tmp/importtime keeps each function's raw `-X importtime` log.)
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ TARGETS_MS = {
 # processes hold the CPU. CPU time (process_time) is printed beside it: the work itself, steadier.
 RUNTIME_PROVIDED = ("boto3",)  # Lambda's Python runtime ships the AWS SDK
 TOP_IMPORTS = 8  # packages per function in the import-cost table
+IMPORTTIME_DIR_ENV = "COLLECTIONS_BENCH_IMPORTTIME_DIR"  # set: each function's raw -X importtime log goes there
 
 # One fresh interpreter: import the handler, invoke it once, report the times as JSON.
 CHILD = """
@@ -192,6 +194,10 @@ def _import_profile(task: Path, runtime: Path, handler: str, event: dict, extra:
     )
     if result.returncode != 0:
         raise RuntimeError(f"{handler} from {task} failed under -X importtime:\n{result.stderr[-3000:]}")
+    keep = os.environ.get(IMPORTTIME_DIR_ENV)
+    if keep:  # the raw log, to read the import tree (who pulled what in)
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        (Path(keep) / f"{task.name}.importtime.txt").write_text(result.stderr)
     costs: dict[str, float] = {}
     for line in result.stderr.splitlines():
         if not line.startswith("import time:") or "self [us]" in line:
