@@ -1,7 +1,8 @@
 """Claude vision through the Anthropic Messages API (POST /v1/messages), with urllib3, with structured output.
 
 Why not the `anthropic` SDK at run time: importing it loads httpx, anyio, its pydantic response
-models and more, most of the analyzer's cold start (bench_coldstart: ~0.9 s of CPU of ~1.3 s). The
+models and more (~3,400 modules), most of the analyzer's cold start (bench_coldstart: ~1.3 s of the
+~2 s of CPU its first event cost). The
 request is one JSON POST, so we send what the SDK sends (same path, headers that matter and body
 bytes: compact JSON, UTF-8, no NaN) with urllib3, which botocore already ships. The tests run the
 real SDK (a dev dependency only) against the same fake server to prove the bytes are equal.
