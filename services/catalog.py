@@ -247,7 +247,8 @@ DEPENDENCY_GROUPS: dict[str, tuple[str, ...]] = {
     # would pull numpy, Pillow and tokenizers and push these zips past Lambda's 50 MB.
     "api": (*BASE_REQUIREMENTS, "fastapi>=0.115", "mangum>=0.19", "fastapi-offline>=1.7.7"),
     "image": (*BASE_REQUIREMENTS, "pillow>=11"),
-    "analyzer": (*BASE_REQUIREMENTS, "anthropic>=0.40", "pillow>=11"),
+    # Claude too is reached over its REST API (services/core/ai/claude.py): no anthropic SDK, no httpx.
+    "analyzer": (*BASE_REQUIREMENTS, "pillow>=11"),
     "embedder": BASE_REQUIREMENTS,
     "worker": BASE_REQUIREMENTS,
     "migrate": (*BASE_REQUIREMENTS, "alembic>=1.13"),

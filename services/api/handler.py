@@ -1,12 +1,15 @@
 """Lambda entry point: API Gateway HTTP API (payload 2.0) → Mangum → the FastAPI app.
 
 Init (this module's import) loads what the first request needs and nothing else:
-- not anthropic, voyageai or Pillow (the Voyage client loads on first search), no boto3 until a
-  route needs S3 or EventBridge, no PyJWT or urllib in apigateway auth mode;
-- but the database driver (SQLAlchemy would import it only when the first request makes the
-  engine) and the request path itself, primed with one request for a path no route serves (404:
-  no database, no token): Mangum, the event loop, Starlette's routing and error handling. With
-  SnapStart, all of that is in the snapshot; without it, the first request simply pays less.
+- not anthropic, voyageai or Pillow (the Voyage client loads on first search), never boto3 (clients
+  come from botocore: services/core/aws.py), no EventBridge client (uploads and retries make it);
+- but what every first request of a user pays: the database driver (SQLAlchemy would import it only
+  when the first request makes the engine); token verification, which both auth modes do (PyJWT,
+  cryptography's RSA, urllib.request for the JWKS fetch); the S3 client (botocore, its models and
+  endpoint rules: listing items signs thumbnail URLs); and the request path itself, primed with one
+  request for a path no route serves (404: no database, no token): Mangum, the event loop,
+  Starlette's routing and error handling. With SnapStart (or provisioned concurrency) all of that
+  is done before any user waits; on a plain cold start the total is the same, moved into init.
 SnapStart's restore hooks (services/core/snapstart.py) renew connections, credentials and
 randomness in each restored copy.
 """
@@ -39,8 +42,15 @@ _PROBE_EVENT = {
 
 
 def _prime() -> None:
+    import urllib.request  # noqa: F401  (the JWKS fetch: http.client, email, ssl)
+
+    import jwt.algorithms  # noqa: F401  (PyJWT and cryptography's RSA: ~70 ms on the first token otherwise)
     import psycopg  # noqa: F401  (the driver and its C extension: ~70 modules)
     import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
+
+    from services.core import aws
+
+    aws.client("s3")  # no I/O: botocore's models and endpoint rules, loaded once (and kept across restores)
 
     # Not /health: that asks the database, and a database outage must give 503s, not failed inits.
     response = handler(_PROBE_EVENT, None)

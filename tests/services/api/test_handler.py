@@ -252,13 +252,20 @@ def test_delete_through_the_handler_is_204_without_body(alice, cognito, make_ite
     assert response["statusCode"] == 204 and not response.get("body")
 
 
-def test_cold_import_stays_light():
+def test_cold_import_loads_what_the_first_request_needs_and_no_more():
+    """Init (the SnapStart snapshot) holds token verification and the S3 client; never the AI SDKs,
+    Pillow, boto3's resource layer or the EventBridge client."""
     code = (
-        "import sys, services.api.handler; "
-        "print(sorted(m for m in ('anthropic', 'voyageai', 'PIL', 'boto3', 'botocore', 'jwt') if m in sys.modules))"
+        "import sys, services.api.handler; from services.core import aws; "
+        "print(sorted(m for m in ('anthropic', 'voyageai', 'PIL', 'boto3', 'httpx') if m in sys.modules)); "
+        "print(sorted(m for m in ('jwt', 'cryptography', 'botocore', 'psycopg') if m in sys.modules)); "
+        "print(aws._client.cache_info().currsize)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+    unwanted, wanted, clients = result.stdout.strip().splitlines()
+    assert unwanted == "[]", result.stdout + result.stderr
+    assert wanted == "['botocore', 'cryptography', 'jwt', 'psycopg']", result.stdout + result.stderr
+    assert clients == "1", "S3's client only"
 
 
 def test_unknown_item_through_handler_is_404(alice, cognito, lambda_handler, apigateway_mode):

@@ -189,7 +189,7 @@ def pipeline_event(detail) -> dict[str, Any]:
 class FakeAPI:
     """A threaded HTTP server on 127.0.0.1 answering scripted responses in order (the last one
     repeats; a callable body is computed from the request), recording every request (path,
-    headers, JSON body)."""
+    headers, JSON body and its bytes)."""
 
     def __init__(self):
         self.requests: list[dict[str, Any]] = []
@@ -206,6 +206,7 @@ class FakeAPI:
                         "path": self.path,
                         "headers": {k.lower(): v for k, v in self.headers.items()},
                         "json": json.loads(raw),
+                        "body": raw,
                     }
                 )
                 status, body, headers = api._next()

@@ -1,5 +1,5 @@
-"""Analyzer: the real anthropic SDK against a fake Messages API on 127.0.0.1, the local analyzer,
-transient vs permanent failures, and idempotency."""
+"""Analyzer: our Messages API client and the real anthropic SDK against a fake Messages API on 127.0.0.1
+(same request bytes), the local analyzer, transient vs permanent failures, and idempotency."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import uuid
 import anthropic
 import pytest
 
-from services.core.ai.claude import TOOL_NAME, AnthropicAnalyzer
+from services.core.ai import claude as claude_module
+from services.core.ai.claude import TOOL_NAME, AnthropicAnalyzer, ClaudeError, ClaudeUnavailable
 from services.core.contracts import ImageProcessed
 from services.core.models import ItemStatus, Stage
 from services.core.pipeline_store import NotReadyYet
@@ -124,7 +125,29 @@ def test_claude_analysis_is_validated_and_stored(claude, analyzer_for, fake_api,
     assert base64.b64decode(image["source"]["data"]) == thumb
 
 
-def test_rate_limit_then_success_is_retried_by_the_sdk(claude, analyzer_for, fake_api, owner):
+def test_our_request_is_the_sdks_request_and_both_read_the_fakes_answer(claude, fake_api, env):
+    """The real anthropic SDK, called as this module called it before, and our client: same bytes."""
+    fake_api.script((200, message()))
+    body = claude.request_body(b"\x89fake image \xe2\x82\xac", "image/webp")
+    sdk = anthropic.Anthropic(api_key="sk-test-key", base_url=fake_api.url, max_retries=0)
+    sdk_message = sdk.messages.create(
+        model=body["model"], max_tokens=body["max_tokens"], system=body["system"], tools=body["tools"],
+        tool_choice=body["tool_choice"], messages=body["messages"],
+    )  # fmt: skip
+    ours = claude.create_message(body)
+
+    sdk_request, our_request = fake_api.requests
+    assert sdk_request["path"] == our_request["path"] == "/v1/messages"
+    assert our_request["body"] == sdk_request["body"]  # byte for byte
+    for header in ("content-type", "accept", "anthropic-version", "authorization"):
+        assert our_request["headers"].get(header) == sdk_request["headers"].get(header), header
+    assert fake_api.api_key(our_request) == "sk-test-key"
+    (block,) = sdk_message.content
+    assert ours["content"][0]["input"] == block.input and ours["model"] == sdk_message.model == SERVED_MODEL
+    assert claude._result(ours).usage == {"input_tokens": 1234, "output_tokens": 56}
+
+
+def test_rate_limit_then_success_is_retried(claude, analyzer_for, fake_api, owner):
     fake_api.script(error(429, "rate_limit_error", "slow down"), (200, message()))
     item, _ = processed_item(owner)
     assert analyzer_for(claude).run(event_for(item)).result == "analyzed"
@@ -134,9 +157,54 @@ def test_rate_limit_then_success_is_retried_by_the_sdk(claude, analyzer_for, fak
 def test_repeated_server_errors_raise_and_leave_the_item_for_a_retry(claude, analyzer_for, fake_api, publisher, owner):
     fake_api.script(error(500, "api_error", "internal"))
     item, _ = processed_item(owner)
-    with pytest.raises(anthropic.InternalServerError):
+    with pytest.raises(ClaudeUnavailable, match="500 internal"):
         analyzer_for(claude).run(event_for(item))
     assert len(fake_api.requests) == 3  # one attempt and analyzer_max_retries=2 retries
+    assert load_item(item.id).status == ItemStatus.processed
+    assert publisher.details == []
+
+
+def test_overloaded_is_retried_with_the_servers_retry_after(claude, fake_api):
+    fake_api.script(
+        (529, {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}, {"retry-after": "0.01"}),
+        (200, message()),
+    )
+    assert claude.analyze(b"img", "image/webp").analysis.title == ANSWER["title"]
+    assert len(fake_api.requests) == 2
+
+
+def test_the_server_can_say_not_to_retry(claude, fake_api):
+    status, body, headers = error(503, "api_error", "maintenance")
+    fake_api.script((status, body, {**headers, "x-should-retry": "false"}))
+    with pytest.raises(ClaudeUnavailable, match="503 maintenance"):
+        claude.analyze(b"img", "image/webp")
+    assert len(fake_api.requests) == 1
+
+
+def test_a_retry_after_longer_than_the_function_can_wait_raises_at_once(claude, fake_api):
+    """Minutes of Retry-After are not slept through inside a 120 s function: the event's retry waits."""
+    fake_api.script(error(429, "rate_limit_error", "slow down")[:2] + ({"retry-after": "600"},))
+    with pytest.raises(ClaudeUnavailable) as raised:
+        claude.analyze(b"img", "image/webp")
+    assert raised.value.retry_after_s == 600.0 and len(fake_api.requests) == 1
+
+
+def test_no_connection_is_transient_after_the_retries(env, monkeypatch):
+    monkeypatch.setattr(claude_module, "_backoff", lambda attempt: 0.0)
+    settings = env.model_copy(
+        update={"anthropic_base_url": "http://127.0.0.1:9", "analyzer_max_retries": 1, "analyzer_timeout_s": 2.0}
+    )
+    with pytest.raises(ClaudeUnavailable, match="did not answer"):
+        AnthropicAnalyzer(settings, "sk-test-key").analyze(b"img", "image/webp")
+
+
+def test_a_rejected_key_raises_and_leaves_the_item_for_a_retry(claude, analyzer_for, fake_api, publisher, owner):
+    """401 is the deployment's problem, not the item's: nothing is marked failed."""
+    fake_api.script(error(401, "authentication_error", "invalid x-api-key"))
+    item, _ = processed_item(owner)
+    with pytest.raises(ClaudeError, match="401 invalid x-api-key") as raised:
+        analyzer_for(claude).run(event_for(item))
+    assert not isinstance(raised.value, ClaudeUnavailable) and len(fake_api.requests) == 1
     assert load_item(item.id).status == ItemStatus.processed
     assert publisher.details == []
 
@@ -251,7 +319,7 @@ def test_the_key_can_come_from_secrets_manager(env, monkeypatch):
     ]
     analyzer = get_analyzer(env.model_copy(update={"anthropic_secret_arn": arn}))
     assert isinstance(analyzer, AnthropicAnalyzer)
-    assert analyzer.client.api_key == "sk-secret"
+    assert analyzer.api_key == "sk-secret"
 
 
 def test_local_analysis_is_deterministic():
