@@ -446,6 +446,44 @@ def _sql_times(url: str, vectors: list[list[float]], label: str) -> list[float]:
     return times
 
 
+def _crossover_notes(url: str, vectors: list[list[float]]) -> list[str]:
+    """Exact distances against the HNSW scan (ef_search 40, iterative relaxed_order) over more and
+    more candidates of a content filter: the user's items in 2, 3, 4 of the categories, which the data
+    ties to vector clusters as a real analysis would. SQL time and HNSW recall@10; the numbers behind
+    services/api/queries.py CONTENT_FILTER_EXACT_FACTOR."""
+    import psycopg
+
+    where = "WHERE owner_id = %(o)s AND status = 'ready' AND embedding IS NOT NULL AND category = ANY(%(c)s)"
+    orders = {"exact": "(embedding <=> %(v)s::vector) + 0, id", "hnsw": "embedding <=> %(v)s::vector"}
+    notes = []
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        for size in (2, 3, 4):
+            categories = list(CATEGORIES[:size])
+            params = {"o": USER, "c": categories}
+            candidates = conn.execute(f"SELECT count(*) FROM items {where}", params).fetchone()[0]
+            found, times = {}, {}
+            for plan, order in orders.items():
+                found[plan], times[plan] = [], []
+                for vector in vectors:
+                    text = "[" + ",".join(f"{x:.6f}" for x in vector) + "]"
+                    with conn.transaction():
+                        conn.execute("SELECT set_config('hnsw.ef_search', '40', true), "
+                                     "set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+                        started = time.perf_counter()
+                        ids = conn.execute(f"SELECT id FROM items {where} ORDER BY {order} LIMIT 10",
+                                           {**params, "v": text}).fetchall()
+                        times[plan].append((time.perf_counter() - started) * 1000)
+                    found[plan].append({r[0] for r in ids})
+            recall = sum(len(a & e) for a, e in zip(found["hnsw"], found["exact"], strict=True)) / sum(
+                len(e) for e in found["exact"])
+            notes.append(
+                f"content filter over {candidates:,} candidates ({size} categories): exact p50 "
+                f"{_pct(times['exact'], 50):.1f} p95 {_pct(times['exact'], 95):.1f} ms; planner's choice without "
+                f"`+ 0` p50 {_pct(times['hnsw'], 50):.1f} p95 {_pct(times['hnsw'], 95):.1f} ms, recall@10 {recall:.2f}"
+            )
+    return notes
+
+
 @contextmanager
 def _query_embedder(embed: Callable[[str], list[float]]) -> Iterator[None]:
     """Search with `embed` as the query embedder, through the handler as it runs in production.
@@ -663,6 +701,7 @@ def run() -> dict:
         )
 
         rows += _filtered_search_rows(url, handler, near_queries, notes)
+        notes += _crossover_notes(url, near_queries[:20])
 
         # The same item reads with full RS256 verification (JWKS cached after the first request).
         os.environ["COLLECTIONS_AUTH_MODE"] = "jwks"
