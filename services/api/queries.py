@@ -30,9 +30,9 @@ EXACT_SEARCH_MAX_CANDIDATES = 2000
 # regions of the vector space and are rare in others: an HNSW scan from a query outside them walks far
 # before it has k matches (pgvector's iterative scan, up to hnsw.max_scan_tuples), and its recall
 # drops. Measured on bench_api's data (100,000 items, a user's 9,000, categories tied to clusters;
-# ranges of p50/p95 SQL time over 8 runs on a shared machine, recall@10 of HNSW with ef_search 40):
-# 2,267 candidates: exact 8-20/12-51 ms, HNSW 18-60/41-167 ms with recall 0.77-0.78;
-# 3,359 candidates: exact 15-31/17-47 ms, HNSW 8-16/29-58 ms with recall 0.85-0.86.
+# ranges of p50/p95 SQL time over 10 runs on a shared machine, recall@10 of HNSW with ef_search 40):
+# 2,267 candidates: exact 8-20/12-51 ms, HNSW 18-60/41-167 ms with recall 0.75-0.78;
+# 3,359 candidates: exact 13-31/17-47 ms, HNSW 7-16/28-58 ms with recall 0.84-0.86.
 # An owner or date filter has no such bias: the owner's items are spread over the whole space.
 CONTENT_FILTER_EXACT_FACTOR = 1.5
 # What an HNSW search needs from its session: the database role's defaults, which migration 0003 sets
