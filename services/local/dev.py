@@ -35,6 +35,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# `make dev`'s log level. Read from the environment here rather than from Settings, because only this
+# entry point of the dev runtime logs through it (Lambda functions log through powertools).
+LOG_LEVEL_VARIABLE = "COLLECTIONS_LOG_LEVEL"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 RUNTIME_FILE = "runtime.json"
 OBJECTS_FOLDER = "s3"  # the bucket's objects between runs
 EMBEDDED_DATABASE = "collections"
@@ -379,7 +384,7 @@ class DevEnvironment:
         # API Gateway's CORS, locally: only the app's origin may call the API from a browser.
         api.add_middleware(CORSMiddleware, **api_cors(self.state.web_url))
         config = uvicorn.Config(
-            api, host="127.0.0.1", port=self.settings.api_port, log_level="info", lifespan="on"
+            api, host="127.0.0.1", port=self.settings.api_port, log_level=log_level().lower(), lifespan="on"
         )
         AnnouncingServer(config).run()
 
@@ -432,14 +437,25 @@ class DevEnvironment:
             self.say("Stopped.")
 
 
+def log_level() -> str:
+    """INFO unless COLLECTIONS_LOG_LEVEL says otherwise: the runtime's own lines (what it wired and
+    started) and uvicorn's, one per request. Benchmarks set WARNING, so a loaded server doesn't
+    write a line per request; warnings and errors still show."""
+    value = os.environ.get(LOG_LEVEL_VARIABLE, "INFO").strip().upper()
+    if value not in LOG_LEVELS:
+        raise SystemExit(f"{LOG_LEVEL_VARIABLE}={value!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
+    return value
+
+
 def _terminate_as_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
 def run(settings: Settings | None = None, out: TextIO | None = None) -> int:
     """`collections dev`: start, serve until interrupted, stop. Returns the exit code."""
+    level = log_level()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("services.local").setLevel(logging.INFO)
+    logging.getLogger("services.local").setLevel(level)
     # moto's request log would print a line per queue poll.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     # SIGTERM behaves like Ctrl-C, so what was started is stopped either way.

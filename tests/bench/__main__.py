@@ -7,8 +7,9 @@ Each module exposes `run() -> dict` returning {"title": str, "rows": [dict, ...]
 and optionally "summary": rows of {measure, today, now, target, ok} for the targets table printed
 last. The runner prints each as a table and writes it to tests/bench/results/<name>.json.
 
-Quiet: log records below WARNING (ours, Powertools', alembic's, pgserver's) would bury the tables,
-so the runner turns them off for itself and every interpreter it starts.
+Quiet: log records below WARNING (ours, Powertools', alembic's, pgserver's, and uvicorn's request
+lines in a `collections dev` a benchmark starts) would bury the tables, so the runner turns them
+off for itself and every interpreter it starts (POWERTOOLS_LOG_LEVEL, COLLECTIONS_LOG_LEVEL).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def _table(rows: list[dict]) -> str:
 def _quiet() -> None:
     # Powertools' Logger reads its level from the environment when each Logger is created.
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    # `collections dev` (services/local/dev.py: its runtime's lines and uvicorn's, one per request).
+    os.environ.setdefault("COLLECTIONS_LOG_LEVEL", "WARNING")
     logging.basicConfig(level=logging.WARNING, force=True)
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request at INFO

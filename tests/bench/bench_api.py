@@ -12,6 +12,7 @@ Run: .venv/bin/python -m tests.bench bench_api
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -20,7 +21,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -444,27 +446,88 @@ def _sql_times(url: str, vectors: list[list[float]], label: str) -> list[float]:
     return times
 
 
-def _filtered_search_rows(url: str, handler: Callable, app, near_queries: list, notes: list[str]) -> list[dict]:
-    """GET /search?category=<1% category> through the handler: today's plan (the candidate count
-    ignored filters, so a large collection always took the HNSW scan) beside the current one
-    (count after filters: exact distances over the few candidates). p95 and recall@10 vs exact."""
-    from services.api import queries
-    from services.api.deps import get_embedder
-    from tests.services.api.lambda_events import access_claims, http_api_event
+def _crossover_notes(url: str, vectors: list[list[float]]) -> list[str]:
+    """Exact distances against the HNSW scan (ef_search 40, iterative relaxed_order) over more and
+    more candidates of a content filter: the user's items in 2, 3, 4 of the categories, which the data
+    ties to vector clusters as a real analysis would. SQL time and HNSW recall@10; the numbers behind
+    services/api/queries.py CONTENT_FILTER_EXACT_FACTOR."""
+    import psycopg
 
-    claims = access_claims(USER, CLIENT_ID)
-    calls = {"n": 0}
+    where = "WHERE owner_id = %(o)s AND status = 'ready' AND embedding IS NOT NULL AND category = ANY(%(c)s)"
+    orders = {"exact": "(embedding <=> %(v)s::vector) + 0, id", "hnsw": "embedding <=> %(v)s::vector"}
+    notes = []
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        for size in (2, 3, 4):
+            categories = list(CATEGORIES[:size])
+            params = {"o": USER, "c": categories}
+            candidates = conn.execute(f"SELECT count(*) FROM items {where}", params).fetchone()[0]
+            found, times = {}, {}
+            for plan, order in orders.items():
+                found[plan], times[plan] = [], []
+                for vector in vectors:
+                    text = "[" + ",".join(f"{x:.6f}" for x in vector) + "]"
+                    with conn.transaction():
+                        conn.execute("SELECT set_config('hnsw.ef_search', '40', true), "
+                                     "set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+                        started = time.perf_counter()
+                        ids = conn.execute(f"SELECT id FROM items {where} ORDER BY {order} LIMIT 10",
+                                           {**params, "v": text}).fetchall()
+                        times[plan].append((time.perf_counter() - started) * 1000)
+                    found[plan].append({r[0] for r in ids})
+            recall = sum(len(a & e) for a, e in zip(found["hnsw"], found["exact"], strict=True)) / sum(
+                len(e) for e in found["exact"])
+            notes.append(
+                f"content filter over {candidates:,} candidates ({size} categories): exact p50 "
+                f"{_pct(times['exact'], 50):.1f} p95 {_pct(times['exact'], 95):.1f} ms; planner's choice without "
+                f"`+ 0` p50 {_pct(times['hnsw'], 50):.1f} p95 {_pct(times['hnsw'], 95):.1f} ms, recall@10 {recall:.2f}"
+            )
+    return notes
+
+
+@contextmanager
+def _query_embedder(embed: Callable[[str], list[float]]) -> Iterator[None]:
+    """Search with `embed` as the query embedder, through the handler as it runs in production.
+
+    Swapped at its factory (services.core.ai.get_embedder, which the api's dependency calls), not
+    with FastAPI's `app.dependency_overrides`: while any override is set, FastAPI rebuilds the
+    dependant of every sub-dependency of every request (fastapi/dependencies/utils.py,
+    solve_dependencies), which cost 5-7 ms per request here: the figure would be FastAPI's, not
+    the search's.
+    """
+    from services.core import ai
 
     class Embedder:
         model, dimension = "near-data", DIMENSION
 
         def embed_query(self, text: str) -> list[float]:
-            calls["n"] += 1
-            return near_queries[calls["n"] % len(near_queries)]
+            return embed(text)
+
+    embedder = Embedder()
+    original = ai.get_embedder
+    ai.get_embedder = lambda settings=None: embedder
+    try:
+        yield
+    finally:
+        ai.get_embedder = original
+
+
+def _filtered_search_rows(url: str, handler: Callable, near_queries: list, notes: list[str]) -> list[dict]:
+    """GET /search?category=<1% category> through the handler: today's plan (the candidate count
+    ignored filters, so a large collection always took the HNSW scan) beside the current one
+    (count after filters: exact distances over the few candidates). p95 and recall@10 vs exact."""
+    from services.api import queries
+    from tests.services.api.lambda_events import access_claims, http_api_event
+
+    claims = access_claims(USER, CLIENT_ID)
+    calls = {"n": 0}
+
+    def embed(text: str) -> list[float]:
+        calls["n"] += 1
+        return near_queries[calls["n"] % len(near_queries)]
 
     def make_event(n: int) -> dict:
         return http_api_event("GET", "/search", query={"q": f"query {n}", "k": 10, "category": RARE_CATEGORY},
-                              claims=claims)
+                              claims=claims, headers=AUTH_HEADERS)
 
     current = queries.candidate_count
 
@@ -472,14 +535,14 @@ def _filtered_search_rows(url: str, handler: Callable, app, near_queries: list, 
         return current(session, owner_id, queries.ItemFilters(), None)
 
     rows, summary = [], {}
-    app.dependency_overrides[get_embedder] = Embedder
     try:
         for label, count_function in (("today", unfiltered_count), ("now", current)):
             queries.candidate_count = count_function
             _schema_of(url, label)  # today's indexes for today's plan: the planner sees what it saw then
             sql_ms = _sql_times(url, near_queries[:20], label)
             calls["n"] = -1
-            samples, responses = _timed(handler, make_event, REQUESTS["search"])
+            with _query_embedder(embed):
+                samples, responses = _timed(handler, make_event, REQUESTS["search"])
             # The timed calls used near_queries[(WARMUP + i) % len]: check the first 20 against exact search.
             found = total = 0
             for i, response in enumerate(responses[:20]):
@@ -503,7 +566,6 @@ def _filtered_search_rows(url: str, handler: Callable, app, near_queries: list, 
     finally:
         queries.candidate_count = current
         _schema_of(url, "now")
-        app.dependency_overrides.pop(get_embedder, None)
     from services.core.database import session_scope
 
     with session_scope() as session:
@@ -621,24 +683,11 @@ def run() -> dict:
 
         # Search again with query vectors near the data (what a real embedder yields for a query that
         # matches the collection), through the same handler with the embedder port swapped.
-        from services.api.deps import get_embedder
-        from services.api.handler import app
-
         near_queries = _near_data_queries(url, 50)
-
-        class NearDataEmbedder:
-            model, dimension, calls = "near-data", DIMENSION, 0
-
-            def embed_query(self, text: str) -> list[float]:
-                NearDataEmbedder.calls += 1
-                return near_queries[NearDataEmbedder.calls % len(near_queries)]
-
-        app.dependency_overrides[get_embedder] = NearDataEmbedder
-        try:
-            make_event, count = _scenarios(user_item_ids, cursors)["GET /search"]
+        near_calls = itertools.count(1)
+        make_event, count = _scenarios(user_item_ids, cursors)["GET /search"]
+        with _query_embedder(lambda text: near_queries[next(near_calls) % len(near_queries)]):
             samples, _ = _timed(handler, make_event, count)
-        finally:
-            app.dependency_overrides.pop(get_embedder)
         stats = _percentiles(samples)
         rows.append(
             {
@@ -651,7 +700,8 @@ def run() -> dict:
             }
         )
 
-        rows += _filtered_search_rows(url, handler, app, near_queries, notes)
+        rows += _filtered_search_rows(url, handler, near_queries, notes)
+        notes += _crossover_notes(url, near_queries[:20])
 
         # The same item reads with full RS256 verification (JWKS cached after the first request).
         os.environ["COLLECTIONS_AUTH_MODE"] = "jwks"

@@ -98,6 +98,10 @@ def run() -> dict:
         COLLECTIONS_DATA_DIR=str(data_dir),
         COLLECTIONS_API_PORT=str(_free_port()),
         COLLECTIONS_MOTO_PORT=str(_free_port()),
+        # One user uploads every image at once: the per-user limits (20 uploads in progress) would answer 429.
+        COLLECTIONS_LIMIT_PENDING_UPLOADS="0",
+        COLLECTIONS_LIMIT_UPLOADS_PER_DAY="0",
+        COLLECTIONS_LIMIT_SEARCHES_PER_MINUTE="0",
     )
     get_settings.cache_clear()
     environment = DevEnvironment(out=io.StringIO())

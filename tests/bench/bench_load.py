@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from services.local.dev import LOG_LEVEL_VARIABLE
 from tests.e2e.conftest import DevProcess
 
 MIX = (("list", 40), ("get", 30), ("search", 20), ("upload", 10))
@@ -43,6 +44,8 @@ class _Dev(DevProcess):
             COLLECTIONS_LIMIT_UPLOADS_PER_DAY="0",
             COLLECTIONS_LIMIT_SEARCHES_PER_MINUTE="0",
         )
+        # uvicorn writes a line per request at INFO: under load that is CPU the server needs.
+        self.env[LOG_LEVEL_VARIABLE] = os.environ.get(LOG_LEVEL_VARIABLE, "WARNING")
 
     def token(self) -> str:
         for line in self.lines:
@@ -51,7 +54,7 @@ class _Dev(DevProcess):
         raise RuntimeError("no token in the banner")
 
     def log_lines(self) -> int:
-        """Lines the server printed so far (a failure storm shows here)."""
+        """Lines the server printed so far: at WARNING, a failure storm shows here."""
         while True:
             try:
                 line = self._lines.get_nowait()

@@ -54,6 +54,7 @@ def run() -> dict:
     from playwright.sync_api import sync_playwright
 
     from services.local.demo import ApiSession
+    from services.local.dev import LOG_LEVEL_VARIABLE
     from tests.bench.bench_e2e import _images
     from tests.e2e.conftest import DevProcess
     from tests.e2e.test_web import CHROMIUM, CHROMIUM_ARGS
@@ -63,6 +64,7 @@ def run() -> dict:
     file_rows, totals = _sizes()
     folder = Path(tempfile.mkdtemp(prefix="collections-bench-web-"))
     dev = DevProcess(folder / "data")
+    dev.env[LOG_LEVEL_VARIABLE] = os.environ.get(LOG_LEVEL_VARIABLE, "WARNING")  # no line per request
     try:
         dev.start()
         import httpx

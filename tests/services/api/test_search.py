@@ -209,6 +209,24 @@ def test_a_selective_filter_takes_the_exact_plan_on_a_large_collection(
     assert [h["id"] for h in _search(client, headers)["items"]] == [ids[n] for n in "ABCDE"]
 
 
+def test_a_content_filter_keeps_exact_search_for_more_candidates_than_an_owner_or_date_filter(
+    searcher, vectors, monkeypatch
+):
+    """A category, tag or text filter correlates with the embedding, so HNSW scans fare worse under
+    it: its exact bound is 1.5 times the plain one (2 → 3 here); a date filter keeps the plain bound."""
+    from services.api import queries
+    from services.core.database import session_scope
+
+    monkeypatch.setattr(queries, "EXACT_SEARCH_MAX_CANDIDATES", 2)
+    owner, _ = searcher
+    after = datetime(2026, 3, 2, tzinfo=UTC)
+    with session_scope() as session:
+        assert queries.search_plan(session, owner, queries.ItemFilters(category="animal")) == "exact"  # 3
+        assert queries.search_plan(session, owner, queries.ItemFilters(tags=("cat",))) == "exact"  # 3
+        assert queries.search_plan(session, owner, queries.ItemFilters(created_after=after)) == "hnsw"  # 4
+        assert queries.candidate_count(session, owner, queries.ItemFilters(created_after=after)) == 3  # bound + 1
+
+
 def test_candidate_count_applies_every_filter_and_stops_at_the_bound(searcher, vectors, monkeypatch):
     from services.api import queries
     from services.core.database import session_scope
