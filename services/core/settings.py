@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     )
     bucket: str = Field(default="collections-local", description="S3 bucket for originals and thumbnails.")
     event_bus: str = Field(default="collections-local", description="EventBridge custom bus for pipeline events.")
+    secrets_max_age_s: int = Field(
+        default=300,
+        ge=0,
+        description="How long a Secrets Manager value is cached before it is read again (rotation).",
+    )
     stack_outputs: str | None = Field(
         default=None,
         description="collections-release: the stack's outputs, as JSON text or a path to a JSON file (CI).",
