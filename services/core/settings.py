@@ -1,22 +1,105 @@
-"""All configuration, in one place. Every variable is documented in README.md ("Configuration").
+"""Configuration: one module, and one settings class per program. Every variable is documented in
+README.md ("Configuration").
 
 Values come from the environment (on Lambda, set by the Pulumi program) or a `.env` file.
 Application variables carry the `COLLECTIONS_` prefix; well-known ones keep their usual names.
+
+Each program reads its own class, made of the groups of settings it uses: `ApiSettings`,
+`ImageProcessorSettings`, `AnalyzerSettings`, `EmbedderSettings`, `CleanupSettings`,
+`MigrateSettings` (keyed by the catalog's function names in `FUNCTION_SETTINGS`), `ReleaseSettings`
+(pipelines/, the release CLI) and `Settings`, all of them, for the dev runtime that runs every
+function in one process. On AWS Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set) a function's class refuses
+to start without the variables listed in its `required_on_aws`: a forgotten variable fails the cold
+start with its name (`MissingSettings`) instead of quietly using a local default such as the bucket
+`collections-local`. `settings_for(function)` is that check; handlers run it at import
+(services/core/observability.py `for_function`). tests/infra checks that the Pulumi program sets
+every required variable of every function.
+
+`get_settings()` stays the process-wide union (`Settings`) that library code takes by default.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+LAMBDA_MARKER = "AWS_LAMBDA_FUNCTION_NAME"  # set by the Lambda runtime in every function's environment
 
-class Settings(BaseSettings):
+
+def on_aws_lambda() -> bool:
+    return bool(os.environ.get(LAMBDA_MARKER))
+
+
+class MissingSettings(RuntimeError):
+    """Variables a program needs on AWS Lambda are not set (raised at cold start)."""
+
+
+def env_names(cls: type[BaseSettings], field: str) -> list[str]:
+    """The environment variables a field is read from, the usual one first."""
+    alias = cls.model_fields[field].validation_alias
+    if alias is None:
+        return [f"{cls.model_config.get('env_prefix', '')}{field}".upper()]
+    if isinstance(alias, str):
+        return [alias]
+    return [str(choice) for choice in alias.choices]
+
+
+class _Base(BaseSettings):
+    """What every program reads: AWS, secrets caching and the metrics namespace."""
+
     model_config = SettingsConfigDict(env_prefix="COLLECTIONS_", env_file=".env", extra="ignore")
 
-    # --- database -------------------------------------------------------------------------
+    # Groups of fields, one of which must be given on AWS Lambda, e.g. (("database_secret_arn",
+    # "database_url"), ("bucket",)). The first field of a group is what the Pulumi program sets.
+    required_on_aws: ClassVar[tuple[tuple[str, ...], ...]] = ()
+
+    aws_region: str = Field(
+        default="us-east-1",
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
+        description="AWS region (set by Lambda).",
+    )
+    aws_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias="AWS_ENDPOINT_URL",
+        description="Local AWS endpoint (moto). Unset on AWS.",
+    )
+    secrets_max_age_s: int = Field(
+        default=300,
+        ge=0,
+        description="How long a Secrets Manager value is cached before it is read again (rotation).",
+    )
+    metrics_namespace: str = Field(
+        default="Collections",
+        description="CloudWatch namespace of the functions' metrics (embedded metric format).",
+    )
+
+    @model_validator(mode="after")
+    def _refuse_local_defaults_on_aws(self):
+        if not on_aws_lambda():
+            return self
+        missing = [group for group in self.required_on_aws if not any(self._given(f) for f in group)]
+        if missing:
+            names = [" or ".join(n for f in group for n in env_names(type(self), f)) for group in missing]
+            raise MissingSettings(
+                f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} required on AWS Lambda "
+                f"({type(self).__name__}, function {os.environ.get(LAMBDA_MARKER)}) and not set"
+            )
+        return self
+
+    def _given(self, field: str) -> bool:
+        value = getattr(self, field)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        return field in self.model_fields_set and value not in (None, "")
+
+
+class _Database(_Base):
+    """The database."""
+
     database_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("DATABASE_URL", "COLLECTIONS_DATABASE_URL"),
@@ -33,36 +116,31 @@ class Settings(BaseSettings):
         description="Statement timeout that migration 0003 sets as the database role's default (ALTER ROLE).",
     )
 
-    # --- AWS ------------------------------------------------------------------------------
-    aws_region: str = Field(
-        default="us-east-1",
-        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
-        description="AWS region (set by Lambda).",
-    )
-    aws_endpoint_url: str | None = Field(
-        default=None,
-        validation_alias="AWS_ENDPOINT_URL",
-        description="Local AWS endpoint (moto). Unset on AWS.",
-    )
-    bucket: str = Field(default="collections-local", description="S3 bucket for originals and thumbnails.")
-    event_bus: str = Field(default="collections-local", description="EventBridge custom bus for pipeline events.")
-    secrets_max_age_s: int = Field(
-        default=300,
-        ge=0,
-        description="How long a Secrets Manager value is cached before it is read again (rotation).",
-    )
-    stack_outputs: str | None = Field(
-        default=None,
-        description="collections-release: the stack's outputs, as JSON text or a path to a JSON file (CI).",
-    )
 
-    # --- uploads --------------------------------------------------------------------------
+class _Storage(_Base):
+    """The S3 bucket."""
+
+    bucket: str = Field(default="collections-local", description="S3 bucket for originals and thumbnails.")
+
+
+class _Events(_Base):
+    """The pipeline's event bus."""
+
+    event_bus: str = Field(default="collections-local", description="EventBridge custom bus for pipeline events.")
+
+
+class _Uploads(_Base):
+    """Upload and download limits."""
+
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0, description="Largest accepted upload.")
     min_upload_bytes: int = Field(default=1, ge=1, description="Smallest accepted upload.")
     upload_url_ttl_s: int = Field(default=300, ge=30, le=3600, description="Presigned POST lifetime.")
     download_url_ttl_s: int = Field(default=300, ge=30, le=3600, description="Presigned GET lifetime.")
 
-    # --- auth -----------------------------------------------------------------------------
+
+class _Auth(_Base):
+    """Cognito tokens."""
+
     auth_mode: Literal["jwks", "apigateway"] = Field(
         default="jwks",
         description=(
@@ -80,7 +158,20 @@ class Settings(BaseSettings):
     )
     jwks_cache_s: int = Field(default=3600, ge=0, description="How long fetched signing keys are kept.")
 
-    # --- AI -------------------------------------------------------------------------------
+    @property
+    def issuer(self) -> str:
+        return self.cognito_issuer or (
+            f"https://cognito-idp.{self.aws_region}.amazonaws.com/{self.cognito_user_pool_id}"
+        )
+
+    @property
+    def jwks_url(self) -> str:
+        return self.cognito_jwks_url or f"{self.issuer}/.well-known/jwks.json"
+
+
+class _Claude(_Base):
+    """The analyzer's model."""
+
     anthropic_api_key: SecretStr | None = Field(
         default=None, validation_alias="ANTHROPIC_API_KEY", description="Claude API key; unset: local analyzer."
     )
@@ -92,6 +183,11 @@ class Settings(BaseSettings):
     # 30 s × (1 + 2 retries) stays inside the analyzer function's 120 s timeout (services/catalog.py).
     analyzer_timeout_s: float = Field(default=30.0, gt=0, description="Per-request timeout.")
     analyzer_max_retries: int = Field(default=2, ge=0, description="SDK retries (429/5xx).")
+
+
+class _Voyage(_Base):
+    """Embeddings (documents and search queries)."""
+
     voyage_api_key: SecretStr | None = Field(
         default=None, validation_alias="VOYAGE_API_KEY", description="Voyage API key; unset: local embedder."
     )
@@ -109,14 +205,25 @@ class Settings(BaseSettings):
         default=1, ge=0, le=1, description="Retries of a search's query embedding (at most one)."
     )
 
-    # --- pipeline -------------------------------------------------------------------------
+
+class _Imaging(_Base):
+    """Image decoding and thumbnails."""
+
     max_image_pixels: int = Field(default=50_000_000, gt=0, description="Decompression-bomb limit.")
     thumbnail_sizes: tuple[int, ...] = Field(default=(256, 1024), description="Long-edge sizes (JSON list).")
+
+
+class _Cleanup(_Base):
+    """What cleanup removes."""
+
     cleanup_orphan_hours: int = Field(default=24, ge=1, description="Age before orphans are removed.")
     cleanup_failed_retention_days: int = Field(default=30, ge=1, description="Failed items kept this long.")
     cleanup_batch: int = Field(default=500, ge=1, description="Most removals per cleanup run.")
 
-    # --- API ------------------------------------------------------------------------------
+
+class _Api(_Base):
+    """Pages, searches and per-user limits of the HTTP API."""
+
     page_size_default: int = Field(default=20, ge=1, description="Items per page by default.")
     page_size_max: int = Field(default=100, ge=1, description="Largest page size accepted.")
     search_k_max: int = Field(default=100, ge=1, description="Largest k for search and similar.")
@@ -135,21 +242,85 @@ class Settings(BaseSettings):
         default=120, ge=0, description="Edits per user per hour that re-embed an item (each is a paid Voyage call)."
     )
 
-    # --- local runtime --------------------------------------------------------------------
+
+class _Local(_Base):
+    """The dev runtime (`make dev`)."""
+
     data_dir: str = Field(default=".collections", description="Embedded PostgreSQL data and local state.")
     api_port: int = Field(default=8000, description="Port of the local API (`make dev`).")
     moto_port: int = Field(default=5000, description="Port of the local moto server (`make dev`).")
     web_port: int = Field(default=8080, description="Port of the local web app (`make dev`).")
 
-    @property
-    def issuer(self) -> str:
-        return self.cognito_issuer or (
-            f"https://cognito-idp.{self.aws_region}.amazonaws.com/{self.cognito_user_pool_id}"
-        )
 
-    @property
-    def jwks_url(self) -> str:
-        return self.cognito_jwks_url or f"{self.issuer}/.well-known/jwks.json"
+class _Release(_Base):
+    """collections-release."""
+
+    stack_outputs: str | None = Field(
+        default=None,
+        description="collections-release: the stack's outputs, as JSON text or a path to a JSON file (CI).",
+    )
+
+
+# --- what each program reads ----------------------------------------------------------------
+DATABASE = ("database_secret_arn", "database_url")
+METRICS = ("metrics_namespace",)
+
+
+class ApiSettings(_Database, _Storage, _Events, _Uploads, _Auth, _Voyage, _Imaging, _Api):
+    required_on_aws = (DATABASE, ("bucket",), ("event_bus",), ("cognito_user_pool_id",), ("cognito_client_id",),
+                       ("voyage_secret_arn", "voyage_api_key"), METRICS)
+
+
+class ImageProcessorSettings(_Database, _Storage, _Events, _Uploads, _Imaging):
+    required_on_aws = (DATABASE, ("bucket",), ("event_bus",), METRICS)
+
+
+class AnalyzerSettings(_Database, _Storage, _Events, _Imaging, _Claude):
+    required_on_aws = (DATABASE, ("bucket",), ("event_bus",), ("anthropic_secret_arn", "anthropic_api_key"), METRICS)
+
+
+class EmbedderSettings(_Database, _Events, _Voyage):
+    required_on_aws = (DATABASE, ("event_bus",), ("voyage_secret_arn", "voyage_api_key"), METRICS)
+
+
+class CleanupSettings(_Database, _Storage, _Uploads, _Imaging, _Cleanup):
+    required_on_aws = (DATABASE, ("bucket",), METRICS)
+
+
+class MigrateSettings(_Database):
+    required_on_aws = (DATABASE, METRICS)
+
+
+class ReleaseSettings(_Release):
+    """collections-release (pipelines/): the region, an endpoint for tests, the stack's outputs."""
+
+
+class Settings(_Database, _Storage, _Events, _Uploads, _Auth, _Claude, _Voyage, _Imaging, _Cleanup, _Api, _Local,
+               _Release):
+    """Every setting: the dev runtime (all functions in one process) and library code's default."""
+
+
+# Keyed by the catalog's function names (services/catalog.py FUNCTIONS; a test checks they agree).
+FUNCTION_SETTINGS: dict[str, type[_Base]] = {
+    "api": ApiSettings,
+    "image_processor": ImageProcessorSettings,
+    "analyzer": AnalyzerSettings,
+    "embedder": EmbedderSettings,
+    "cleanup": CleanupSettings,
+    "migrate": MigrateSettings,
+}
+
+
+def required_variables(function: str) -> list[str]:
+    """The variable the Pulumi program must set for each of the function's required-on-AWS groups."""
+    cls = FUNCTION_SETTINGS[function]
+    return [env_names(cls, group[0])[0] for group in cls.required_on_aws]
+
+
+@lru_cache
+def settings_for(function: str) -> _Base:
+    """The function's own settings; on AWS Lambda, MissingSettings names what is not set."""
+    return FUNCTION_SETTINGS[function]()
 
 
 @lru_cache

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from services.core.contracts import EventBridgeEvent, ImageAnalyzed, ItemEdited
+from services.core.observability import for_function
 
-logger = Logger(service="embedder")
+observe = for_function("embedder")
+logger = observe.logger
 
 
+@observe.handler
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    logger.append_keys(request_id=getattr(context, "aws_request_id", None))
     detail = EventBridgeEvent.model_validate(event).pipeline_detail()
     if not isinstance(detail, ImageAnalyzed | ItemEdited):
         raise ValueError(f"the embedder does not handle {type(detail).__name__} events")

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from services.core.contracts import EventBridgeEvent, ProcessingRequested, S3ObjectCreated
+from services.core.observability import for_function
 
-logger = Logger(service="image_processor")
+observe = for_function("image_processor")
+logger = observe.logger
 
 
+@observe.handler
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    logger.append_keys(request_id=getattr(context, "aws_request_id", None))
     envelope = EventBridgeEvent.model_validate(event)
     from services.image_processor.logic import ImageProcessor
 
