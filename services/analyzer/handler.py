@@ -11,7 +11,6 @@ from services.core.contracts import EventBridgeEvent, ImageProcessed
 from services.core.observability import for_function
 
 observe = for_function("analyzer")
-logger = observe.logger
 
 
 @observe.handler
@@ -21,6 +20,5 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         raise ValueError(f"the analyzer does not handle {type(detail).__name__} events")
     from services.analyzer.logic import ImageAnalyzer
 
-    outcome = ImageAnalyzer().image_processed(detail)
-    logger.info("analyzer outcome", extra=outcome.as_dict())
+    outcome = observe.stage("analyze", lambda: ImageAnalyzer().image_processed(detail))
     return outcome.as_dict()

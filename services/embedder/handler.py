@@ -11,7 +11,6 @@ from services.core.contracts import EventBridgeEvent, ImageAnalyzed, ItemEdited
 from services.core.observability import for_function
 
 observe = for_function("embedder")
-logger = observe.logger
 
 
 @observe.handler
@@ -22,6 +21,8 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     from services.embedder.logic import ItemEmbedder
 
     embedder = ItemEmbedder()
-    outcome = embedder.image_analyzed(detail) if isinstance(detail, ImageAnalyzed) else embedder.item_edited(detail)
-    logger.info("embedder outcome", extra=outcome.as_dict())
+    if isinstance(detail, ImageAnalyzed):
+        outcome = observe.stage("embed", lambda: embedder.image_analyzed(detail))
+    else:
+        outcome = observe.stage("reembed", lambda: embedder.item_edited(detail))
     return outcome.as_dict()

@@ -13,7 +13,6 @@ from services.core.contracts import EventBridgeEvent, ProcessingRequested, S3Obj
 from services.core.observability import for_function
 
 observe = for_function("image_processor")
-logger = observe.logger
 
 
 @observe.handler
@@ -22,11 +21,11 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     from services.image_processor.logic import ImageProcessor
 
     if envelope.source == "aws.s3":
-        outcome = ImageProcessor().object_created(S3ObjectCreated.from_event(envelope))
+        created = S3ObjectCreated.from_event(envelope)
+        outcome = observe.stage("process", lambda: ImageProcessor().object_created(created))
     else:
         detail = envelope.pipeline_detail()
         if not isinstance(detail, ProcessingRequested):
             raise ValueError(f"the image processor does not handle {envelope.detail_type!r} events")
-        outcome = ImageProcessor().processing_requested(detail)
-    logger.info("image processor outcome", extra=outcome.as_dict())
+        outcome = observe.stage("process", lambda: ImageProcessor().processing_requested(detail))
     return outcome.as_dict()
