@@ -48,6 +48,10 @@ def env_names(cls: type[BaseSettings], field: str) -> list[str]:
     return [str(choice) for choice in alias.choices]
 
 
+def _one_of(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{names[0]} (or {' / '.join(names[1:])})"
+
+
 class _Base(BaseSettings):
     """What every program reads: AWS, secrets caching and the metrics namespace."""
 
@@ -83,7 +87,7 @@ class _Base(BaseSettings):
             return self
         missing = [group for group in self.required_on_aws if not any(self._given(f) for f in group)]
         if missing:
-            names = [" or ".join(n for f in group for n in env_names(type(self), f)) for group in missing]
+            names = [_one_of([n for f in group for n in env_names(type(self), f)]) for group in missing]
             raise MissingSettings(
                 f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} required on AWS Lambda "
                 f"({type(self).__name__}, function {os.environ.get(LAMBDA_MARKER)}) and not set"
