@@ -6,14 +6,15 @@ A handler module:
 
     from services.core.observability import for_function
 
-    observe = for_function("analyzer")        # at import (cold start); also checks the settings
+    observe = for_function("analyzer")        # at import (cold start); also checks the environment
 
     @observe.handler
     def handler(event, context): ...
 
-`for_function(name)` checks the function's settings (services/core/settings.py `settings_for`: on AWS
-a missing variable fails the cold start) and makes its powertools `Logger` (service=name) and
-`Metrics` (namespace `COLLECTIONS_METRICS_NAMESPACE`). `observe.handler` wraps the handler:
+`for_function(name)` checks the function's environment (services/core/environment.py: on AWS a missing
+variable fails the cold start, naming it) and makes its powertools `Logger` (service=name); its
+`Metrics` (namespace `COLLECTIONS_METRICS_NAMESPACE`, from the function's settings class) is made on
+first use. `observe.handler` wraps the handler:
 - `Logger.inject_lambda_context`: every line carries cold_start, function_name, function_arn,
   function_request_id, function_memory_size, plus `function_version` (the version that ran: during a
   weighted alias shift this tells blue from green and a canary from stable);
@@ -47,7 +48,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, get_args
 
-from services.core.settings import on_aws_lambda, settings_for
+from services.core.environment import on_aws_lambda, require_for_function
 
 Result = Literal["processed", "analyzed", "ready", "duplicate", "skipped", "refused", "failed"]
 # A stage's result → its metric (Count). Closed: tests/infra checks the dashboard shows each one.
@@ -88,14 +89,31 @@ def _is_lambda_context(context: Any) -> bool:
 class FunctionObservability:
     """A function's powertools Logger and Metrics, its handler decorator and stage-outcome metrics."""
 
-    def __init__(self, name: str, namespace: str):
-        from aws_lambda_powertools import Logger, Metrics
+    def __init__(self, name: str, namespace: str | None = None):
+        from aws_lambda_powertools import Logger
 
-        self.name, self.namespace = name, namespace
+        self.name, self._namespace = name, namespace
         self.logger = Logger(service=name)
-        self.metrics = Metrics(namespace=namespace, service=name)
+        self._metrics: Any = None
         self._routed = False
         self._lock = threading.Lock()
+
+    @property
+    def namespace(self) -> str:
+        if self._namespace is None:
+            from services.core.settings import settings_for  # pydantic-settings: not at cold import
+
+            self._namespace = settings_for(self.name).metrics_namespace
+        return self._namespace
+
+    @property
+    def metrics(self) -> Any:
+        """The function's powertools Metrics (EMF)."""
+        if self._metrics is None:
+            from aws_lambda_powertools import Metrics
+
+            self._metrics = Metrics(namespace=self.namespace, service=self.name)
+        return self._metrics
 
     # --- the handler ------------------------------------------------------------------------
     def handler(self, fn: Callable[[Any, Any], T]) -> Callable[..., T]:
@@ -106,7 +124,7 @@ class FunctionObservability:
             return fn(event, context)
 
         logged = self.logger.inject_lambda_context(with_version)
-        measured = self.metrics.log_metrics(logged, capture_cold_start_metric=True)
+        measured: list[Callable[[Any, Any], T]] = []
 
         @functools.wraps(fn)
         def run(event: Any, context: Any = None) -> T:
@@ -115,10 +133,12 @@ class FunctionObservability:
             if not on_aws_lambda():
                 return logged(event, context)
             self.route_stdlib_logs()
+            if not measured:
+                measured.append(self.metrics.log_metrics(logged, capture_cold_start_metric=True))
             with warnings.catch_warnings():
                 # An invocation without a stage outcome (the API, cleanup) has only the ColdStart metric.
                 warnings.filterwarnings("ignore", message="No application metrics to publish")
-                return measured(event, context)
+                return measured[0](event, context)
 
         return run
 
@@ -156,7 +176,7 @@ class FunctionObservability:
 
 
 def for_function(name: str) -> FunctionObservability:
-    """The function's observability; checks its settings first (MissingSettings on AWS, at cold start)."""
-    settings = settings_for(name)
-    return FunctionObservability(name, settings.metrics_namespace)
+    """The function's observability; checks its environment first (MissingSettings on AWS, at cold start)."""
+    require_for_function(name)
+    return FunctionObservability(name)
 

@@ -9,33 +9,27 @@ Each program reads its own class, made of the groups of settings it uses: `ApiSe
 `MigrateSettings` (keyed by the catalog's function names in `FUNCTION_SETTINGS`), `ReleaseSettings`
 (pipelines/, the release CLI) and `Settings`, all of them, for the dev runtime that runs every
 function in one process. On AWS Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set) a function's class refuses
-to start without the variables listed in its `required_on_aws`: a forgotten variable fails the cold
-start with its name (`MissingSettings`) instead of quietly using a local default such as the bucket
-`collections-local`. `settings_for(function)` is that check; handlers run it at import
-(services/core/observability.py `for_function`). tests/infra checks that the Pulumi program sets
-every required variable of every function.
+to start without the variables listed in its `required_on_aws` (services/core/environment.py, where
+handlers check them at import, before this module loads): a forgotten variable fails the cold start
+with its name (`MissingSettings`) instead of quietly using a local default such as the bucket
+`collections-local`. tests/infra checks that the Pulumi program sets every required variable of every
+function.
 
 `get_settings()` stays the process-wide union (`Settings`) that library code takes by default.
 """
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from typing import ClassVar, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-LAMBDA_MARKER = "AWS_LAMBDA_FUNCTION_NAME"  # set by the Lambda runtime in every function's environment
-
-
-def on_aws_lambda() -> bool:
-    return bool(os.environ.get(LAMBDA_MARKER))
-
-
-class MissingSettings(RuntimeError):
-    """Variables a program needs on AWS Lambda are not set (raised at cold start)."""
+from services.core import environment
+from services.core.environment import REQUIRED_ON_AWS
+from services.core.environment import MissingSettings as MissingSettings
+from services.core.environment import on_aws_lambda as on_aws_lambda
 
 
 def env_names(cls: type[BaseSettings], field: str) -> list[str]:
@@ -48,17 +42,12 @@ def env_names(cls: type[BaseSettings], field: str) -> list[str]:
     return [str(choice) for choice in alias.choices]
 
 
-def _one_of(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else f"{names[0]} (or {' / '.join(names[1:])})"
-
-
 class _Base(BaseSettings):
     """What every program reads: AWS, secrets caching and the metrics namespace."""
 
     model_config = SettingsConfigDict(env_prefix="COLLECTIONS_", env_file=".env", extra="ignore")
 
-    # Groups of fields, one of which must be given on AWS Lambda, e.g. (("database_secret_arn",
-    # "database_url"), ("bucket",)). The first field of a group is what the Pulumi program sets.
+    # Groups of variables, one of each must be set on AWS Lambda (services/core/environment.py).
     required_on_aws: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
     aws_region: str = Field(
@@ -77,28 +66,14 @@ class _Base(BaseSettings):
         description="How long a Secrets Manager value is cached before it is read again (rotation).",
     )
     metrics_namespace: str = Field(
-        default="Collections",
+        default=environment.DEFAULT_METRICS_NAMESPACE,
         description="CloudWatch namespace of the functions' metrics (embedded metric format).",
     )
 
     @model_validator(mode="after")
     def _refuse_local_defaults_on_aws(self):
-        if not on_aws_lambda():
-            return self
-        missing = [group for group in self.required_on_aws if not any(self._given(f) for f in group)]
-        if missing:
-            names = [_one_of([n for f in group for n in env_names(type(self), f)]) for group in missing]
-            raise MissingSettings(
-                f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} required on AWS Lambda "
-                f"({type(self).__name__}, function {os.environ.get(LAMBDA_MARKER)}) and not set"
-            )
+        environment.require(self.required_on_aws, type(self).__name__)
         return self
-
-    def _given(self, field: str) -> bool:
-        value = getattr(self, field)
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        return field in self.model_fields_set and value not in (None, "")
 
 
 class _Database(_Base):
@@ -266,33 +241,28 @@ class _Release(_Base):
 
 
 # --- what each program reads ----------------------------------------------------------------
-DATABASE = ("database_secret_arn", "database_url")
-METRICS = ("metrics_namespace",)
-
-
 class ApiSettings(_Database, _Storage, _Events, _Uploads, _Auth, _Voyage, _Imaging, _Api):
-    required_on_aws = (DATABASE, ("bucket",), ("event_bus",), ("cognito_user_pool_id",), ("cognito_client_id",),
-                       ("voyage_secret_arn", "voyage_api_key"), METRICS)
+    required_on_aws = REQUIRED_ON_AWS["api"]
 
 
 class ImageProcessorSettings(_Database, _Storage, _Events, _Uploads, _Imaging):
-    required_on_aws = (DATABASE, ("bucket",), ("event_bus",), METRICS)
+    required_on_aws = REQUIRED_ON_AWS["image_processor"]
 
 
 class AnalyzerSettings(_Database, _Storage, _Events, _Imaging, _Claude):
-    required_on_aws = (DATABASE, ("bucket",), ("event_bus",), ("anthropic_secret_arn", "anthropic_api_key"), METRICS)
+    required_on_aws = REQUIRED_ON_AWS["analyzer"]
 
 
 class EmbedderSettings(_Database, _Events, _Voyage):
-    required_on_aws = (DATABASE, ("event_bus",), ("voyage_secret_arn", "voyage_api_key"), METRICS)
+    required_on_aws = REQUIRED_ON_AWS["embedder"]
 
 
 class CleanupSettings(_Database, _Storage, _Uploads, _Imaging, _Cleanup):
-    required_on_aws = (DATABASE, ("bucket",), METRICS)
+    required_on_aws = REQUIRED_ON_AWS["cleanup"]
 
 
 class MigrateSettings(_Database):
-    required_on_aws = (DATABASE, METRICS)
+    required_on_aws = REQUIRED_ON_AWS["migrate"]
 
 
 class ReleaseSettings(_Release):
@@ -315,10 +285,7 @@ FUNCTION_SETTINGS: dict[str, type[_Base]] = {
 }
 
 
-def required_variables(function: str) -> list[str]:
-    """The variable the Pulumi program must set for each of the function's required-on-AWS groups."""
-    cls = FUNCTION_SETTINGS[function]
-    return [env_names(cls, group[0])[0] for group in cls.required_on_aws]
+required_variables = environment.required_variables
 
 
 @lru_cache

@@ -9,8 +9,9 @@ import json
 import pytest
 
 from services import catalog
+from services.core.environment import required_variables
 from services.core.observability import OUTCOME_METRICS
-from services.core.settings import FUNCTION_SETTINGS, required_variables
+from services.core.settings import FUNCTION_SETTINGS
 
 FUNCTION = "aws:lambda/function:Function"
 

@@ -12,6 +12,7 @@ import pytest
 from services.core import observability
 from services.core.observability import OUTCOME_METRICS, FunctionObservability, UnknownOutcome
 from services.core.pipeline_store import Outcome
+from services.core.settings import settings_for
 
 # What every line of a function's log group carries (besides the message's own extra keys).
 SHAPE = {"level", "location", "message", "timestamp", "service", "name", "cold_start", "function_name",
@@ -63,12 +64,19 @@ def cleanup_on_lambda(monkeypatch, cold_process, services_logger_restored):
         return {"orphans": 0, "failed": 1, "dry_run": dry_run}
 
     monkeypatch.setattr(services.cleanup.logic, "run", run)
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", FakeLambdaContext.function_name)
-    monkeypatch.setattr(module.observe, "_routed", False)
+    for name, value in {"AWS_LAMBDA_FUNCTION_NAME": FakeLambdaContext.function_name,
+                        "COLLECTIONS_DATABASE_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:db",
+                        "COLLECTIONS_BUCKET": "collections-test-bucket",
+                        "COLLECTIONS_METRICS_NAMESPACE": "Collections/test"}.items():
+        monkeypatch.setenv(name, value)
+    for attribute, value in {"_routed": False, "_metrics": None, "_namespace": None}.items():
+        monkeypatch.setattr(module.observe, attribute, value)
+    settings_for.cache_clear()
     stream = io.StringIO()
     previous = module.observe.logger.registered_handler.setStream(stream)
     yield module.handler, stream
     module.observe.logger.registered_handler.setStream(previous)
+    settings_for.cache_clear()
 
 
 def test_every_line_of_an_invocation_has_one_shape_with_cold_start_and_version(cleanup_on_lambda, capsys):
@@ -90,7 +98,8 @@ def test_every_line_of_an_invocation_has_one_shape_with_cold_start_and_version(c
     assert [line["cold_start"] for line in lines] == [True, True, False, False]
 
     metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    assert [m["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"] for m in metrics] == ["ColdStart"]
+    assert [(m["_aws"]["CloudWatchMetrics"][0]["Namespace"], m["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"])
+            for m in metrics] == [("Collections/test", "ColdStart")]  # once: the first invocation only
 
 
 def emf_lines(out: str) -> list[dict]:

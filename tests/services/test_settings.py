@@ -127,5 +127,15 @@ def test_a_handler_without_its_variables_fails_its_cold_start_naming_them(functi
                             capture_output=True, text=True)
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("services.core.settings.MissingSettings: ")
+    assert last.startswith("services.core.environment.MissingSettings: ")
     assert all(variable in last for variable in required_variables(function)), last
+
+
+def test_the_required_variables_are_variables_of_each_functions_settings():
+    from services.core.environment import REQUIRED_ON_AWS
+    from services.core.settings import FUNCTION_SETTINGS
+
+    for function, groups in REQUIRED_ON_AWS.items():
+        cls = FUNCTION_SETTINGS[function]
+        variables = {env for name, field in cls.model_fields.items() for env in env_names(name, field)}
+        assert {name for group in groups for name in group} <= variables, function
