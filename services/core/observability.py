@@ -26,8 +26,9 @@ first use. `observe.handler` wraps the handler:
   the handler runs as it is. Off AWS (`make dev`, tests, benchmarks) stdlib logging stays as the
   program configured it and no EMF is printed.
 
-Stage outcomes, for the stage runner:
+Stage outcomes, for the stage runner (`for_function(name)` returns the same object on every call):
 
+    observe = for_function("analyzer")
     outcome = observe.stage("analyze", lambda: work(item))   # runs work, records and logs its outcome
     observe.record_outcome("analyze", "skipped")            # or record a result directly
 
@@ -175,8 +176,14 @@ class FunctionObservability:
             metric.add_dimension(name="stage", value=stage_name)
 
 
+@functools.cache
 def for_function(name: str) -> FunctionObservability:
-    """The function's observability; checks its environment first (MissingSettings on AWS, at cold start)."""
+    """The function's observability, one per process (the stage runner may ask again); checks the
+    function's environment first (MissingSettings on AWS, at cold start). On Lambda the `services` stdlib
+    loggers are routed at once, so what they log during init has the function's shape too."""
     require_for_function(name)
-    return FunctionObservability(name)
+    observe = FunctionObservability(name)
+    if on_aws_lambda():
+        observe.route_stdlib_logs()
+    return observe
 

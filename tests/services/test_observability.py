@@ -3,6 +3,7 @@ cold_start and the executed function_version, and stage outcomes as EMF metrics.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -143,3 +144,15 @@ def test_every_result_a_stage_can_return_has_a_metric():
 
     assert set(get_args(observability.Result)) == set(OUTCOME_METRICS)
     assert len(set(OUTCOME_METRICS.values())) == len(OUTCOME_METRICS)
+
+
+def test_on_lambda_the_services_loggers_take_the_functions_shape_at_init(monkeypatch, services_logger_restored):
+    for name, value in {"AWS_LAMBDA_FUNCTION_NAME": "collections-test-migrate-blue", "DATABASE_URL": "postgresql://h/db",
+                        "COLLECTIONS_METRICS_NAMESPACE": "Collections/test"}.items():
+        monkeypatch.setenv(name, value)
+    # a process of its own: the handler modules' objects stay the ones other tests see
+    for_function = functools.cache(observability.for_function.__wrapped__)
+    observe = for_function("migrate")
+    assert for_function("migrate") is observe  # the stage runner gets the same one
+    tree = logging.getLogger(observability.LOGGED_TREE)
+    assert tree.handlers == [observe.logger.registered_handler] and tree.propagate is False
