@@ -45,7 +45,8 @@ def env_names(cls: type[BaseSettings], field: str) -> list[str]:
 class _Base(BaseSettings):
     """What every program reads: AWS, secrets caching and the metrics namespace."""
 
-    model_config = SettingsConfigDict(env_prefix="COLLECTIONS_", env_file=".env", extra="ignore")
+    # defer_build: a class builds its schema when first used; the groups and the other programs' never are.
+    model_config = SettingsConfigDict(env_prefix="COLLECTIONS_", env_file=".env", extra="ignore", defer_build=True)
 
     # Groups of variables, one of each must be set on AWS Lambda (services/core/environment.py).
     required_on_aws: ClassVar[tuple[tuple[str, ...], ...]] = ()
