@@ -156,3 +156,26 @@ def test_on_lambda_the_services_loggers_take_the_functions_shape_at_init(monkeyp
     assert for_function("migrate") is observe  # the stage runner gets the same one
     tree = logging.getLogger(observability.LOGGED_TREE)
     assert tree.handlers == [observe.logger.registered_handler] and tree.propagate is False
+
+
+def test_the_api_handler_answers_through_the_whole_decorator_on_lambda(monkeypatch, cold_process,
+                                                                        services_logger_restored, capsys):
+    """Mangum behind inject_lambda_context and log_metrics: the request is answered, the ColdStart
+    metric is flushed, and an invocation without stage outcomes warns about nothing."""
+    import warnings
+
+    from services.api import handler as module
+    from tests.services.api.lambda_events import LambdaContext, http_api_event
+
+    for name, value in {"AWS_LAMBDA_FUNCTION_NAME": LambdaContext.function_name,
+                        "COLLECTIONS_METRICS_NAMESPACE": "Collections/test"}.items():
+        monkeypatch.setenv(name, value)
+    for attribute, value in {"_routed": False, "_metrics": None, "_namespace": "Collections/test"}.items():
+        monkeypatch.setattr(module.observe, attribute, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        first = module.handler(http_api_event("GET", "/_init_probe"), LambdaContext())
+        second = module.handler(http_api_event("GET", "/_init_probe"), LambdaContext())
+    assert first["statusCode"] == second["statusCode"] == 404
+    names = [m["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"] for m in emf_lines(capsys.readouterr().out)]
+    assert names == ["ColdStart"]
