@@ -22,7 +22,7 @@ from infra.components.events import EventRouting, EventRoutingArgs, PipelineBus,
 from infra.components.http_api import HttpApi, HttpApiArgs
 from infra.components.image import ContainerImage, ContainerImageArgs
 from infra.components.lambda_service import LambdaService, LambdaServiceArgs, SlotCode
-from infra.components.monitoring import Monitoring, MonitoringArgs
+from infra.components.monitoring import Monitoring, MonitoringArgs, metrics_namespace
 from infra.components.network import Network, NetworkArgs
 from infra.components.secrets import ApiKeys, ApiKeysArgs
 from infra.components.storage import Storage, StorageArgs
@@ -183,7 +183,7 @@ def _build(config: StackConfig, secrets: dict[str, pulumi.Output[str]], app_url:
     built: dict[str, LambdaService] = {}
     on_deploy: list[aws.lambda_.Invocation] = []
     for service in sorted(config.services.values(), key=lambda s: not s.function.invoke_on_deploy):
-        environment = _environment(service.function, storage, bus, auth, secret_arns)
+        environment = _environment(service.function, storage, bus, auth, secret_arns, metrics_namespace(config.stack))
         built[service.name] = LambdaService(f"{prefix}-{service.name.replace('_', '-')}", LambdaServiceArgs(
             stack=config,
             service=service,
@@ -232,6 +232,7 @@ def _build(config: StackConfig, secrets: dict[str, pulumi.Output[str]], app_url:
         database_instance_id=database.instance.identifier if database.instance is not None else None,
         database_instance_class=config.database.instance_class,
         database_proxy_name=database.proxy.name if database.proxy is not None else None,
+        metrics_namespace=metrics_namespace(config.stack),
     ))
     return {
         "api_url": api.url,
@@ -275,11 +276,16 @@ SECRET_VARIABLES = {
 
 
 def _environment(fn: catalog.Function, storage: Storage, bus: PipelineBus, auth: Auth,
-                 secret_arns: Mapping[str, pulumi.Output[str]]) -> dict[str, pulumi.Input[str]]:
-    """A function's environment: the stack's resources and only the secrets the catalog gives it."""
+                 secret_arns: Mapping[str, pulumi.Output[str]], namespace: str) -> dict[str, pulumi.Input[str]]:
+    """A function's environment: the stack's resources and only the secrets the catalog gives it.
+
+    Each function's settings class (services/core/settings.py FUNCTION_SETTINGS) refuses to start on
+    Lambda without its `required_on_aws` variables; tests/infra/test_function_settings.py checks they
+    are all here."""
     environment: dict[str, pulumi.Input[str]] = {
         "COLLECTIONS_BUCKET": storage.bucket.bucket,
         "COLLECTIONS_EVENT_BUS": bus.bus.name,
+        "COLLECTIONS_METRICS_NAMESPACE": namespace,  # the dashboard reads the same (Monitoring)
         **{SECRET_VARIABLES[secret]: secret_arns[secret] for secret in fn.secrets},
     }
     if fn.triggers_of("http"):

@@ -95,9 +95,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _outputs(args: argparse.Namespace):
     from pipelines import outputs
-    from services.core.settings import get_settings
+    from services.core.settings import ReleaseSettings
 
-    return outputs.load(args.outputs, args.stack, get_settings().stack_outputs)
+    return outputs.load(args.outputs, args.stack, ReleaseSettings().stack_outputs)
 
 
 def _context(args: argparse.Namespace, stack_outputs, service, **options: Any):

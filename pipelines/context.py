@@ -100,9 +100,9 @@ class LazyClient:
 
 def aws_clients(outputs: StackOutputs) -> dict[str, Any]:
     """lambda, cloudwatch and ssm clients for the stack's region (AWS_ENDPOINT_URL honoured)."""
-    from services.core.settings import get_settings
+    from services.core.settings import ReleaseSettings
 
-    settings = get_settings().model_copy(update={"aws_region": outputs.region})
+    settings = ReleaseSettings().model_copy(update={"aws_region": outputs.region})
     return {
         "lambda_client": LazyClient("lambda", settings),
         "cloudwatch": LazyClient("cloudwatch", settings),

@@ -12,6 +12,9 @@ Metric names and dimensions are AWS's own:
   {RuleName} for the default bus, {EventBusName, RuleName} for a custom bus; sent only when not zero.
 - AWS/SQS ApproximateNumberOfMessagesVisible by {QueueName}; AWS/RDS DatabaseConnections by
   {DBInstanceIdentifier}, and for RDS Proxy ClientConnections / DatabaseConnections by {ProxyName}.
+Ours: the stages' outcomes (services/core/observability.py OUTCOME_METRICS), published by the functions
+in embedded metric format under the stack's namespace by {service, stage}; the dashboard finds every
+(service, stage) pair with a SEARCH expression, so a new stage shows up without a change here.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.lambda_service import LambdaService
-from infra.config import ALIAS_NAME
+from infra.config import ALIAS_NAME, PROJECT
+from services.core.observability import OUTCOME_METRICS, STAGE_DIMENSIONS
 
 PERIOD_S = 60
 P95_OF_TIMEOUT = 0.8  # a p95 near the timeout means timeouts are next
@@ -41,6 +45,14 @@ INSTANCE_MEMORY_GIB = {
     "db.r7g.large": 16, "db.r7g.xlarge": 32, "db.r7g.2xlarge": 64, "db.r7g.4xlarge": 128,
 }
 CONNECTIONS_ALARM_SHARE = 0.7
+# Stage outcomes that move an item on, and those that stop a delivery (one graph each).
+ADVANCING_OUTCOMES = ("processed", "analyzed", "ready")
+
+
+def metrics_namespace(stack: str) -> str:
+    """The functions' own metrics (COLLECTIONS_METRICS_NAMESPACE): one namespace per stack, so a dev or
+    preview stack in the same account never mixes with prod on the dashboard."""
+    return f"{PROJECT.capitalize()}/{stack}"
 
 
 def max_connections_alarm(instance_class: str) -> int:
@@ -69,6 +81,7 @@ class MonitoringArgs:
     database_instance_id: pulumi.Input[str] | None = None  # rds mode
     database_instance_class: str = ""
     database_proxy_name: pulumi.Input[str] | None = None  # when the RDS Proxy is on
+    metrics_namespace: str | None = None  # the functions' stage outcomes (embedded metric format)
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -166,7 +179,8 @@ class Monitoring(pulumi.ComponentResource):
                 *[s.function_name for s in args.services.values()],
             ).apply(lambda values: dashboard_body(args.region, list(args.services), values[0], values[1],
                                                   values[5:], database=values[2], proxy=values[3],
-                                                  rules=[tuple(r) for r in values[4]])),
+                                                  rules=[tuple(r) for r in values[4]],
+                                                  metrics_namespace=args.metrics_namespace)),
             opts=child,
         )
         self.register_outputs({"alarm_names": self.alarm_names, "dashboard": self.dashboard_name})
@@ -192,7 +206,7 @@ def rule_dimensions(rule: str, bus: str | None) -> dict[str, str]:
 
 def dashboard_body(region: str, services: list[str], api_id: str, dlq_name: str, functions: list[str], *,
                    database: str | None = None, proxy: str | None = None,
-                   rules: list[tuple[str, str]] | None = None) -> str:
+                   rules: list[tuple[str, str]] | None = None, metrics_namespace: str | None = None) -> str:
     widgets = []
     for index, (service, fn) in enumerate(zip(services, functions, strict=True)):
         resource = f"{fn}:{ALIAS_NAME}"
@@ -243,4 +257,23 @@ def dashboard_body(region: str, services: list[str], api_id: str, dlq_name: str,
                         ["AWS/RDS", "DatabaseConnections", "ProxyName", proxy, {"stat": "Sum", "period": 60}]]
         widgets.append({"type": "metric", "x": 12, "y": y, "width": 12, "height": 6, "properties": {
             "title": "Database connections", "region": region, "view": "timeSeries", "metrics": metrics}})
+    if metrics_namespace:
+        y += 6
+        advancing = [r for r in OUTCOME_METRICS if r in ADVANCING_OUTCOMES]
+        stopping = [r for r in OUTCOME_METRICS if r not in ADVANCING_OUTCOMES]
+        for x, (title, results) in enumerate((("Stage outcomes: items moved on", advancing),
+                                              ("Stage outcomes: failed, refused, duplicate, skipped", stopping))):
+            widgets.append({"type": "metric", "x": x * 12, "y": y, "width": 12, "height": 6, "properties": {
+                "title": title, "region": region, "view": "timeSeries", "stat": "Sum", "period": 300,
+                "metrics": [[{"id": f"{result}", "label": OUTCOME_METRICS[result],
+                              "expression": stage_outcome_search(metrics_namespace, OUTCOME_METRICS[result])}]
+                            for result in results],
+            }})
     return json.dumps({"widgets": widgets})
+
+
+def stage_outcome_search(namespace: str, metric: str, period_s: int = 300) -> str:
+    """Every (service, stage) series of one outcome metric. Names with characters other than letters
+    and digits are quoted in a search's schema (CloudWatch User Guide, "Search expression syntax")."""
+    schema = ",".join([f'"{namespace}"', *STAGE_DIMENSIONS])
+    return f"SEARCH('{{{schema}}} MetricName=\"{metric}\"', 'Sum', {period_s})"

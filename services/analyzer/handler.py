@@ -1,22 +1,21 @@
 """Lambda entry point of the analyzer: ImageProcessed → Claude (or the local analyzer).
 
-The stage runner (services/core/stage_runner.py) does the rest. It and the stage's logic (SQLAlchemy,
-the SDKs, Pillow) are imported on the first event, not at cold start (tests/bench/bench_pipeline.py).
+The stage runner (services/core/stage_runner.py) does the rest, and records the outcome as a metric through
+the function's observability (services/core/observability.py). The runner and the stage's logic (SQLAlchemy,
+Pillow, the model clients) are imported on the first event, not at cold start (tests/bench/bench_pipeline.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from services.core.observability import for_function
 
-logger = Logger(service="analyzer")
+observe = for_function("analyzer")
 
 
+@observe.handler
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    logger.append_keys(request_id=getattr(context, "aws_request_id", None))
     from services.core.stage_runner import run_event
 
-    outcome = run_event("analyze", event, context)
-    logger.info("analyzer outcome", extra=outcome)
-    return outcome
+    return run_event("analyze", event, context)

@@ -21,10 +21,12 @@ from mangum import Mangum
 from services.api import deps
 from services.api.app import create_app
 from services.core import snapstart
+from services.core.observability import for_function
 
+observe = for_function("api")
 app = create_app()
 # lifespan off: the app keeps no startup state; engines and clients are created on first use.
-handler = Mangum(app, lifespan="off")
+handler = observe.handler(Mangum(app, lifespan="off"))
 
 _PROBE_EVENT = {
     "version": "2.0",

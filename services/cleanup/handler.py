@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from services.core.contracts import ScheduledInvocation
+from services.core.observability import for_function
 
-logger = Logger(service="cleanup")
+observe = for_function("cleanup")
+logger = observe.logger
 
 
+@observe.handler
 def handler(event: Any, context: Any = None) -> dict[str, Any]:
-    logger.append_keys(request_id=getattr(context, "aws_request_id", None))
     invocation = ScheduledInvocation.from_event(event)
     from services.cleanup.logic import run
 

@@ -10,17 +10,21 @@ few database connections per transaction. Connections therefore carry no session
   PgBouncer the statement would not even exist on the next server connection. AWS's own advice for
   psycopg 3 is `prepare_threshold=None` (aws/agent-toolkit-for-aws, proxy-pinning-postgresql.md).
 tests/services/test_pooler.py proves this through a real PgBouncer in transaction-pooling mode.
+
+On AWS the credentials come from a Secrets Manager secret that can be rotated. The engine reads
+the secret (cached for `COLLECTIONS_SECRETS_MAX_AGE_S`, services/core/secrets.py) each time it
+opens a connection, so a rotated password is used by the next new connection; when the server
+refuses the cached one, it reads the secret again at once and retries that connection once.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.core.settings import Settings, get_settings
@@ -38,12 +42,11 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def _url_from_secret(secret_arn: str, settings: Settings) -> str:
+def _url_from_secret(secret_arn: str, settings: Settings, *, force_fetch: bool = False) -> str:
     """Build the URL from an RDS-style secret (host, port, username, password, dbname) or {"url": ...}."""
-    from services.core.aws import client
+    from services.core.secrets import secret_json
 
-    raw = client("secretsmanager", settings).get_secret_value(SecretId=secret_arn)["SecretString"]
-    secret = json.loads(raw)
+    secret = secret_json(secret_arn, settings, force_fetch=force_fetch)
     if "url" in secret:
         return secret["url"]
     return (
@@ -64,6 +67,27 @@ def database_url(settings: Settings | None = None) -> str:
     )
 
 
+def follow_secret(engine: Engine, secret_arn: str, settings: Settings) -> None:
+    """Connect with the secret's current credentials, not those the engine was made with."""
+    from sqlalchemy.engine import make_url
+
+    def connect_params(force_fetch: bool) -> dict:
+        url = make_url(normalize_url(_url_from_secret(secret_arn, settings, force_fetch=force_fetch)))
+        return engine.dialect.create_connect_args(url)[1]
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect, connection_record, cargs, cparams):  # noqa: ANN001 (SQLAlchemy's event signature)
+        cparams.update(connect_params(force_fetch=False))
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except dialect.loaded_dbapi.OperationalError:
+            fresh = connect_params(force_fetch=True)  # rotated since we cached it?
+            if fresh == {k: cparams.get(k) for k in fresh}:
+                raise
+            cparams.update(fresh)
+            return dialect.connect(*cargs, **cparams)
+
+
 def make_engine(url: str, settings: Settings | None = None) -> Engine:
     settings = settings or get_settings()
     return create_engine(
@@ -80,7 +104,11 @@ def make_engine(url: str, settings: Settings | None = None) -> Engine:
 
 @lru_cache
 def get_engine() -> Engine:
-    return make_engine(database_url())
+    settings = get_settings()
+    engine = make_engine(database_url(settings), settings)
+    if not settings.database_url and settings.database_secret_arn:
+        follow_secret(engine, settings.database_secret_arn, settings)
+    return engine
 
 
 @lru_cache

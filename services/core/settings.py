@@ -1,24 +1,86 @@
-"""All configuration, in one place. Every variable is documented in README.md ("Configuration").
+"""Configuration: one module, and one settings class per program. Every variable is documented in
+README.md ("Configuration").
 
 Values come from the environment (on Lambda, set by the Pulumi program) or a `.env` file.
 Application variables carry the `COLLECTIONS_` prefix; well-known ones keep their usual names.
+
+Each program reads its own class, made of the groups of settings it uses: `ApiSettings`,
+`ImageProcessorSettings`, `AnalyzerSettings`, `EmbedderSettings`, `CleanupSettings`,
+`MigrateSettings` (keyed by the catalog's function names in `FUNCTION_SETTINGS`), `ReleaseSettings`
+(pipelines/, the release CLI) and `Settings`, all of them, for the dev runtime that runs every
+function in one process. On AWS Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set) a function's class refuses
+to start without the variables listed in its `required_on_aws` (services/core/environment.py, where
+handlers check them at import, before this module loads): a forgotten variable fails the cold start
+with its name (`MissingSettings`) instead of quietly using a local default such as the bucket
+`collections-local`. tests/infra checks that the Pulumi program sets every required variable of every
+function.
+
+`get_settings()` stays the process-wide union (`Settings`) that library code takes by default.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services import catalog  # the connection budget's pool sizes (no third-party imports there)
+from services.core import environment
+from services.core.environment import REQUIRED_ON_AWS
+from services.core.environment import MissingSettings as MissingSettings
+from services.core.environment import on_aws_lambda as on_aws_lambda
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="COLLECTIONS_", env_file=".env", extra="ignore")
+def env_names(cls: type[BaseSettings], field: str) -> list[str]:
+    """The environment variables a field is read from, the usual one first."""
+    alias = cls.model_fields[field].validation_alias
+    if alias is None:
+        return [f"{cls.model_config.get('env_prefix', '')}{field}".upper()]
+    if isinstance(alias, str):
+        return [alias]
+    return [str(choice) for choice in alias.choices]
 
-    # --- database -------------------------------------------------------------------------
+
+class _Base(BaseSettings):
+    """What every program reads: AWS, secrets caching and the metrics namespace."""
+
+    # defer_build: a class builds its schema when first used; the groups and the other programs' never are.
+    model_config = SettingsConfigDict(env_prefix="COLLECTIONS_", env_file=".env", extra="ignore", defer_build=True)
+
+    # Groups of variables, one of each must be set on AWS Lambda (services/core/environment.py).
+    required_on_aws: ClassVar[tuple[tuple[str, ...], ...]] = ()
+
+    aws_region: str = Field(
+        default="us-east-1",
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
+        description="AWS region (set by Lambda).",
+    )
+    aws_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias="AWS_ENDPOINT_URL",
+        description="Local AWS endpoint (moto). Unset on AWS.",
+    )
+    secrets_max_age_s: int = Field(
+        default=300,
+        ge=0,
+        description="How long a Secrets Manager value is cached before it is read again (rotation).",
+    )
+    metrics_namespace: str = Field(
+        default=environment.DEFAULT_METRICS_NAMESPACE,
+        description="CloudWatch namespace of the functions' metrics (embedded metric format).",
+    )
+
+    @model_validator(mode="after")
+    def _refuse_local_defaults_on_aws(self):
+        environment.require(self.required_on_aws, type(self).__name__)
+        return self
+
+
+class _Database(_Base):
+    """The database."""
+
     database_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("DATABASE_URL", "COLLECTIONS_DATABASE_URL"),
@@ -39,31 +101,31 @@ class Settings(BaseSettings):
         description="Statement timeout that migration 0003 sets as the database role's default (ALTER ROLE).",
     )
 
-    # --- AWS ------------------------------------------------------------------------------
-    aws_region: str = Field(
-        default="us-east-1",
-        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
-        description="AWS region (set by Lambda).",
-    )
-    aws_endpoint_url: str | None = Field(
-        default=None,
-        validation_alias="AWS_ENDPOINT_URL",
-        description="Local AWS endpoint (moto). Unset on AWS.",
-    )
-    bucket: str = Field(default="collections-local", description="S3 bucket for originals and thumbnails.")
-    event_bus: str = Field(default="collections-local", description="EventBridge custom bus for pipeline events.")
-    stack_outputs: str | None = Field(
-        default=None,
-        description="collections-release: the stack's outputs, as JSON text or a path to a JSON file (CI).",
-    )
 
-    # --- uploads --------------------------------------------------------------------------
+class _Storage(_Base):
+    """The S3 bucket."""
+
+    bucket: str = Field(default="collections-local", description="S3 bucket for originals and thumbnails.")
+
+
+class _Events(_Base):
+    """The pipeline's event bus."""
+
+    event_bus: str = Field(default="collections-local", description="EventBridge custom bus for pipeline events.")
+
+
+class _Uploads(_Base):
+    """Upload and download limits."""
+
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0, description="Largest accepted upload.")
     min_upload_bytes: int = Field(default=1, ge=1, description="Smallest accepted upload.")
     upload_url_ttl_s: int = Field(default=300, ge=30, le=3600, description="Presigned POST lifetime.")
     download_url_ttl_s: int = Field(default=300, ge=30, le=3600, description="Presigned GET lifetime.")
 
-    # --- auth -----------------------------------------------------------------------------
+
+class _Auth(_Base):
+    """Cognito tokens."""
+
     auth_mode: Literal["jwks", "apigateway"] = Field(
         default="jwks",
         description=(
@@ -81,7 +143,20 @@ class Settings(BaseSettings):
     )
     jwks_cache_s: int = Field(default=3600, ge=0, description="How long fetched signing keys are kept.")
 
-    # --- AI -------------------------------------------------------------------------------
+    @property
+    def issuer(self) -> str:
+        return self.cognito_issuer or (
+            f"https://cognito-idp.{self.aws_region}.amazonaws.com/{self.cognito_user_pool_id}"
+        )
+
+    @property
+    def jwks_url(self) -> str:
+        return self.cognito_jwks_url or f"{self.issuer}/.well-known/jwks.json"
+
+
+class _Claude(_Base):
+    """The analyzer's model."""
+
     anthropic_api_key: SecretStr | None = Field(
         default=None, validation_alias="ANTHROPIC_API_KEY", description="Claude API key; unset: local analyzer."
     )
@@ -93,6 +168,11 @@ class Settings(BaseSettings):
     # 30 s × (1 + 2 retries) stays inside the analyzer function's 120 s timeout (services/catalog.py).
     analyzer_timeout_s: float = Field(default=30.0, gt=0, description="Per-request timeout.")
     analyzer_max_retries: int = Field(default=2, ge=0, description="SDK retries (429/5xx).")
+
+
+class _Voyage(_Base):
+    """Embeddings (documents and search queries)."""
+
     voyage_api_key: SecretStr | None = Field(
         default=None, validation_alias="VOYAGE_API_KEY", description="Voyage API key; unset: local embedder."
     )
@@ -110,9 +190,17 @@ class Settings(BaseSettings):
         default=1, ge=0, le=1, description="Retries of a search's query embedding (at most one)."
     )
 
-    # --- pipeline -------------------------------------------------------------------------
+
+class _Imaging(_Base):
+    """Image decoding and thumbnails."""
+
     max_image_pixels: int = Field(default=50_000_000, gt=0, description="Decompression-bomb limit.")
     thumbnail_sizes: tuple[int, ...] = Field(default=(256, 1024), description="Long-edge sizes (JSON list).")
+
+
+class _Stages(_Base):
+    """Pipeline stages: leases on items and the pending timeout (the stage runner and cleanup)."""
+
     stage_lease_s: int | None = Field(
         default=None,
         ge=1,
@@ -125,11 +213,19 @@ class Settings(BaseSettings):
         description="Cleanup marks an item failed that waited this long at a stage's input status "
         "(e.g. an upload whose processing crashed or timed out); retry resumes it.",
     )
+
+
+class _Cleanup(_Base):
+    """What cleanup removes."""
+
     cleanup_orphan_hours: int = Field(default=24, ge=1, description="Age before orphans are removed.")
     cleanup_failed_retention_days: int = Field(default=30, ge=1, description="Failed items kept this long.")
     cleanup_batch: int = Field(default=500, ge=1, description="Most removals per cleanup run.")
 
-    # --- API ------------------------------------------------------------------------------
+
+class _Api(_Base):
+    """Pages, searches and per-user limits of the HTTP API."""
+
     page_size_default: int = Field(default=20, ge=1, description="Items per page by default.")
     page_size_max: int = Field(default=100, ge=1, description="Largest page size accepted.")
     search_k_max: int = Field(default=100, ge=1, description="Largest k for search and similar.")
@@ -148,21 +244,78 @@ class Settings(BaseSettings):
         default=120, ge=0, description="Edits per user per hour that re-embed an item (each is a paid Voyage call)."
     )
 
-    # --- local runtime --------------------------------------------------------------------
+
+class _Local(_Base):
+    """The dev runtime (`make dev`)."""
+
     data_dir: str = Field(default=".collections", description="Embedded PostgreSQL data and local state.")
     api_port: int = Field(default=8000, description="Port of the local API (`make dev`).")
     moto_port: int = Field(default=5000, description="Port of the local moto server (`make dev`).")
     web_port: int = Field(default=8080, description="Port of the local web app (`make dev`).")
 
-    @property
-    def issuer(self) -> str:
-        return self.cognito_issuer or (
-            f"https://cognito-idp.{self.aws_region}.amazonaws.com/{self.cognito_user_pool_id}"
-        )
 
-    @property
-    def jwks_url(self) -> str:
-        return self.cognito_jwks_url or f"{self.issuer}/.well-known/jwks.json"
+class _Release(_Base):
+    """collections-release."""
+
+    stack_outputs: str | None = Field(
+        default=None,
+        description="collections-release: the stack's outputs, as JSON text or a path to a JSON file (CI).",
+    )
+
+
+# --- what each program reads ----------------------------------------------------------------
+class ApiSettings(_Database, _Storage, _Events, _Uploads, _Auth, _Voyage, _Imaging, _Api):
+    required_on_aws = REQUIRED_ON_AWS["api"]
+
+
+class ImageProcessorSettings(_Database, _Storage, _Events, _Uploads, _Imaging, _Stages):
+    required_on_aws = REQUIRED_ON_AWS["image_processor"]
+
+
+class AnalyzerSettings(_Database, _Storage, _Events, _Imaging, _Claude, _Stages):
+    required_on_aws = REQUIRED_ON_AWS["analyzer"]
+
+
+class EmbedderSettings(_Database, _Events, _Voyage, _Stages):
+    required_on_aws = REQUIRED_ON_AWS["embedder"]
+
+
+class CleanupSettings(_Database, _Storage, _Uploads, _Imaging, _Stages, _Cleanup):
+    required_on_aws = REQUIRED_ON_AWS["cleanup"]
+
+
+class MigrateSettings(_Database):
+    required_on_aws = REQUIRED_ON_AWS["migrate"]
+
+
+class ReleaseSettings(_Release):
+    """collections-release (pipelines/): the region, an endpoint for tests, the stack's outputs."""
+
+
+class Settings(
+    _Database, _Storage, _Events, _Uploads, _Auth, _Claude, _Voyage, _Imaging, _Stages, _Cleanup, _Api, _Local, _Release
+):
+    """Every setting: the dev runtime (all functions in one process) and library code's default."""
+
+
+# Keyed by the catalog's function names (services/catalog.py FUNCTIONS; a test checks they agree).
+FUNCTION_SETTINGS: dict[str, type[_Base]] = {
+    "api": ApiSettings,
+    "image_processor": ImageProcessorSettings,
+    "analyzer": AnalyzerSettings,
+    "embedder": EmbedderSettings,
+    "cleanup": CleanupSettings,
+    "migrate": MigrateSettings,
+}
+
+
+required_variables = environment.required_variables
+
+
+@lru_cache
+def settings_for(function: str) -> _Base:
+    """The function's own settings; on AWS Lambda, MissingSettings names what is not set."""
+    return FUNCTION_SETTINGS[function]()
 
 
 @lru_cache

@@ -89,7 +89,7 @@ def renew_process_state() -> None:
     from services.core.auth import forget_verifiers
 
     database.reset()  # pooled connections dropped; the URL (and its secret) is read again on next use
-    secrets.secret_string.cache_clear()  # API keys and the database secret: read again
+    secrets.forget()  # API keys and the database secret: read again
     forget_adapters()  # AI clients keep keys and HTTP connections
     aws.reset()  # boto3 clients keep connection pools and the credentials resolved at init
     forget_verifiers()  # JWKS fetched at init, its age measured on a clock that did not run

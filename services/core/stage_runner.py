@@ -49,6 +49,7 @@ from services import catalog
 from services.core.contracts import Detail, EventBridgeEvent, ItemFailed, event_for
 from services.core.database import session_scope
 from services.core.models import Item, ItemStatus, Stage
+from services.core.observability import for_function
 from services.core.pipeline_store import (
     MAX_REASON,
     READY_POLL_S,
@@ -284,6 +285,7 @@ def run_event(stage_name: str, event: dict[str, Any], context: Any = None) -> di
         raise ValueError(f"the {stage.function} function does not handle {envelope.detail_type!r} events")
     module, attribute = stage.work.rsplit(".", 1)
     work = getattr(importlib.import_module(module), attribute)()
-    outcome = work.handle(envelope)
-    log.info("%s outcome: %s", stage.function, outcome.as_dict())
+    # One outcome log line and one EMF metric per event, labelled with the stage (a re-embedding
+    # after an edit counts under its stage, "embed"); an outcome the metrics don't know is an error.
+    outcome = for_function(stage.function).stage(stage.name, lambda: work.handle(envelope))
     return outcome.as_dict()

@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from services.core.observability import for_function
 
-logger = Logger(service="migrate")
+observe = for_function("migrate")
+logger = observe.logger
 
 # Time kept back from the invocation's remaining time for the migrations themselves.
 MIGRATION_RESERVE_S = 60.0
@@ -79,6 +80,7 @@ def _wait_budget(context: Any) -> float:
     return max(0.0, remaining() / 1000 - MIGRATION_RESERVE_S)
 
 
+@observe.handler
 def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[str, Any]:
     from services.core import migrations
     from services.core.database import database_url

@@ -30,3 +30,19 @@ def test_without_keys_the_local_stand_ins_are_used_once_per_settings(monkeypatch
     assert isinstance(get_analyzer(settings), LocalAnalyzer)
     assert get_embedder(settings) is get_embedder(settings)
     assert get_embedder(Settings(_env_file=None)) is not get_embedder(settings)
+
+
+def test_a_rotated_key_builds_a_new_adapter_once_the_cached_secret_expires(aws, monkeypatch):
+    from services.core import secrets
+
+    monkeypatch.delenv("VOYAGE_API_KEY", raising=False)
+    client = boto3.client("secretsmanager", endpoint_url=aws, region_name="us-east-1")
+    arn = client.create_secret(Name="collections-test-voyage-rotating", SecretString="pa-one")["ARN"]
+    settings = Settings(_env_file=None, voyage_secret_arn=arn, secrets_max_age_s=0)  # every use reads it
+    secrets.forget()
+    first = get_embedder(settings)
+    assert get_embedder(settings) is first  # same key: same adapter (and HTTP connections)
+    client.put_secret_value(SecretId=arn, SecretString="pa-two")
+    second = get_embedder(settings)
+    assert second is not first
+    assert second._headers["Authorization"] == "Bearer pa-two"

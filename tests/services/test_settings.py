@@ -50,3 +50,92 @@ def test_missing_database_configuration_says_what_to_do(monkeypatch):
     monkeypatch.delenv("DATABASE_URL", raising=False)
     with pytest.raises(database.DatabaseNotConfigured, match="DATABASE_URL"):
         database.database_url(Settings(_env_file=None))
+
+
+# --- settings per program; required on AWS ---------------------------------------------------
+LAMBDA_ENV = {"AWS_LAMBDA_FUNCTION_NAME": "collections-test-analyzer-blue"}
+
+
+def test_every_catalog_function_has_its_settings_class():
+    from services import catalog
+    from services.core.settings import FUNCTION_SETTINGS
+
+    assert set(FUNCTION_SETTINGS) == {f.name for f in catalog.FUNCTIONS}
+
+
+def test_each_program_reads_only_its_groups():
+    from services.core.settings import AnalyzerSettings, EmbedderSettings, MigrateSettings, ReleaseSettings
+
+    assert not {"cognito_client_id", "page_size_max"} & set(AnalyzerSettings.model_fields)
+    assert "bucket" not in EmbedderSettings.model_fields and "anthropic_secret_arn" not in EmbedderSettings.model_fields
+    assert set(MigrateSettings.model_fields) >= {"database_url", "database_secret_arn"}
+    assert "bucket" not in ReleaseSettings.model_fields and "stack_outputs" in ReleaseSettings.model_fields
+
+
+def test_locally_the_defaults_apply(monkeypatch):
+    from services.core.settings import AnalyzerSettings
+
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    monkeypatch.delenv("COLLECTIONS_BUCKET", raising=False)
+    assert AnalyzerSettings(_env_file=None).bucket == "collections-local"
+
+
+def test_on_lambda_a_missing_variable_is_named(monkeypatch):
+    from services.core.settings import AnalyzerSettings, MissingSettings
+
+    for name, value in {**LAMBDA_ENV, "COLLECTIONS_DATABASE_SECRET_ARN": "arn:db", "COLLECTIONS_EVENT_BUS": "bus",
+                        "COLLECTIONS_ANTHROPIC_SECRET_ARN": "arn:key",
+                        "COLLECTIONS_METRICS_NAMESPACE": "Collections/test"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("COLLECTIONS_BUCKET", raising=False)
+    with pytest.raises(MissingSettings, match=r"^COLLECTIONS_BUCKET is required on AWS Lambda \(AnalyzerSettings"):
+        AnalyzerSettings(_env_file=None)
+    monkeypatch.setenv("COLLECTIONS_BUCKET", "")  # empty is not set
+    with pytest.raises(MissingSettings, match="COLLECTIONS_BUCKET"):
+        AnalyzerSettings(_env_file=None)
+    monkeypatch.setenv("COLLECTIONS_BUCKET", "collections-test-bucket")
+    assert AnalyzerSettings(_env_file=None).bucket == "collections-test-bucket"
+
+
+def test_on_lambda_either_variable_of_a_pair_will_do_and_both_are_named_when_neither_is_set(monkeypatch):
+    from services.core.settings import MigrateSettings, MissingSettings
+
+    for name, value in {**LAMBDA_ENV, "COLLECTIONS_METRICS_NAMESPACE": "Collections/test"}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("DATABASE_URL", "COLLECTIONS_DATABASE_URL", "COLLECTIONS_DATABASE_SECRET_ARN"):
+        monkeypatch.delenv(name, raising=False)
+    pair = r"^COLLECTIONS_DATABASE_SECRET_ARN \(or DATABASE_URL / COLLECTIONS_DATABASE_URL\) is required"
+    with pytest.raises(MissingSettings, match=pair):
+        MigrateSettings(_env_file=None)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@h/db")
+    assert MigrateSettings(_env_file=None).database_url
+
+
+@pytest.mark.parametrize("function", ["api", "image_processor", "analyzer", "embedder", "cleanup", "migrate"])
+def test_a_handler_without_its_variables_fails_its_cold_start_naming_them(function, tmp_path):
+    """What Lambda would run: importing the handler module (the init phase), with only Lambda's own variables."""
+    import os
+    import subprocess
+    import sys
+
+    from services.core.settings import required_variables
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COLLECTIONS_", "DATABASE_URL"))}
+    env.update({"AWS_LAMBDA_FUNCTION_NAME": f"collections-test-{function}-blue", "PYTHONPATH": str(root)})
+    result = subprocess.run([sys.executable, "-c", f"import services.{function}.handler"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("services.core.environment.MissingSettings: ")
+    assert all(variable in last for variable in required_variables(function)), last
+
+
+def test_the_required_variables_are_variables_of_each_functions_settings():
+    from services.core.environment import REQUIRED_ON_AWS
+    from services.core.settings import FUNCTION_SETTINGS
+
+    for function, groups in REQUIRED_ON_AWS.items():
+        cls = FUNCTION_SETTINGS[function]
+        variables = {env for name, field in cls.model_fields.items() for env in env_names(name, field)}
+        assert {name for group in groups for name in group} <= variables, function

@@ -100,17 +100,19 @@ class Embedder(Protocol):
     def embed_query(self, text: str) -> list[float]: ...
 
 
-# One adapter per process and settings: a Lambda container reuses its HTTP connections and reads
-# its secret once, and the "no key" warning is said once, not on every event.
-_built: dict[str, tuple[Settings, Any]] = {}
+# One adapter per process, settings and key: a Lambda container reuses its HTTP connections, and the
+# "no key" warning is said once, not on every event. The key is looked up on every use (from the
+# environment, or the secret cached for COLLECTIONS_SECRETS_MAX_AGE_S): a rotated key builds a new adapter.
+_built: dict[str, tuple[Settings, str | None, Any]] = {}
 
 
 def _once(kind: str, settings: Settings | None, build: Any) -> Any:
     settings = settings or get_settings()
+    key = _KEYS[kind](settings)
     cached = _built.get(kind)
-    if cached is None or cached[0] is not settings:
-        cached = _built[kind] = (settings, build(settings))
-    return cached[1]
+    if cached is None or cached[0] is not settings or cached[1] != key:
+        cached = _built[kind] = (settings, key, build(settings, key))
+    return cached[2]
 
 
 def forget_adapters() -> None:
@@ -128,17 +130,22 @@ def get_analyzer(settings: Settings | None = None) -> Analyzer:
     return _once("analyzer", settings, _build_analyzer)
 
 
-def _api_key(direct: SecretStr | None, secret_arn: str | None) -> str | None:
+def _api_key(direct: SecretStr | None, secret_arn: str | None, settings: Settings) -> str | None:
     """The key from the environment, else from Secrets Manager (on AWS); None when neither is set."""
     if direct is None and secret_arn:
         from services.core.secrets import secret_string
 
-        direct = secret_string(secret_arn)
+        direct = secret_string(secret_arn, settings=settings)
     return direct.get_secret_value() if direct is not None and direct.get_secret_value() else None
 
 
-def _build_embedder(settings: Settings) -> Embedder:
-    key = _api_key(settings.voyage_api_key, settings.voyage_secret_arn)
+_KEYS = {
+    "embedder": lambda settings: _api_key(settings.voyage_api_key, settings.voyage_secret_arn, settings),
+    "analyzer": lambda settings: _api_key(settings.anthropic_api_key, settings.anthropic_secret_arn, settings),
+}
+
+
+def _build_embedder(settings: Settings, key: str | None) -> Embedder:
     if key:
         from services.core.ai.voyage import VoyageEmbedder
 
@@ -149,8 +156,7 @@ def _build_embedder(settings: Settings) -> Embedder:
     return LocalEmbedder(settings.embedding_dimension)
 
 
-def _build_analyzer(settings: Settings) -> Analyzer:
-    key = _api_key(settings.anthropic_api_key, settings.anthropic_secret_arn)
+def _build_analyzer(settings: Settings, key: str | None) -> Analyzer:
     if key:
         from services.core.ai.claude import AnthropicAnalyzer
 

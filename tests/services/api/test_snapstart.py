@@ -125,7 +125,7 @@ def test_restore_forgets_clients_secrets_and_verifiers(cognito, monkeypatch):
     assert aws_client("s3") is not first_client
     assert auth.get_verifier() is not verifier
     assert ai._built == {} and deps._storage is None
-    assert secrets.secret_string.cache_info().currsize == 0
+    assert secrets.cached_count() == 0
 
 
 def test_hooks_register_once_and_run_in_the_runtimes_order(monkeypatch):

@@ -1,0 +1,74 @@
+"""The variables each function requires on AWS Lambda, checked at cold start.
+
+Standard library only: a handler checks its environment at import (services/core/observability.py
+`for_function`) before anything loads pydantic-settings (~0.1 s of import that the pipeline handlers
+otherwise pay on their first event only). The settings classes (services/core/settings.py) refuse the
+same on Lambda, and tests/services/test_settings.py checks that every name here is a variable of the
+function's settings class; tests/infra checks that the Pulumi program sets the first name of each group.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+LAMBDA_MARKER = "AWS_LAMBDA_FUNCTION_NAME"  # set by the Lambda runtime in every function's environment
+DEFAULT_METRICS_NAMESPACE = "Collections"
+
+# Groups of variables; one of each group must be set and not empty. The first is what the program sets.
+DATABASE = ("COLLECTIONS_DATABASE_SECRET_ARN", "DATABASE_URL", "COLLECTIONS_DATABASE_URL")
+BUCKET = ("COLLECTIONS_BUCKET",)  # else the local default collections-local
+EVENT_BUS = ("COLLECTIONS_EVENT_BUS",)  # else the local default collections-local
+METRICS_NAMESPACE = ("COLLECTIONS_METRICS_NAMESPACE",)  # else metrics the dashboard does not show
+ANTHROPIC = ("COLLECTIONS_ANTHROPIC_SECRET_ARN", "ANTHROPIC_API_KEY")  # else the local analyzer
+VOYAGE = ("COLLECTIONS_VOYAGE_SECRET_ARN", "VOYAGE_API_KEY")  # else the local embedder
+COGNITO = (("COLLECTIONS_COGNITO_USER_POOL_ID",), ("COLLECTIONS_COGNITO_CLIENT_ID",))
+
+REQUIRED_ON_AWS: Mapping[str, tuple[tuple[str, ...], ...]] = {
+    "api": (DATABASE, BUCKET, EVENT_BUS, *COGNITO, VOYAGE, METRICS_NAMESPACE),
+    "image_processor": (DATABASE, BUCKET, EVENT_BUS, METRICS_NAMESPACE),
+    "analyzer": (DATABASE, BUCKET, EVENT_BUS, ANTHROPIC, METRICS_NAMESPACE),
+    "embedder": (DATABASE, EVENT_BUS, VOYAGE, METRICS_NAMESPACE),
+    "cleanup": (DATABASE, BUCKET, METRICS_NAMESPACE),
+    "migrate": (DATABASE, METRICS_NAMESPACE),
+}
+
+
+class MissingSettings(RuntimeError):
+    """Variables a program needs on AWS Lambda are not set (raised at cold start)."""
+
+
+def on_aws_lambda(environ: Mapping[str, str] | None = None) -> bool:
+    return bool((os.environ if environ is None else environ).get(LAMBDA_MARKER))
+
+
+def missing(groups: tuple[tuple[str, ...], ...], environ: Mapping[str, str] | None = None) -> list[str]:
+    """The groups of which no variable is set, each as "FIRST (or OTHER / OTHER)"."""
+    environ = os.environ if environ is None else environ
+    return [
+        group[0] if len(group) == 1 else f"{group[0]} (or {' / '.join(group[1:])})"
+        for group in groups
+        if not any(environ.get(name) for name in group)
+    ]
+
+
+def require(groups: tuple[tuple[str, ...], ...], program: str, environ: Mapping[str, str] | None = None) -> None:
+    """On AWS Lambda, raise MissingSettings naming every missing group; elsewhere do nothing."""
+    environ = os.environ if environ is None else environ
+    if not on_aws_lambda(environ):
+        return
+    names = missing(groups, environ)
+    if names:
+        raise MissingSettings(
+            f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} required on AWS Lambda "
+            f"({program}, function {environ.get(LAMBDA_MARKER)}) and not set"
+        )
+
+
+def require_for_function(function: str) -> None:
+    require(REQUIRED_ON_AWS[function], function)
+
+
+def required_variables(function: str) -> list[str]:
+    """What the Pulumi program must set for the function: the first variable of each group."""
+    return [group[0] for group in REQUIRED_ON_AWS[function]]

@@ -1,0 +1,140 @@
+"""Rotated secrets are picked up: values are cached for `secrets_max_age_s`, not for the process's life,
+and the database engine connects with the secret's current password (moto's Secrets Manager, the
+embedded PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from services.core import database, secrets
+from services.core.aws import client
+from services.core.settings import Settings
+
+MAX_AGE_S = 300
+
+
+class Clock:
+    """Moves powertools' cache clock (`datetime.now()` in its parameters base module)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        from aws_lambda_powertools.utilities.parameters import base
+
+        self.offset = timedelta()
+        clock = self
+
+        class ShiftedDatetime(datetime):
+            @classmethod
+            def now(cls, tz=None):  # noqa: ANN001
+                return datetime.now(tz) + clock.offset
+
+        monkeypatch.setattr(base, "datetime", ShiftedDatetime)
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    return Clock(monkeypatch)
+
+
+@pytest.fixture
+def settings(aws) -> Settings:
+    secrets.forget()
+    return Settings(_env_file=None, secrets_max_age_s=MAX_AGE_S)
+
+
+def new_secret(value: str) -> str:
+    return client("secretsmanager").create_secret(Name=f"test-{uuid.uuid4().hex}", SecretString=value)["ARN"]
+
+
+def rotate(arn: str, value: str) -> None:
+    client("secretsmanager").put_secret_value(SecretId=arn, SecretString=value)
+
+
+def test_a_rotated_secret_is_used_once_the_cached_value_is_older_than_max_age(settings, clock):
+    arn = new_secret("key-one")
+    assert secrets.secret_string(arn, settings=settings).get_secret_value() == "key-one"
+    rotate(arn, "key-two")
+    clock.advance(MAX_AGE_S - 1)
+    assert secrets.secret_string(arn, settings=settings).get_secret_value() == "key-one"  # still cached
+    clock.advance(2)
+    assert secrets.secret_string(arn, settings=settings).get_secret_value() == "key-two"  # same process
+
+
+def test_secret_reads_are_cached_within_max_age(settings, monkeypatch):
+    arn = new_secret("key")
+    calls = []
+    sm = client("secretsmanager")
+    original = sm.get_secret_value
+    monkeypatch.setattr(sm, "get_secret_value", lambda **kw: calls.append(kw) or original(**kw))
+    for _ in range(3):
+        secrets.secret_string(arn, settings=settings)
+    assert len(calls) == 1
+
+
+def _url_with_password(db_url: str, password: str) -> str:
+    return make_url(db_url).set(password=password).render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def rotating_engine(db_url, settings, monkeypatch):
+    """An engine made like get_engine() on AWS, from a secret; records each connection's parameters."""
+    arn = new_secret(json.dumps({"url": _url_with_password(db_url, "password-one")}))
+    engine = database.make_engine(database.database_url(settings.model_copy(update={"database_secret_arn": arn})),
+                                  settings)
+    database.follow_secret(engine, arn, settings)
+    connects: list[dict] = []
+    refused: set[str] = set()
+    original = engine.dialect.connect
+
+    def recording_connect(*cargs, **cparams):
+        connects.append(cparams)
+        if cparams.get("password") in refused:
+            raise engine.dialect.loaded_dbapi.OperationalError("password authentication failed")
+        return original(*cargs, **cparams)
+
+    monkeypatch.setattr(engine.dialect, "connect", recording_connect)
+    yield engine, arn, connects, refused
+    engine.dispose()
+
+
+def _connect_once(engine) -> None:
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT 1")).scalar() == 1
+
+
+def test_a_new_database_connection_uses_the_rotated_password(rotating_engine, db_url, clock):
+    engine, arn, connects, _ = rotating_engine
+    _connect_once(engine)
+    assert connects[-1]["password"] == "password-one"
+    rotate(arn, json.dumps({"url": _url_with_password(db_url, "password-two")}))
+    clock.advance(MAX_AGE_S + 1)
+    engine.dispose()  # the pooled connection goes (as after pool_recycle); the next one is new
+    _connect_once(engine)
+    assert connects[-1]["password"] == "password-two"
+    assert connects[-1]["prepare_threshold"] is None  # the engine's own connect_args are kept
+
+
+def test_a_refused_cached_password_is_read_again_at_once(rotating_engine, db_url):
+    engine, arn, connects, refused = rotating_engine
+    _connect_once(engine)
+    rotate(arn, json.dumps({"url": _url_with_password(db_url, "password-two")}))
+    refused.add("password-one")  # the database has the new password; our cache is not yet expired
+    engine.dispose()
+    _connect_once(engine)
+    assert [c["password"] for c in connects] == ["password-one", "password-one", "password-two"]
+
+
+def test_a_refused_connection_with_an_unchanged_secret_is_an_error(rotating_engine):
+    engine, _, connects, refused = rotating_engine
+    refused.add("password-one")
+    with pytest.raises(Exception, match="password authentication failed"):
+        _connect_once(engine)
+    assert len(connects) == 1
