@@ -60,6 +60,7 @@ from services.core.storage import (
     thumbnail_key,
     verified_original_key,
 )
+from services.core.thumbnails import analysis_thumbnail, list_thumbnail
 from services.image_processor.imaging import ImageRejected, process_image, sha256_of
 
 log = logging.getLogger(__name__)
@@ -253,8 +254,8 @@ class ImageProcessor(StageWork):
             "sha256": first.sha256,
             "bytes": len(data),
             "thumbnail_keys": keys,
-            "analysis_thumbnail_key": copies.get(first.analysis_thumbnail_key or ""),
-            "list_thumbnail_key": copies.get(first.list_thumbnail_key or ""),
+            "analysis_thumbnail_key": copies.get(analysis_thumbnail(first) or ""),
+            "list_thumbnail_key": copies.get(list_thumbnail(first) or ""),
             "processed_at": datetime.now(UTC),
             "original_verified": True,
         }
