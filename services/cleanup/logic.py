@@ -5,7 +5,9 @@ Per run, at most `cleanup_batch` of each kind:
 - failed items older than `cleanup_failed_retention_days` (by updated_at): objects, then row;
 - pending rows older than `cleanup_orphan_hours` whose upload never arrived: the row;
 - items that waited at a stage's input status (services/catalog.py STAGES) for longer than
-  `pending_timeout_minutes` without a live lease (an upload whose processing crashed or timed out, a
+  `pending_timeout_minutes` (never less than catalog.pending_timeout_floor_s: Lambda may still deliver
+  a throttled event until its maximum event age, and the stage then hold the item for a lease) without
+  a live lease (an upload whose processing crashed or timed out, a
   stage whose retries ran out): marked failed at that stage with a reason, so retry resumes them
   (a pending item counts only once its upload exists: until then the form may still be used);
 - objects under uploads/, originals/ and thumbnails/ older than `cleanup_orphan_hours` that belong to no

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services import catalog  # the connection budget's pool sizes (no third-party imports there)
@@ -120,10 +120,12 @@ class Settings(BaseSettings):
         "a margin (services/catalog.py), so a live invocation never outlives its lease.",
     )
     pending_timeout_minutes: int = Field(
-        default=30,
+        default=catalog.pending_timeout_floor_minutes(),
         ge=1,
         description="Cleanup marks an item failed that waited this long at a stage's input status "
-        "(e.g. an upload whose processing crashed or timed out); retry resumes it.",
+        "(e.g. an upload whose processing crashed or timed out); retry resumes it. At least the floor "
+        "(services/catalog.py pending_timeout_floor_s): an item whose event Lambda may still deliver "
+        "is never failed.",
     )
     cleanup_orphan_hours: int = Field(default=24, ge=1, description="Age before orphans are removed.")
     cleanup_failed_retention_days: int = Field(default=30, ge=1, description="Failed items kept this long.")
@@ -153,6 +155,24 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, description="Port of the local API (`make dev`).")
     moto_port: int = Field(default=5000, description="Port of the local moto server (`make dev`).")
     web_port: int = Field(default=8080, description="Port of the local web app (`make dev`).")
+
+    @model_validator(mode="after")
+    def _pending_timeout_not_below_the_floor(self) -> Settings:
+        floor = catalog.pending_timeout_floor_minutes(self.stage_lease_s)
+        if self.pending_timeout_minutes >= floor:
+            return self
+        if "pending_timeout_minutes" not in self.model_fields_set:
+            self.pending_timeout_minutes = floor  # the default follows a longer COLLECTIONS_STAGE_LEASE_S
+            return self
+        raise ValueError(
+            f"COLLECTIONS_PENDING_TIMEOUT_MINUTES={self.pending_timeout_minutes} is below its floor of {floor} "
+            f"minutes: Lambda may still deliver a throttled or retried event up to "
+            f"{catalog.ASYNC_MAX_EVENT_AGE_S // 60} minutes after it was sent (the maximum event age), its "
+            f"stage may then hold the item for a lease of up to "
+            f"{max(self.stage_lease_s or 0, catalog.LAMBDA_MAX_TIMEOUT_S + catalog.STAGE_LEASE_MARGIN_S)} s, "
+            f"and cleanup runs once an interval; an item failed sooner might only be queued. "
+            f"Leave it unset or set at least {floor}."
+        )
 
     @property
     def issuer(self) -> str:

@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LEASE_MARGIN_S = 30  # beyond the function's timeout: Lambda stops an invocation at its timeout
+LEASE_MARGIN_S = catalog.STAGE_LEASE_MARGIN_S  # beyond the invocation: Lambda stops one at its timeout
 
 
 class StageBusy(RuntimeError):

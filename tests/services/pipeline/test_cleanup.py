@@ -40,7 +40,9 @@ def mess(env):
             make_item(OWNER, status=ItemStatus.failed, failed_stage=Stage.analyze, updated_at=NOW - 2 * DAY)
         ),
         "pending_no_object": make_item(OWNER, status=ItemStatus.pending, created_at=old),
-        "pending_with_object": with_objects(make_item(OWNER, status=ItemStatus.pending, created_at=old)),
+        "pending_with_object": with_objects(  # waited past the pending timeout (its floor: hours)
+            make_item(OWNER, status=ItemStatus.pending, created_at=old, updated_at=old)
+        ),
         "pending_young": make_item(OWNER, status=ItemStatus.pending, created_at=NOW - timedelta(minutes=30)),
     }
     ready = items["ready"]
@@ -182,3 +184,21 @@ def test_handler_rejects_malformed_schedule_payloads_clearly(env, event, message
 
     with pytest.raises(ValueError, match=message):
         handler(event, None)
+
+
+def test_an_item_waiting_at_a_stage_is_failed_only_past_the_pending_timeout_floor(env):
+    """Lambda may deliver a throttled event up to the maximum event age late: an item just under the floor
+    (the default timeout) may only be queued and stays; one past it is failed."""
+    from services import catalog
+
+    assert env.pending_timeout_minutes == catalog.pending_timeout_floor_minutes(env.stage_lease_s)
+    timeout = timedelta(minutes=env.pending_timeout_minutes)
+    assert timeout >= timedelta(seconds=catalog.ASYNC_MAX_EVENT_AGE_S)
+    sent = datetime.now(UTC)
+    item = make_item("floor-owner", status=ItemStatus.processed, updated_at=sent, thumbnail_keys={"256": "k"})
+
+    cleanup(env, now=sent + timeout - timedelta(minutes=1)).run(dry_run=False)
+    assert load_item(item.id).status == ItemStatus.processed  # its event may still come
+    cleanup(env, now=sent + timeout + timedelta(minutes=1)).run(dry_run=False)
+    failed = load_item(item.id)
+    assert (failed.status, failed.failed_stage) == (ItemStatus.failed, Stage.analyze)
