@@ -116,8 +116,9 @@ class Settings(BaseSettings):
     stage_lease_s: int | None = Field(
         default=None,
         ge=1,
-        description="How long a stage's claim on an item lasts. Unset: the stage function's timeout plus "
-        "a margin (services/catalog.py), so a live invocation never outlives its lease.",
+        description="How long a stage's claim on an item lasts at least. On Lambda a claim lasts the "
+        "invocation's remaining time plus a margin (services/catalog.py), longer if this is longer; "
+        "elsewhere this, or unset the catalog's timeout plus the margin.",
     )
     pending_timeout_minutes: int = Field(
         default=catalog.pending_timeout_floor_minutes(),

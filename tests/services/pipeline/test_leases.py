@@ -18,7 +18,7 @@ from services.core.ai.local import LocalEmbedder
 from services.core.contracts import ImageAnalyzed
 from services.core.models import ItemStatus, Stage
 from services.core.stage_runner import StageBusy, StageRunner
-from tests.services.pipeline.conftest import deliver_concurrently, load_item, make_item, worked_once
+from tests.services.pipeline.conftest import deliver_concurrently, load_item, make_item, pipeline_event, worked_once
 
 
 class StubEmbedder:
@@ -202,3 +202,50 @@ def test_an_item_whose_stage_died_is_failed_after_the_timeout_and_retry_finishes
     assert retried.status == ItemStatus.analyzed
     (event,) = publisher.of("ImageAnalyzed")
     assert embedder.run(event).result == "ready"
+
+
+class FakeLambdaContext:
+    def __init__(self, remaining_ms: int):
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def test_on_lambda_the_lease_outlives_the_deployed_invocation_not_the_catalogs_timeout(env, owner, monkeypatch):
+    """A stack config may raise a stage's timeoutS (up to 900 s) past the catalog's: the lease follows the
+    invocation's remaining time (Lambda context) plus the margin, not the catalog's timeout."""
+    from services import catalog
+    from services.core import stage_runner
+    from services.core.database import session_scope
+    from services.embedder import logic
+
+    item = analyzed_item(owner)
+    seen: dict[str, float] = {}
+
+    class LeaseReading(StubEmbedder):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            with session_scope() as session:
+                seen["lease_s"] = session.execute(
+                    text("SELECT extract(epoch FROM lease_expires_at - now()) FROM items WHERE id = :id"),
+                    {"id": item.id},
+                ).scalar()
+            return super().embed_documents(texts)
+
+    monkeypatch.setattr(logic, "get_embedder", lambda *args, **kwargs: LeaseReading())
+    deployed_s = 900
+    assert catalog.function("embedder").timeout_s < deployed_s
+    context = FakeLambdaContext(deployed_s * 1000 - 1500)  # the invocation has just begun
+    outcome = stage_runner.run_event("embed", pipeline_event(event_for(item)), context)
+    assert outcome["result"] == "ready"
+    margin = stage_runner.LEASE_MARGIN_S
+    assert deployed_s - 5 + margin <= float(seen["lease_s"]) <= deployed_s + margin
+
+    # Without a context (local runtime, tests): the catalog's timeout plus the margin.
+    embed = catalog.stage("embed")
+    assert stage_runner.lease_seconds(embed) == catalog.function("embedder").timeout_s + margin
+    # A configured lease can only lengthen the context's.
+    longer = env.model_copy(update={"stage_lease_s": 5000})
+    assert stage_runner.lease_seconds(embed, longer, FakeLambdaContext(10_000)) == 5000
+    assert stage_runner.lease_seconds(embed, longer.model_copy(update={"stage_lease_s": 1}),
+                                      FakeLambdaContext(10_000)) == 10 + margin
