@@ -176,8 +176,18 @@ def test_cleanup_never_deletes_an_item_under_a_live_lease(env, owner):
     assert load_item(item.id) is None
 
 
+def set_lease_expiry(item_id: uuid.UUID, in_s: int) -> None:
+    from services.core.database import session_scope
+
+    with session_scope() as session:
+        session.execute(
+            text("UPDATE items SET lease_expires_at = now() + make_interval(secs => :s) WHERE id = :id"),
+            {"s": in_s, "id": item_id},
+        )
+
+
 def test_an_item_whose_stage_died_is_failed_after_the_timeout_and_retry_finishes_it(
-    embed_with, env, publisher, owner, short_lease
+    embed_with, env, publisher, owner
 ):
     from services.cleanup.logic import Cleanup
     from services.core.database import session_scope
@@ -185,11 +195,15 @@ def test_an_item_whose_stage_died_is_failed_after_the_timeout_and_retry_finishes
 
     item = analyzed_item(owner)
     embedder = embed_with(StubEmbedder())
-    StageRunner(embedder).claim(item.id, owner, uuid.uuid4())  # and dies; no redelivery ever comes
+    lease = uuid.uuid4()
+    StageRunner(embedder).claim(item.id, owner, lease)  # and dies; no redelivery ever comes
     later = datetime.now(UTC) + timedelta(minutes=env.pending_timeout_minutes + 1)
 
-    assert Cleanup(now=datetime.now(UTC)).run(dry_run=True).timed_out == 0  # not yet (and leased)
-    time.sleep(short_lease + 0.2)
+    # Past the timeout but under a live lease: only the lease filter keeps the item from failing.
+    set_lease_expiry(item.id, 60)
+    Cleanup(now=later).run(dry_run=False)
+    assert (load_item(item.id).status, lease_of(item.id)[0]) == (ItemStatus.analyzed, lease)
+    set_lease_expiry(item.id, -1)  # the lease is over
     Cleanup(now=later).run(dry_run=False)
 
     failed = load_item(item.id)
@@ -249,3 +263,23 @@ def test_on_lambda_the_lease_outlives_the_deployed_invocation_not_the_catalogs_t
     assert stage_runner.lease_seconds(embed, longer, FakeLambdaContext(10_000)) == 5000
     assert stage_runner.lease_seconds(embed, longer.model_copy(update={"stage_lease_s": 1}),
                                       FakeLambdaContext(10_000)) == 10 + margin
+
+
+def test_a_holder_whose_lease_expired_and_was_claimed_again_can_neither_advance_nor_fail(
+    embed_with, publisher, owner
+):
+    from services.core.stage_runner import Done
+
+    item = analyzed_item(owner)
+    runner = StageRunner(embed_with(StubEmbedder()))
+    first = uuid.uuid4()
+    claimed = runner.claim(item.id, owner, first)
+    set_lease_expiry(item.id, -1)  # the first holder outlived its lease (it should not, but say it did)
+    second = uuid.uuid4()
+    assert runner.claim(item.id, owner, second).lease_owner == second  # a redelivery took the item
+
+    assert runner.advance(claimed, first, Done({"embedding_model": "late"})).result == "skipped"
+    assert runner.fail(claimed, first, "too late").result == "skipped"
+    stored = load_item(item.id)
+    assert (stored.status, stored.lease_owner, stored.embedding_model) == (ItemStatus.analyzed, second, None)
+    assert publisher.of("ImageReady") == [] and publisher.of("ItemFailed") == []
