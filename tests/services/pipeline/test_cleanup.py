@@ -202,3 +202,38 @@ def test_an_item_waiting_at_a_stage_is_failed_only_past_the_pending_timeout_floo
     cleanup(env, now=sent + timeout + timedelta(minutes=1)).run(dry_run=False)
     failed = load_item(item.id)
     assert (failed.status, failed.failed_stage) == (ItemStatus.failed, Stage.analyze)
+
+
+def test_uploads_are_checked_in_s3_with_no_row_locked(env, db_url):
+    """One HEAD per pending candidate: none of them may run while cleanup holds rows FOR UPDATE."""
+    import psycopg
+
+    from services.cleanup.logic import Cleanup
+    from services.core.storage import get_storage
+
+    storage = get_storage()
+    libpq = db_url.replace("postgresql+psycopg://", "postgresql://")
+    locked_during_head: list[str] = []
+
+    class Watching:
+        def __getattr__(self, name):
+            return getattr(storage, name)
+
+        def head(self, key):
+            with psycopg.connect(libpq, autocommit=True) as conn:
+                try:
+                    conn.execute("SET lock_timeout = '100ms'")
+                    conn.execute("SELECT 1 FROM items WHERE original_key = %s FOR UPDATE NOWAIT", (key,))
+                except psycopg.errors.LockNotAvailable:
+                    locked_during_head.append(key)
+            return storage.head(key)
+
+    waited = datetime.now(UTC) - 2 * DAY
+    queued = with_objects(make_item("head-owner", status=ItemStatus.pending, created_at=waited, updated_at=waited))
+    never = make_item("head-owner", status=ItemStatus.pending, created_at=waited, updated_at=waited)
+    settings = env.model_copy(update={"cleanup_orphan_hours": 1})
+    Cleanup(settings=settings, storage=Watching(), now=datetime.now(UTC)).run(dry_run=False)
+
+    assert locked_during_head == []
+    assert load_item(queued.id).status == ItemStatus.failed  # its upload exists: timed out
+    assert load_item(never.id) is None  # no upload ever came: a stale pending row
