@@ -100,11 +100,14 @@ def upgrade() -> None:
             bind.execute(text(CREATE_INDEX))
         finally:
             bind.execute(text("RESET statement_timeout"))
+    # Alembic has begun a new transaction: later migrations of this run keep env.py's no-timeout setting.
+    op.execute("SET LOCAL statement_timeout = 0")
 
 
 def downgrade() -> None:
     with op.get_context().autocommit_block():
         op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {INDEX}")
+    op.execute("SET LOCAL statement_timeout = 0")  # as env.py, in the transaction alembic began anew
     op.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
     op.execute(
         "ALTER TABLE items DROP COLUMN IF EXISTS list_thumbnail_key, DROP COLUMN IF EXISTS analysis_thumbnail_key,"
