@@ -24,7 +24,7 @@ ALIAS_NAME = "live"
 
 # Lambda's limits (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
 MEMORY_RANGE_MB = (128, 10_240)
-TIMEOUT_RANGE_S = (1, 900)
+TIMEOUT_RANGE_S = (1, catalog.LAMBDA_MAX_TIMEOUT_S)
 # The only values CloudWatch Logs accepts for retention.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
                       2922, 3288, 3653)

@@ -421,3 +421,42 @@ def function(name: str) -> Function:
     except KeyError:
         known = ", ".join(sorted(FUNCTIONS_BY_NAME))
         raise KeyError(f"unknown function {name!r}; the catalog has: {known}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# How long an item may wait at a stage's input before cleanup fails it (README, "Pending timeout")
+# --------------------------------------------------------------------------------------------
+# Lambda keeps retrying an asynchronous event (EventBridge, S3 notifications, schedules) that was
+# throttled (the model stages have reserved concurrency) or failed for up to its maximum event age: at
+# most 6 h (Lambda Developer Guide, "How Lambda handles errors and retries with asynchronous
+# invocation"). infra/components/lambda_service.py sets it on every asynchronously invoked function.
+ASYNC_MAX_EVENT_AGE_S = 6 * 3600
+# The longest a Lambda invocation can run; a stack config's timeoutS may raise a function's timeout to it
+# (infra/config.py), so a lease (services/core/stage_runner.py) may last this long plus its margin.
+LAMBDA_MAX_TIMEOUT_S = 900
+STAGE_LEASE_MARGIN_S = 30  # a lease outlives its invocation by this much (Lambda stops one at its timeout)
+
+_RATE_UNITS = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}
+
+
+def schedule_interval_s(expression: str) -> int:
+    """Seconds between runs of a ``rate(N unit)`` schedule expression."""
+    if not (expression.startswith("rate(") and expression.endswith(")")):
+        raise ValueError(f"not a rate expression: {expression!r}")
+    value, unit = expression[len("rate(") : -1].split()
+    return int(value) * _RATE_UNITS[unit]
+
+
+def pending_timeout_floor_s(stage_lease_s: int | None = None) -> int:
+    """The shortest wait at a stage's input after which cleanup may fail an item: its event may still be
+    delivered up to ASYNC_MAX_EVENT_AGE_S after it was sent, the stage may then hold the item for its
+    longest lease (a configured COLLECTIONS_STAGE_LEASE_S, or the longest invocation plus the margin),
+    and cleanup only looks once per run of its schedule. Earlier, an item only queued could be failed."""
+    longest_lease = max(stage_lease_s or 0, LAMBDA_MAX_TIMEOUT_S + STAGE_LEASE_MARGIN_S)
+    (schedule,) = function("cleanup").triggers_of("schedule")
+    assert isinstance(schedule, ScheduleTrigger)
+    return ASYNC_MAX_EVENT_AGE_S + longest_lease + schedule_interval_s(schedule.expression)
+
+
+def pending_timeout_floor_minutes(stage_lease_s: int | None = None) -> int:
+    return -(-pending_timeout_floor_s(stage_lease_s) // 60)  # rounded up

@@ -23,7 +23,8 @@ from services import catalog
 LAMBDA_RUNTIME = f"python{LAMBDA_PYTHON}"  # the Python the locks were resolved for and the bytecode compiled with
 # Asynchronous invocations (EventBridge, schedules) that keep failing end up in the DLQ.
 ASYNC_RETRY_ATTEMPTS = 2
-ASYNC_MAX_EVENT_AGE_S = 6 * 3600
+# The maximum event age lives in the catalog: cleanup's pending timeout is derived from it.
+ASYNC_MAX_EVENT_AGE_S = catalog.ASYNC_MAX_EVENT_AGE_S
 
 
 @dataclass

@@ -21,6 +21,7 @@ from services.core.events import EventPublisher
 from services.core.models import Item
 from services.core.stage_runner import Claim, Done, Failure, StageWork
 from services.core.storage import Storage, get_storage
+from services.core.thumbnails import analysis_thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class ImageAnalyzer(StageWork):
     def work(self, claim: Claim) -> Done | Failure:
         item = claim.item
         # The item's own analysis thumbnail, as the processor recorded it: never a key from the event.
-        key = item.analysis_thumbnail_key
+        key = analysis_thumbnail(item)
         if not key:
             return Failure("the item has no thumbnail for analysis")
         try:

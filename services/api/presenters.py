@@ -6,6 +6,7 @@ from services.api.schemas import ItemDetail, ItemOut, SearchHit
 from services.api.signing import UrlSigner
 from services.core.models import Item, Stage
 from services.core.storage import FORMAT_TYPES, UNVERIFIED_TYPE, attachment, verified_original_key
+from services.core.thumbnails import analysis_thumbnail, list_thumbnail
 
 # What the owner of a failed item reads. The image processor's reasons are ours, short and about
 # their file; later stages may hold a provider's or library's words, which stay in the database
@@ -29,7 +30,8 @@ def item_out(item: Item, signer: UrlSigner) -> ItemOut:
     out = ItemOut.model_validate(item)
     out.failure_reason = public_failure_reason(item)
     # Lists and search hits carry the small thumbnail only, as the image processor recorded it.
-    out.thumbnail_url = signer.url(item.list_thumbnail_key) if item.list_thumbnail_key else None
+    small = list_thumbnail(item)
+    out.thumbnail_url = signer.url(small) if small else None
     return out
 
 
@@ -41,8 +43,9 @@ def item_detail(item: Item, signer: UrlSigner) -> ItemDetail:
     detail = ItemDetail.model_validate(item)
     detail.failure_reason = public_failure_reason(item)
     detail.thumbnail_urls = {size: signer.url(key) for size, key in (item.thumbnail_keys or {}).items()}
-    detail.thumbnail_url = signer.url(item.list_thumbnail_key) if item.list_thumbnail_key else None
-    detail.large_thumbnail_url = signer.url(item.analysis_thumbnail_key) if item.analysis_thumbnail_key else None
+    small, large = list_thumbnail(item), analysis_thumbnail(item)
+    detail.thumbnail_url = signer.url(small) if small else None
+    detail.large_thumbnail_url = signer.url(large) if large else None
     detail.original_url = original_url(item, signer)
     return detail
 

@@ -5,16 +5,19 @@ Per run, at most `cleanup_batch` of each kind:
 - failed items older than `cleanup_failed_retention_days` (by updated_at): objects, then row;
 - pending rows older than `cleanup_orphan_hours` whose upload never arrived: the row;
 - items that waited at a stage's input status (services/catalog.py STAGES) for longer than
-  `pending_timeout_minutes` without a live lease (an upload whose processing crashed or timed out, a
+  `pending_timeout_minutes` (never less than catalog.pending_timeout_floor_s: Lambda may still deliver
+  a throttled event until its maximum event age, and the stage then hold the item for a lease) without
+  a live lease (an upload whose processing crashed or timed out, a
   stage whose retries ran out): marked failed at that stage with a reason, so retry resumes them
   (a pending item counts only once its upload exists: until then the form may still be used);
 - objects under uploads/, originals/ and thumbnails/ older than `cleanup_orphan_hours` that belong to no
   row (no such item, another owner, or an upload that is not the item's original).
-Rows are locked (FOR UPDATE SKIP LOCKED) while their objects go, so a retry or a second cleanup
-cannot interleave; an item under a live stage lease (services/core/stage_runner.py: a stage is at work
-on it, with no transaction open) is left for the next run; objects go before
-rows, so a crash leaves a row to try again, never an unreachable object. dry_run counts the same
-things and changes nothing.
+Removed items' rows are locked (FOR UPDATE SKIP LOCKED) while their objects go, so a retry or a second
+cleanup cannot interleave; stale and timed-out items are read without a lock, their uploads checked in
+S3 with no row locked, then changed by one short statement that re-checks the conditions. An item
+under a live stage lease (services/core/stage_runner.py: a stage is at work on it, with no transaction
+open) is left for the next run; objects go before rows, so a crash leaves a row to try again, never an
+unreachable object. dry_run counts the same things and changes nothing.
 """
 
 from __future__ import annotations
@@ -134,68 +137,61 @@ class Cleanup:
         return removed
 
     def _stale_pending(self, dry_run: bool, report: CleanupReport) -> None:
-        with session_scope() as session:
-            items = (
-                session.execute(
-                    select(Item)
-                    .where(Item.status == ItemStatus.pending, Item.created_at < self.orphan_cutoff, NO_LIVE_LEASE)
-                    .order_by(Item.created_at, Item.id)
-                    .limit(self.batch)
-                    .with_for_update(skip_locked=True)
-                )
-                .scalars()
-                .all()
-            )
-            stale = [item for item in items if self.storage.head(item.original_key) is None]
-            report.stale_pending = len(stale)
-            if stale and not dry_run:
-                session.execute(
-                    delete(Item)
-                    .where(Item.id.in_([item.id for item in stale]), Item.status == ItemStatus.pending)
-                    .execution_options(synchronize_session=False)
-                )
+        condition = (Item.status == ItemStatus.pending) & (Item.created_at < self.orphan_cutoff) & NO_LIVE_LEASE
+        # S3 first, with no row locked (one HEAD per candidate), then one short statement that re-checks.
+        candidates = self._candidates(condition, Item.created_at)
+        stale = [item_id for item_id, key in candidates if self.storage.head(key) is None]
+        report.stale_pending = self._apply(stale, condition, dry_run, delete(Item).where(Item.id.in_(stale), condition))
 
     def _timed_out(self, dry_run: bool, report: CleanupReport) -> None:
         """Fail what waited too long at a stage's input; retry (API or CLI) resumes it at that stage."""
         minutes = self.settings.pending_timeout_minutes
         for stage in catalog.STAGES:
-            with session_scope() as session:
-                items = (
-                    session.execute(
-                        select(Item)
-                        .where(
-                            Item.status == ItemStatus(stage.input_status),
-                            Item.updated_at < self.waiting_cutoff,
-                            NO_LIVE_LEASE,
-                        )
-                        .order_by(Item.updated_at, Item.id)
-                        .limit(self.batch)
-                        .with_for_update(skip_locked=True)
-                    )
-                    .scalars()
-                    .all()
+            waiting = (Item.status == ItemStatus(stage.input_status)) & (Item.updated_at < self.waiting_cutoff)
+            condition = waiting & NO_LIVE_LEASE
+            candidates = self._candidates(condition, Item.updated_at)
+            if stage is catalog.STAGES[0]:
+                # Until its upload exists, a pending item may still get it (the form is valid for a while).
+                # The HEADs run before any row is locked.
+                ids = [item_id for item_id, key in candidates if self.storage.head(key) is not None]
+            else:
+                ids = [item_id for item_id, _ in candidates]
+            reason = f"the {stage.name} stage did not finish within {minutes} minutes; retry the item"
+            fail = (
+                update(Item)
+                .where(Item.id.in_(ids), condition)
+                .values(
+                    status=ItemStatus.failed,
+                    failed_stage=Stage(stage.name),
+                    failure_reason=reason,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=func.now(),
                 )
-                if stage is catalog.STAGES[0]:
-                    # Until its upload exists, a pending item may still get it (the form is valid for a while).
-                    items = [item for item in items if self.storage.head(item.original_key) is not None]
-                report.timed_out += len(items)
-                if not items or dry_run:
-                    continue
-                reason = f"the {stage.name} stage did not finish within {minutes} minutes; retry the item"
-                session.execute(
-                    update(Item)
-                    .where(Item.id.in_([item.id for item in items]))
-                    .values(
-                        status=ItemStatus.failed,
-                        failed_stage=Stage(stage.name),
-                        failure_reason=reason,
-                        lease_owner=None,
-                        lease_expires_at=None,
-                        updated_at=func.now(),
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-                log.warning("%d items timed out at the %s stage: e.g. %s", len(items), stage.name, items[0].id)
+            )
+            failed = self._apply(ids, condition, dry_run, fail)
+            report.timed_out += failed
+            if failed and not dry_run:
+                log.warning("%d items timed out at the %s stage: e.g. %s", failed, stage.name, ids[0])
+
+    def _candidates(self, condition: Any, order: Any) -> list[tuple[uuid.UUID, str]]:
+        """(id, original_key) of at most `cleanup_batch` rows matching `condition`, read without locking."""
+        with session_scope() as session:
+            rows = session.execute(
+                select(Item.id, Item.original_key).where(condition).order_by(order, Item.id).limit(self.batch)
+            ).all()
+        return [(row.id, row.original_key) for row in rows]
+
+    def _apply(self, ids: list[uuid.UUID], condition: Any, dry_run: bool, statement: Any) -> int:
+        """How many of `ids` still match `condition` (re-checked: they may have moved since they were read);
+        unless a dry run, `statement` (which re-checks it too) changes them, in one short transaction."""
+        if not ids:
+            return 0
+        with session_scope() as session:
+            if dry_run:
+                return len(session.execute(select(Item.id).where(Item.id.in_(ids), condition)).all())
+            result = session.execute(statement.execution_options(synchronize_session=False))
+            return result.rowcount
 
     def _orphan_objects(self, dry_run: bool, report: CleanupReport) -> None:
         found: list[str] = []

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from services import catalog
+from services.core.thumbnails import analysis_thumbnail
 
 
 class Detail(BaseModel):
@@ -55,7 +56,7 @@ class ImageProcessed(Detail):
 
     @classmethod
     def _fields_of(cls, item: Any) -> dict[str, Any]:
-        return {"thumbnail_key": item.analysis_thumbnail_key, "sha256": item.sha256}
+        return {"thumbnail_key": analysis_thumbnail(item), "sha256": item.sha256}
 
 
 class ImageAnalyzed(Detail):

@@ -204,15 +204,36 @@ class _Stages(_Base):
     stage_lease_s: int | None = Field(
         default=None,
         ge=1,
-        description="How long a stage's claim on an item lasts. Unset: the stage function's timeout plus "
-        "a margin (services/catalog.py), so a live invocation never outlives its lease.",
+        description="How long a stage's claim on an item lasts at least. On Lambda a claim lasts the "
+        "invocation's remaining time plus a margin (services/catalog.py), longer if this is longer; "
+        "elsewhere this, or unset the catalog's timeout plus the margin.",
     )
     pending_timeout_minutes: int = Field(
-        default=30,
+        default=catalog.pending_timeout_floor_minutes(),
         ge=1,
         description="Cleanup marks an item failed that waited this long at a stage's input status "
-        "(e.g. an upload whose processing crashed or timed out); retry resumes it.",
+        "(e.g. an upload whose processing crashed or timed out); retry resumes it. At least the floor "
+        "(services/catalog.py pending_timeout_floor_s): an item whose event Lambda may still deliver "
+        "is never failed.",
     )
+
+    @model_validator(mode="after")
+    def _pending_timeout_not_below_the_floor(self) -> _Stages:
+        floor = catalog.pending_timeout_floor_minutes(self.stage_lease_s)
+        if self.pending_timeout_minutes >= floor:
+            return self
+        if "pending_timeout_minutes" not in self.model_fields_set:
+            self.pending_timeout_minutes = floor  # the default follows a longer COLLECTIONS_STAGE_LEASE_S
+            return self
+        raise ValueError(
+            f"COLLECTIONS_PENDING_TIMEOUT_MINUTES={self.pending_timeout_minutes} is below its floor of {floor} "
+            f"minutes: Lambda may still deliver a throttled or retried event up to "
+            f"{catalog.ASYNC_MAX_EVENT_AGE_S // 60} minutes after it was sent (the maximum event age), its "
+            f"stage may then hold the item for a lease of up to "
+            f"{max(self.stage_lease_s or 0, catalog.LAMBDA_MAX_TIMEOUT_S + catalog.STAGE_LEASE_MARGIN_S)} s, "
+            f"and cleanup runs once an interval; an item failed sooner might only be queued. "
+            f"Leave it unset or set at least {floor}."
+        )
 
 
 class _Cleanup(_Base):

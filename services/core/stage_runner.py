@@ -21,9 +21,12 @@ the item. A stage that raises (a transient error) releases its lease at once for
 never deletes an item under a live lease, and marks an item failed that waited at a stage's input for
 longer than COLLECTIONS_PENDING_TIMEOUT_MINUTES (services/cleanup/logic.py): no item waits forever.
 
-The lease lasts the stage function's timeout plus LEASE_MARGIN_S (or COLLECTIONS_STAGE_LEASE_S when
-set): longer than any live invocation can run, so a lease never expires under a stage still at
-work, whatever the catalog's timeout, and a crashed stage's item is free again soon after.
+The lease outlives the invocation that takes it, so it never expires under a stage still at work: on
+Lambda it lasts the invocation's remaining time (the Lambda context's get_remaining_time_in_millis, which
+follows the deployed timeout, e.g. a stack config's raised timeoutS, not the catalog's default) plus
+LEASE_MARGIN_S; a configured COLLECTIONS_STAGE_LEASE_S can only lengthen it. Without a context (the local
+runtime, tests) it is COLLECTIONS_STAGE_LEASE_S when set, else the catalog's timeout plus LEASE_MARGIN_S.
+A crashed stage's item is free again soon after its invocation would have ended.
 
 Because a producer publishes before committing, an event can arrive a moment before its item is
 visible at the stage's input: the claim is retried for up to READY_WAIT_S, then NotReadyYet (transient)
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -65,7 +69,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LEASE_MARGIN_S = 30  # beyond the function's timeout: Lambda stops an invocation at its timeout
+LEASE_MARGIN_S = catalog.STAGE_LEASE_MARGIN_S  # beyond the invocation: Lambda stops one at its timeout
 
 
 class StageBusy(RuntimeError):
@@ -102,8 +106,12 @@ class Claim:
     detail: Any = None
 
 
-def lease_seconds(stage: catalog.PipelineStage, settings: Settings | None = None) -> int:
+def lease_seconds(stage: catalog.PipelineStage, settings: Settings | None = None, context: Any = None) -> int:
+    """How long a claim lasts: past the end of the invocation (`context`: Lambda's) that takes it."""
     settings = settings or get_settings()
+    if context is not None:
+        remaining_s = math.ceil(context.get_remaining_time_in_millis() / 1000)
+        return max(remaining_s + LEASE_MARGIN_S, settings.stage_lease_s or 0)
     return settings.stage_lease_s or catalog.function(stage.function).timeout_s + LEASE_MARGIN_S
 
 
@@ -113,6 +121,7 @@ class StageWork:
     function receives beside its stage's (the function's triggers in the catalog)."""
 
     stage_name: str
+    context: Any = None  # the Lambda context of the invocation (run_event sets it): the lease follows it
 
     def __init__(self, publisher: EventPublisher | None = None):
         from services.core.events import get_publisher
@@ -148,7 +157,7 @@ class StageRunner:
         self.work = work
         self.stage = work.stage
         self.input = ItemStatus(self.stage.input_status)
-        self.lease_s = lease_seconds(self.stage, settings)
+        self.lease_s = lease_seconds(self.stage, settings, work.context)
 
     # --- the steps ----------------------------------------------------------------------------
     def run(self, item_id: uuid.UUID, owner_id: str, detail: Any = None) -> Outcome:
@@ -285,6 +294,7 @@ def run_event(stage_name: str, event: dict[str, Any], context: Any = None) -> di
         raise ValueError(f"the {stage.function} function does not handle {envelope.detail_type!r} events")
     module, attribute = stage.work.rsplit(".", 1)
     work = getattr(importlib.import_module(module), attribute)()
+    work.context = context
     # One outcome log line and one EMF metric per event, labelled with the stage (a re-embedding
     # after an edit counts under its stage, "embed"); an outcome the metrics don't know is an error.
     outcome = for_function(stage.function).stage(stage.name, lambda: work.handle(envelope))

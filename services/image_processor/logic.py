@@ -60,6 +60,7 @@ from services.core.storage import (
     thumbnail_key,
     verified_original_key,
 )
+from services.core.thumbnails import analysis_thumbnail, list_thumbnail
 from services.image_processor.imaging import ImageRejected, process_image, sha256_of
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,10 @@ class ImageProcessor(StageWork):
         if first is not None and first.thumbnail_keys:
             if first.format != declared:
                 return Failure(_type_mismatch(first.format, item.content_type))
-            return self._duplicate(item, first, data)
+            duplicate = self._duplicate(item, first, data)
+            if duplicate is not None:
+                return duplicate
+            log.warning("item %s: its first %s has no usable thumbnails to copy; processed itself", item.id, first.id)
 
         try:
             image = process_image(
@@ -237,11 +241,18 @@ class ImageProcessor(StageWork):
             verified_original_key(item.original_key), data, FORMAT_TYPES[fmt], disposition=attachment(item.filename)
         )
 
-    def _duplicate(self, item: Item, first: Item, data: bytes) -> Done:
+    def _duplicate(self, item: Item, first: Item, data: bytes) -> Done | None:
+        """The first item's results, its thumbnails copied; None when the first's row names no analysis or
+        list thumbnail among its thumbnail_keys (the copy would record none, and the ImageProcessed event,
+        which needs one, could never be published: every retry would fail), so the item is processed itself."""
+        sizes = {name: source for name, source in first.thumbnail_keys.items() if str(name).isdigit()}
+        analysis, listed = analysis_thumbnail(first), list_thumbnail(first)
+        if analysis not in sizes.values() or listed not in sizes.values():
+            return None
         self._store_original(item, data, first.format)
         keys: dict[str, str] = {}
         copies: dict[str, str] = {}  # the first item's key → this item's copy
-        for name, source in first.thumbnail_keys.items():
+        for name, source in sizes.items():
             keys[name] = copies[source] = thumbnail_key(item.owner_id, item.id, int(name))
             self.storage.copy(source, keys[name])
         status = first.status
@@ -253,8 +264,8 @@ class ImageProcessor(StageWork):
             "sha256": first.sha256,
             "bytes": len(data),
             "thumbnail_keys": keys,
-            "analysis_thumbnail_key": copies.get(first.analysis_thumbnail_key or ""),
-            "list_thumbnail_key": copies.get(first.list_thumbnail_key or ""),
+            "analysis_thumbnail_key": copies[str(analysis)],
+            "list_thumbnail_key": copies[str(listed)],
             "processed_at": datetime.now(UTC),
             "original_verified": True,
         }

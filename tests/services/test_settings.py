@@ -139,3 +139,21 @@ def test_the_required_variables_are_variables_of_each_functions_settings():
         cls = FUNCTION_SETTINGS[function]
         variables = {env for name, field in cls.model_fields.items() for env in env_names(name, field)}
         assert {name for group in groups for name in group} <= variables, function
+
+
+def test_the_pending_timeout_defaults_to_its_floor_and_refuses_less(monkeypatch):
+    from services import catalog
+
+    floor = catalog.pending_timeout_floor_minutes()
+    # max event age + the longest lease (Lambda's longest invocation + margin) + cleanup's interval
+    assert floor * 60 >= 6 * 3600 + 900 + 30 + 3600
+    assert Settings(_env_file=None).pending_timeout_minutes == floor
+    monkeypatch.setenv("COLLECTIONS_PENDING_TIMEOUT_MINUTES", str(floor - 1))
+    with pytest.raises(ValidationError, match=f"below its floor of {floor} minutes.*maximum event age"):
+        Settings(_env_file=None)
+    monkeypatch.setenv("COLLECTIONS_PENDING_TIMEOUT_MINUTES", str(floor + 60))
+    assert Settings(_env_file=None).pending_timeout_minutes == floor + 60
+    # A longer configured lease raises the floor, and the default with it.
+    monkeypatch.delenv("COLLECTIONS_PENDING_TIMEOUT_MINUTES")
+    monkeypatch.setenv("COLLECTIONS_STAGE_LEASE_S", "7200")
+    assert Settings(_env_file=None).pending_timeout_minutes == catalog.pending_timeout_floor_minutes(7200) > floor

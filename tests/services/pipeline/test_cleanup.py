@@ -40,7 +40,9 @@ def mess(env):
             make_item(OWNER, status=ItemStatus.failed, failed_stage=Stage.analyze, updated_at=NOW - 2 * DAY)
         ),
         "pending_no_object": make_item(OWNER, status=ItemStatus.pending, created_at=old),
-        "pending_with_object": with_objects(make_item(OWNER, status=ItemStatus.pending, created_at=old)),
+        "pending_with_object": with_objects(  # waited past the pending timeout (its floor: hours)
+            make_item(OWNER, status=ItemStatus.pending, created_at=old, updated_at=old)
+        ),
         "pending_young": make_item(OWNER, status=ItemStatus.pending, created_at=NOW - timedelta(minutes=30)),
     }
     ready = items["ready"]
@@ -182,3 +184,56 @@ def test_handler_rejects_malformed_schedule_payloads_clearly(env, event, message
 
     with pytest.raises(ValueError, match=message):
         handler(event, None)
+
+
+def test_an_item_waiting_at_a_stage_is_failed_only_past_the_pending_timeout_floor(env):
+    """Lambda may deliver a throttled event up to the maximum event age late: an item just under the floor
+    (the default timeout) may only be queued and stays; one past it is failed."""
+    from services import catalog
+
+    assert env.pending_timeout_minutes == catalog.pending_timeout_floor_minutes(env.stage_lease_s)
+    timeout = timedelta(minutes=env.pending_timeout_minutes)
+    assert timeout >= timedelta(seconds=catalog.ASYNC_MAX_EVENT_AGE_S)
+    sent = datetime.now(UTC)
+    item = make_item("floor-owner", status=ItemStatus.processed, updated_at=sent, thumbnail_keys={"256": "k"})
+
+    cleanup(env, now=sent + timeout - timedelta(minutes=1)).run(dry_run=False)
+    assert load_item(item.id).status == ItemStatus.processed  # its event may still come
+    cleanup(env, now=sent + timeout + timedelta(minutes=1)).run(dry_run=False)
+    failed = load_item(item.id)
+    assert (failed.status, failed.failed_stage) == (ItemStatus.failed, Stage.analyze)
+
+
+def test_uploads_are_checked_in_s3_with_no_row_locked(env, db_url):
+    """One HEAD per pending candidate: none of them may run while cleanup holds rows FOR UPDATE."""
+    import psycopg
+
+    from services.cleanup.logic import Cleanup
+    from services.core.storage import get_storage
+
+    storage = get_storage()
+    libpq = db_url.replace("postgresql+psycopg://", "postgresql://")
+    locked_during_head: list[str] = []
+
+    class Watching:
+        def __getattr__(self, name):
+            return getattr(storage, name)
+
+        def head(self, key):
+            with psycopg.connect(libpq, autocommit=True) as conn:
+                try:
+                    conn.execute("SET lock_timeout = '100ms'")
+                    conn.execute("SELECT 1 FROM items WHERE original_key = %s FOR UPDATE NOWAIT", (key,))
+                except psycopg.errors.LockNotAvailable:
+                    locked_during_head.append(key)
+            return storage.head(key)
+
+    waited = datetime.now(UTC) - 2 * DAY
+    queued = with_objects(make_item("head-owner", status=ItemStatus.pending, created_at=waited, updated_at=waited))
+    never = make_item("head-owner", status=ItemStatus.pending, created_at=waited, updated_at=waited)
+    settings = env.model_copy(update={"cleanup_orphan_hours": 1})
+    Cleanup(settings=settings, storage=Watching(), now=datetime.now(UTC)).run(dry_run=False)
+
+    assert locked_during_head == []
+    assert load_item(queued.id).status == ItemStatus.failed  # its upload exists: timed out
+    assert load_item(never.id) is None  # no upload ever came: a stale pending row

@@ -598,3 +598,47 @@ def test_same_bytes_while_the_first_is_still_processed_waits_then_becomes_its_du
     assert processor.object_created(created(processor, first.original_key)).result == "processed"
     assert processor.object_created(created(processor, second.original_key)).result == "duplicate"
     assert load_item(second.id).duplicate_of == first.id
+
+
+def _record(item_id, **values) -> None:
+    from sqlalchemy import update
+
+    from services.core.database import session_scope
+    from services.core.models import Item
+
+    with session_scope() as session:
+        session.execute(update(Item).where(Item.id == item_id).values(**values))
+
+
+def test_duplicate_of_a_row_the_previous_processor_wrote_gets_its_own_recorded_thumbnails(
+    processor, publisher, owner
+):
+    """The first item has thumbnail_keys but no recorded analysis/list keys (written by the previous
+    version): the copy records its own, and ImageProcessed goes out (it needs a thumbnail key)."""
+    data = textured_jpeg((640, 480), seed=21)
+    first = upload(owner, data, "legacy.jpg")
+    processor.object_created(created(processor, first.original_key))
+    _record(first.id, analysis_thumbnail_key=None, list_thumbnail_key=None)
+    second = upload(owner, data, "again.jpg")
+
+    assert processor.object_created(created(processor, second.original_key)).result == "duplicate"
+    second = load_item(second.id)
+    assert second.analysis_thumbnail_key == thumbnail_key(owner, second.id, 1024)
+    assert second.list_thumbnail_key == thumbnail_key(owner, second.id, 256)
+    assert publisher.of("ImageProcessed")[-1].thumbnail_key == second.analysis_thumbnail_key
+
+
+def test_duplicate_of_a_row_naming_no_usable_thumbnail_is_processed_itself(processor, publisher, owner):
+    """A first item whose recorded analysis thumbnail is not among its thumbnails would give the copy none
+    (and an ImageProcessed that cannot be built, on every retry): the item is processed on its own."""
+    data = textured_jpeg((640, 480), seed=22)
+    first = upload(owner, data, "odd.jpg")
+    processor.object_created(created(processor, first.original_key))
+    _record(first.id, analysis_thumbnail_key=f"thumbnails/{owner}/{first.id}/2048.webp")
+    second = upload(owner, data, "again.jpg")
+
+    assert processor.object_created(created(processor, second.original_key)).result == "processed"
+    second = load_item(second.id)
+    assert (second.status, second.duplicate_of) == (ItemStatus.processed, None)
+    assert second.analysis_thumbnail_key == thumbnail_key(owner, second.id, 1024)
+    assert publisher.of("ImageProcessed")[-1].item_id == second.id

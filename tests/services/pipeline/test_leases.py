@@ -18,7 +18,7 @@ from services.core.ai.local import LocalEmbedder
 from services.core.contracts import ImageAnalyzed
 from services.core.models import ItemStatus, Stage
 from services.core.stage_runner import StageBusy, StageRunner
-from tests.services.pipeline.conftest import deliver_concurrently, load_item, make_item, worked_once
+from tests.services.pipeline.conftest import deliver_concurrently, load_item, make_item, pipeline_event, worked_once
 
 
 class StubEmbedder:
@@ -176,8 +176,18 @@ def test_cleanup_never_deletes_an_item_under_a_live_lease(env, owner):
     assert load_item(item.id) is None
 
 
+def set_lease_expiry(item_id: uuid.UUID, in_s: int) -> None:
+    from services.core.database import session_scope
+
+    with session_scope() as session:
+        session.execute(
+            text("UPDATE items SET lease_expires_at = now() + make_interval(secs => :s) WHERE id = :id"),
+            {"s": in_s, "id": item_id},
+        )
+
+
 def test_an_item_whose_stage_died_is_failed_after_the_timeout_and_retry_finishes_it(
-    embed_with, env, publisher, owner, short_lease
+    embed_with, env, publisher, owner
 ):
     from services.cleanup.logic import Cleanup
     from services.core.database import session_scope
@@ -185,11 +195,15 @@ def test_an_item_whose_stage_died_is_failed_after_the_timeout_and_retry_finishes
 
     item = analyzed_item(owner)
     embedder = embed_with(StubEmbedder())
-    StageRunner(embedder).claim(item.id, owner, uuid.uuid4())  # and dies; no redelivery ever comes
+    lease = uuid.uuid4()
+    StageRunner(embedder).claim(item.id, owner, lease)  # and dies; no redelivery ever comes
     later = datetime.now(UTC) + timedelta(minutes=env.pending_timeout_minutes + 1)
 
-    assert Cleanup(now=datetime.now(UTC)).run(dry_run=True).timed_out == 0  # not yet (and leased)
-    time.sleep(short_lease + 0.2)
+    # Past the timeout but under a live lease: only the lease filter keeps the item from failing.
+    set_lease_expiry(item.id, 60)
+    Cleanup(now=later).run(dry_run=False)
+    assert (load_item(item.id).status, lease_of(item.id)[0]) == (ItemStatus.analyzed, lease)
+    set_lease_expiry(item.id, -1)  # the lease is over
     Cleanup(now=later).run(dry_run=False)
 
     failed = load_item(item.id)
@@ -202,3 +216,70 @@ def test_an_item_whose_stage_died_is_failed_after_the_timeout_and_retry_finishes
     assert retried.status == ItemStatus.analyzed
     (event,) = publisher.of("ImageAnalyzed")
     assert embedder.run(event).result == "ready"
+
+
+class FakeLambdaContext:
+    def __init__(self, remaining_ms: int):
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def test_on_lambda_the_lease_outlives_the_deployed_invocation_not_the_catalogs_timeout(env, owner, monkeypatch):
+    """A stack config may raise a stage's timeoutS (up to 900 s) past the catalog's: the lease follows the
+    invocation's remaining time (Lambda context) plus the margin, not the catalog's timeout."""
+    from services import catalog
+    from services.core import stage_runner
+    from services.core.database import session_scope
+    from services.embedder import logic
+
+    item = analyzed_item(owner)
+    seen: dict[str, float] = {}
+
+    class LeaseReading(StubEmbedder):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            with session_scope() as session:
+                seen["lease_s"] = session.execute(
+                    text("SELECT extract(epoch FROM lease_expires_at - now()) FROM items WHERE id = :id"),
+                    {"id": item.id},
+                ).scalar()
+            return super().embed_documents(texts)
+
+    monkeypatch.setattr(logic, "get_embedder", lambda *args, **kwargs: LeaseReading())
+    deployed_s = 900
+    assert catalog.function("embedder").timeout_s < deployed_s
+    context = FakeLambdaContext(deployed_s * 1000 - 1500)  # the invocation has just begun
+    outcome = stage_runner.run_event("embed", pipeline_event(event_for(item)), context)
+    assert outcome["result"] == "ready"
+    margin = stage_runner.LEASE_MARGIN_S
+    assert deployed_s - 5 + margin <= float(seen["lease_s"]) <= deployed_s + margin
+
+    # Without a context (local runtime, tests): the catalog's timeout plus the margin.
+    embed = catalog.stage("embed")
+    assert stage_runner.lease_seconds(embed) == catalog.function("embedder").timeout_s + margin
+    # A configured lease can only lengthen the context's.
+    longer = env.model_copy(update={"stage_lease_s": 5000})
+    assert stage_runner.lease_seconds(embed, longer, FakeLambdaContext(10_000)) == 5000
+    assert stage_runner.lease_seconds(embed, longer.model_copy(update={"stage_lease_s": 1}),
+                                      FakeLambdaContext(10_000)) == 10 + margin
+
+
+def test_a_holder_whose_lease_expired_and_was_claimed_again_can_neither_advance_nor_fail(
+    embed_with, publisher, owner
+):
+    from services.core.stage_runner import Done
+
+    item = analyzed_item(owner)
+    runner = StageRunner(embed_with(StubEmbedder()))
+    first = uuid.uuid4()
+    claimed = runner.claim(item.id, owner, first)
+    set_lease_expiry(item.id, -1)  # the first holder outlived its lease (it should not, but say it did)
+    second = uuid.uuid4()
+    assert runner.claim(item.id, owner, second).lease_owner == second  # a redelivery took the item
+
+    assert runner.advance(claimed, first, Done({"embedding_model": "late"})).result == "skipped"
+    assert runner.fail(claimed, first, "too late").result == "skipped"
+    stored = load_item(item.id)
+    assert (stored.status, stored.lease_owner, stored.embedding_model) == (ItemStatus.analyzed, second, None)
+    assert publisher.of("ImageReady") == [] and publisher.of("ItemFailed") == []

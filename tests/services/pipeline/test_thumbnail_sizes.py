@@ -76,3 +76,44 @@ def test_other_thumbnail_sizes_go_through_upload_ready_retry_and_list(sizes, pub
     detail = item_detail(ready, signer)
     assert "/128.webp" in detail.thumbnail_url and "/640.webp" in detail.large_thumbnail_url
     assert set(detail.thumbnail_urls) == {"128", "640"}
+
+
+def test_a_row_the_previous_processor_wrote_is_analysed_retried_and_listed(env, publisher, owner):
+    """During a gradual release (or after a rollback) the previous image processor records no
+    analysis/list thumbnail keys: services.core.thumbnails falls back to the largest/smallest of
+    thumbnail_keys, so such an item does not fail for good."""
+    from sqlalchemy import update
+
+    from services.analyzer.logic import ImageAnalyzer
+    from services.api.presenters import item_detail, item_out
+    from services.api.signing import UrlSigner
+    from services.core.database import session_scope
+    from services.core.models import Item
+    from services.core.retry import retry_item
+    from services.core.storage import get_storage, thumbnail_key
+    from services.image_processor.logic import ImageProcessor
+
+    item = make_item(owner, "legacy.jpg")
+    put_object(item.original_key, textured_jpeg((1600, 1200), seed=9))
+    processor = ImageProcessor(publisher=publisher)
+    upload = S3ObjectCreated(bucket=processor.storage.bucket, key=item.original_key)
+    assert processor.object_created(upload).result == "processed"
+    with session_scope() as session:  # what the previous version leaves
+        session.execute(update(Item).where(Item.id == item.id).values(analysis_thumbnail_key=None,
+                                                                       list_thumbnail_key=None))
+    legacy = load_item(item.id)
+    assert legacy.thumbnail_keys and legacy.analysis_thumbnail_key is None
+
+    event = publisher.of("ImageProcessed")[-1]
+    assert ImageAnalyzer(analyzer=RejectingAnalyzer(), publisher=publisher).run(event).result == "failed"
+    with session_scope() as session:
+        assert retry_item(session, item.id, publisher, owner_id=owner).status == ItemStatus.processed
+    retried = publisher.of("ImageProcessed")[-1]
+    assert retried.thumbnail_key == thumbnail_key(owner, item.id, 1024)
+    assert ImageAnalyzer(analyzer=LocalAnalyzer(), publisher=publisher).run(retried).result == "analyzed"
+
+    analysed = load_item(item.id)
+    signer = UrlSigner(get_storage())
+    assert "/256.webp" in item_out(analysed, signer).thumbnail_url
+    detail = item_detail(analysed, signer)
+    assert "/256.webp" in detail.thumbnail_url and "/1024.webp" in detail.large_thumbnail_url
