@@ -22,12 +22,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine, create_engine, event
 
 from services.core.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # the ORM loads with the first session: the pipeline stages use connections only
+    from sqlalchemy.orm import Session, sessionmaker
 
 
 class DatabaseNotConfigured(RuntimeError):
@@ -113,6 +116,8 @@ def get_engine() -> Engine:
 
 @lru_cache
 def get_sessionmaker() -> sessionmaker[Session]:
+    from sqlalchemy.orm import sessionmaker
+
     return sessionmaker(bind=get_engine(), expire_on_commit=False)
 
 
@@ -136,3 +141,10 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def connection_scope() -> Iterator[Connection]:
+    """A transaction on a Core connection (no ORM): committed on success, rolled back on error."""
+    with get_engine().begin() as connection:
+        yield connection
