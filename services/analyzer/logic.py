@@ -18,9 +18,9 @@ from sqlalchemy import case, literal
 
 from services.core.ai import Analyzer, ModelOutputRejected, get_analyzer
 from services.core.events import EventPublisher
-from services.core.models import Item
 from services.core.stage_runner import Claim, Done, Failure, StageWork
 from services.core.storage import Storage, get_storage
+from services.core.tables import items
 from services.core.thumbnails import analysis_thumbnail
 
 log = logging.getLogger(__name__)
@@ -73,5 +73,5 @@ class ImageAnalyzer(StageWork):
 
 
 def _unless_user_edited(name: str, value: Any) -> Any:
-    column = Item.__table__.c[name]
-    return case((Item.user_edited, column), else_=literal(value, type_=column.type))
+    column = items.c[name]
+    return case((items.c.user_edited, column), else_=literal(value, type_=column.type))

@@ -28,11 +28,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Row, delete, func, or_, select, update
 
 from services import catalog
-from services.core.database import session_scope
-from services.core.models import Item, ItemStatus, Stage
+from services.core.database import connection_scope
 from services.core.settings import Settings, get_settings
 from services.core.storage import (
     InvalidKey,
@@ -44,11 +43,12 @@ from services.core.storage import (
     upload_prefix,
     verified_original_key,
 )
+from services.core.tables import ItemStatus, Stage, items
 
 log = logging.getLogger(__name__)
 
 # A stage's lease is live until it expires by the database's clock (the clock the stages take it with).
-NO_LIVE_LEASE = or_(Item.lease_owner.is_(None), Item.lease_expires_at <= func.now())
+NO_LIVE_LEASE = or_(items.c.lease_owner.is_(None), items.c.lease_expires_at <= func.now())
 
 
 @dataclass
@@ -95,9 +95,9 @@ class Cleanup:
 
     def run(self, dry_run: bool) -> CleanupReport:
         report = CleanupReport(dry_run=dry_run)
-        report.deleted_items = self._remove_items(Item.status == ItemStatus.deleted, dry_run, report)
+        report.deleted_items = self._remove_items(items.c.status == ItemStatus.deleted, dry_run, report)
         report.expired_failed = self._remove_items(
-            (Item.status == ItemStatus.failed) & (Item.updated_at < self.failed_cutoff), dry_run, report
+            (items.c.status == ItemStatus.failed) & (items.c.updated_at < self.failed_cutoff), dry_run, report
         )
         self._stale_pending(dry_run, report)
         self._timed_out(dry_run, report)
@@ -105,26 +105,25 @@ class Cleanup:
         log.info("cleanup %s", report.as_dict())
         return report
 
-    def _item_keys(self, item: Item) -> list[str]:
+    def _item_keys(self, item: Row) -> list[str]:
         keys = [o["Key"] for o in self.storage.list(upload_prefix(item.owner_id, item.id))]
         keys += [o["Key"] for o in self.storage.list(original_prefix(item.owner_id, item.id))]
         keys += [o["Key"] for o in self.storage.list(thumbnail_prefix(item.owner_id, item.id))]
         return keys
 
     def _remove_items(self, condition: Any, dry_run: bool, report: CleanupReport) -> int:
-        with session_scope() as session:
-            ids = (
-                session.execute(select(Item.id).where(condition).order_by(Item.updated_at, Item.id).limit(self.batch))
-                .scalars()
-                .all()
-            )
+        with connection_scope() as connection:
+            oldest_first = select(items.c.id).where(condition).order_by(items.c.updated_at, items.c.id)
+            ids = connection.execute(oldest_first.limit(self.batch)).scalars().all()
         removed = 0
         for item_id in ids:
             # One transaction per item, holding its row while its objects go, then the row.
-            with session_scope() as session:
-                item = session.execute(
-                    select(Item).where(Item.id == item_id, condition, NO_LIVE_LEASE).with_for_update(skip_locked=True)
-                ).scalar_one_or_none()
+            with connection_scope() as connection:
+                item = connection.execute(
+                    select(items)
+                    .where(items.c.id == item_id, condition, NO_LIVE_LEASE)
+                    .with_for_update(skip_locked=True)
+                ).first()
                 if item is None:
                     continue  # changed meanwhile (e.g. retried), under a stage's lease, or another cleanup has it
                 keys = self._item_keys(item)
@@ -133,23 +132,24 @@ class Cleanup:
                 if dry_run:
                     continue
                 self.storage.delete(keys)
-                session.execute(delete(Item).where(Item.id == item.id).execution_options(synchronize_session=False))
+                connection.execute(delete(items).where(items.c.id == item.id))
         return removed
 
     def _stale_pending(self, dry_run: bool, report: CleanupReport) -> None:
-        condition = (Item.status == ItemStatus.pending) & (Item.created_at < self.orphan_cutoff) & NO_LIVE_LEASE
+        condition = (items.c.status == ItemStatus.pending) & (items.c.created_at < self.orphan_cutoff) & NO_LIVE_LEASE
         # S3 first, with no row locked (one HEAD per candidate), then one short statement that re-checks.
-        candidates = self._candidates(condition, Item.created_at)
+        candidates = self._candidates(condition, items.c.created_at)
         stale = [item_id for item_id, key in candidates if self.storage.head(key) is None]
-        report.stale_pending = self._apply(stale, condition, dry_run, delete(Item).where(Item.id.in_(stale), condition))
+        remove = delete(items).where(items.c.id.in_(stale), condition)
+        report.stale_pending = self._apply(stale, condition, dry_run, remove)
 
     def _timed_out(self, dry_run: bool, report: CleanupReport) -> None:
         """Fail what waited too long at a stage's input; retry (API or CLI) resumes it at that stage."""
         minutes = self.settings.pending_timeout_minutes
         for stage in catalog.STAGES:
-            waiting = (Item.status == ItemStatus(stage.input_status)) & (Item.updated_at < self.waiting_cutoff)
+            waiting = (items.c.status == ItemStatus(stage.input_status)) & (items.c.updated_at < self.waiting_cutoff)
             condition = waiting & NO_LIVE_LEASE
-            candidates = self._candidates(condition, Item.updated_at)
+            candidates = self._candidates(condition, items.c.updated_at)
             if stage is catalog.STAGES[0]:
                 # Until its upload exists, a pending item may still get it (the form is valid for a while).
                 # The HEADs run before any row is locked.
@@ -158,8 +158,8 @@ class Cleanup:
                 ids = [item_id for item_id, _ in candidates]
             reason = f"the {stage.name} stage did not finish within {minutes} minutes; retry the item"
             fail = (
-                update(Item)
-                .where(Item.id.in_(ids), condition)
+                update(items)
+                .where(items.c.id.in_(ids), condition)
                 .values(
                     status=ItemStatus.failed,
                     failed_stage=Stage(stage.name),
@@ -176,9 +176,9 @@ class Cleanup:
 
     def _candidates(self, condition: Any, order: Any) -> list[tuple[uuid.UUID, str]]:
         """(id, original_key) of at most `cleanup_batch` rows matching `condition`, read without locking."""
-        with session_scope() as session:
-            rows = session.execute(
-                select(Item.id, Item.original_key).where(condition).order_by(order, Item.id).limit(self.batch)
+        with connection_scope() as connection:
+            rows = connection.execute(
+                select(items.c.id, items.c.original_key).where(condition).order_by(order, items.c.id).limit(self.batch)
             ).all()
         return [(row.id, row.original_key) for row in rows]
 
@@ -187,10 +187,10 @@ class Cleanup:
         unless a dry run, `statement` (which re-checks it too) changes them, in one short transaction."""
         if not ids:
             return 0
-        with session_scope() as session:
+        with connection_scope() as connection:
             if dry_run:
-                return len(session.execute(select(Item.id).where(Item.id.in_(ids), condition)).all())
-            result = session.execute(statement.execution_options(synchronize_session=False))
+                return len(connection.execute(select(items.c.id).where(items.c.id.in_(ids), condition)).all())
+            result = connection.execute(statement)
             return result.rowcount
 
     def _orphan_objects(self, dry_run: bool, report: CleanupReport) -> None:
@@ -221,11 +221,9 @@ class Cleanup:
             return []
         owners = {obj["Key"]: item_of_key(obj["Key"]) for obj in objects}
         ids = {parsed[1] for parsed in owners.values() if parsed}
-        with session_scope() as session:
-            rows = {
-                row.id: (row.owner_id, row.original_key)
-                for row in session.execute(select(Item.id, Item.owner_id, Item.original_key).where(Item.id.in_(ids)))
-            }
+        with connection_scope() as connection:
+            query = select(items.c.id, items.c.owner_id, items.c.original_key).where(items.c.id.in_(ids))
+            rows = {row.id: (row.owner_id, row.original_key) for row in connection.execute(query)}
         orphans = []
         for key, parsed in owners.items():
             row = rows.get(parsed[1]) if parsed else None

@@ -6,6 +6,10 @@ commits, a stage that finds its item still *before* its expected status re-reads
 READY_WAIT_S (the producer's commit is normally milliseconds behind its publish) and only then raises
 NotReadyYet (transient: retried, which on AWS means Lambda's async retry delay of a minute or more).
 An item already past the expected status is a repeated delivery and is skipped.
+
+Reads and writes are SQLAlchemy Core statements on the tables of services/core/tables.py, run on a
+connection (services.core.database.connection_scope): an item is a Row, read by attribute like the ORM's
+Item. The stages never import the ORM (the API's), which keeps it out of their cold starts.
 """
 
 from __future__ import annotations
@@ -14,11 +18,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Row, select
 
 from services import catalog
-from services.core.models import Item, ItemStatus
+from services.core.tables import ItemStatus, items
 
 MAX_REASON = 1000
 READY_WAIT_S = 2.0  # how long a stage waits for its producer's commit before asking for a retry
@@ -48,23 +51,20 @@ class Outcome:
         return data
 
 
-def get_item(session: Session, item_id: uuid.UUID) -> Item | None:
-    # populate_existing: a value read earlier in this session must not hide a concurrent change.
-    return session.execute(
-        select(Item).where(Item.id == item_id).execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+def get_item(connection: Connection, item_id: uuid.UUID) -> Row | None:
+    return connection.execute(select(items).where(items.c.id == item_id)).first()
 
 
-def find_duplicate(session: Session, owner_id: str, sha256: str, exclude_id: uuid.UUID) -> Item | None:
+def find_duplicate(connection: Connection, owner_id: str, sha256: str, exclude_id: uuid.UUID) -> Row | None:
     """The owner's earliest live item with the same content that got past processing."""
-    return session.execute(
-        select(Item)
+    return connection.execute(
+        select(items)
         .where(
-            Item.owner_id == owner_id,
-            Item.sha256 == sha256,
-            Item.id != exclude_id,
-            Item.status.in_((ItemStatus.processed, ItemStatus.analyzed, ItemStatus.ready)),
+            items.c.owner_id == owner_id,
+            items.c.sha256 == sha256,
+            items.c.id != exclude_id,
+            items.c.status.in_((ItemStatus.processed, ItemStatus.analyzed, ItemStatus.ready)),
         )
-        .order_by(Item.created_at, Item.id)
+        .order_by(items.c.created_at, items.c.id)
         .limit(1)
-    ).scalar_one_or_none()
+    ).first()

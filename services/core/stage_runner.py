@@ -32,6 +32,10 @@ Because a producer publishes before committing, an event can arrive a moment bef
 visible at the stage's input: the claim is retried for up to READY_WAIT_S, then NotReadyYet (transient)
 is raised. An item already past the stage is a repeated delivery and is skipped.
 
+The runner and the stages' work use SQLAlchemy Core on a connection (services/core/tables.py), not the
+ORM: an item is a Row (attribute access, like the API's ORM Item), and the ORM stays out of the stages'
+cold starts.
+
 RDS Proxy: leases are plain rows and every transaction is short. No advisory locks, no SET, no session
 state, so nothing pins a proxy session (RDS User Guide, "Avoiding pinning an RDS Proxy").
 """
@@ -47,12 +51,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Row, func, or_, select, update
 
 from services import catalog
 from services.core.contracts import Detail, EventBridgeEvent, ItemFailed, event_for
-from services.core.database import session_scope
-from services.core.models import Item, ItemStatus, Stage
+from services.core.database import connection_scope
 from services.core.observability import for_function
 from services.core.pipeline_store import (
     MAX_REASON,
@@ -63,6 +66,7 @@ from services.core.pipeline_store import (
     Outcome,
 )
 from services.core.settings import Settings, get_settings
+from services.core.tables import ItemStatus, Stage, items
 
 if TYPE_CHECKING:
     from services.core.events import EventPublisher
@@ -101,7 +105,7 @@ class Failure:
 class Claim:
     """What the work gets: the item as claimed, the lease, and the event that asked for the work."""
 
-    item: Item
+    item: Row  # the items row, as the claim's UPDATE ... RETURNING gave it
     lease: uuid.UUID
     detail: Any = None
 
@@ -135,7 +139,7 @@ class StageWork:
     def work(self, claim: Claim) -> Done | Failure | Outcome:
         raise NotImplementedError
 
-    def check(self, item: Item, detail: Any) -> str | None:
+    def check(self, item: Row, detail: Any) -> str | None:
         """A reason not to work on this claimed item (the event does not match it); None: work."""
         return None
 
@@ -181,29 +185,28 @@ class StageRunner:
             return self.fail(claimed, lease, result.reason)
         return self.advance(claimed, lease, result)
 
-    def claim(self, item_id: uuid.UUID, owner_id: str, lease: uuid.UUID) -> Item | Outcome:
+    def claim(self, item_id: uuid.UUID, owner_id: str, lease: uuid.UUID) -> Row | Outcome:
         """The item, leased to `lease`; or the Outcome that ends this delivery (a skip). Raises StageBusy
         (another delivery's live lease) or NotReadyYet (still before the stage after READY_WAIT_S)."""
         deadline = time.monotonic() + READY_WAIT_S
         statement = (
-            update(Item)
+            update(items)
             .where(
-                Item.id == item_id,
-                Item.owner_id == owner_id,
-                Item.status == self.input,
-                or_(Item.lease_owner.is_(None), Item.lease_expires_at < func.now()),
+                items.c.id == item_id,
+                items.c.owner_id == owner_id,
+                items.c.status == self.input,
+                or_(items.c.lease_owner.is_(None), items.c.lease_expires_at < func.now()),
             )
             .values(lease_owner=lease, lease_expires_at=func.now() + timedelta(seconds=self.lease_s))
-            .returning(Item)
-            .execution_options(synchronize_session=False, populate_existing=True)
+            .returning(items)
         )
         while True:
-            with session_scope() as session:
-                item = session.scalars(statement).one_or_none()
+            with connection_scope() as connection:
+                item = connection.execute(statement).first()
                 if item is not None:
                     return item
-                row = session.execute(
-                    select(Item.status, Item.owner_id, Item.lease_expires_at > func.now()).where(Item.id == item_id)
+                row = connection.execute(
+                    select(items.c.status, items.c.owner_id).where(items.c.id == item_id)
                 ).first()
             if row is None or row.owner_id != owner_id:
                 return Outcome(item_id, "skipped", "no such item for this owner")
@@ -216,7 +219,7 @@ class StageRunner:
                 raise NotReadyYet(f"item {item_id} is {status.value}, not yet {self.input.value}")
             time.sleep(READY_POLL_S)
 
-    def advance(self, item: Item, lease: uuid.UUID, done: Done) -> Outcome:
+    def advance(self, item: Row, lease: uuid.UUID, done: Done) -> Outcome:
         target = done.status or ItemStatus(self.stage.output_status)
         if STATUS_ORDER.get(target, -1) <= STATUS_ORDER[self.input]:
             raise ValueError(f"the {self.stage.name} stage cannot take an item to {target.value}")
@@ -227,7 +230,7 @@ class StageRunner:
         log.info("%s: item %s is %s", self.stage.name, item.id, target.value)
         return Outcome(item.id, done.result or target.value, extra=done.extra)
 
-    def fail(self, item: Item, lease: uuid.UUID, reason: str) -> Outcome:
+    def fail(self, item: Row, lease: uuid.UUID, reason: str) -> Outcome:
         values = {
             "status": ItemStatus.failed,
             "failed_stage": Stage(self.stage.name),
@@ -241,30 +244,28 @@ class StageRunner:
     def release(self, item_id: uuid.UUID, lease: uuid.UUID) -> None:
         """Give the lease up (best effort: an unreleased lease only expires later)."""
         try:
-            with session_scope() as session:
-                session.execute(
-                    update(Item)
-                    .where(Item.id == item_id, Item.lease_owner == lease)
+            with connection_scope() as connection:
+                connection.execute(
+                    update(items)
+                    .where(items.c.id == item_id, items.c.lease_owner == lease)
                     .values(lease_owner=None, lease_expires_at=None)
-                    .execution_options(synchronize_session=False)
                 )
         except Exception:  # noqa: BLE001 - the caller's own outcome or error matters more
             log.warning("item %s: could not release the %s stage's lease", item_id, self.stage.name, exc_info=True)
 
     # --- one short transaction: conditional update, publish, commit -------------------------
     def _update_leased(
-        self, item: Item, lease: uuid.UUID, values: dict[str, Any], detail_type: str, reason: str = ""
-    ) -> Item | None:
+        self, item: Row, lease: uuid.UUID, values: dict[str, Any], detail_type: str, reason: str = ""
+    ) -> Row | None:
         statement = (
-            update(Item)
-            .where(Item.id == item.id, Item.status == self.input, Item.lease_owner == lease)
+            update(items)
+            .where(items.c.id == item.id, items.c.status == self.input, items.c.lease_owner == lease)
             .values(**values, lease_owner=None, lease_expires_at=None, updated_at=func.now())
-            .returning(Item)
-            .execution_options(synchronize_session=False, populate_existing=True)
+            .returning(items)
         )
         try:
-            with session_scope() as session:
-                updated = session.scalars(statement).one_or_none()
+            with connection_scope() as connection:
+                updated = connection.execute(statement).first()
                 if updated is None:
                     changed = None
                 else:

@@ -11,20 +11,20 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Row, select, update
 
 from services.core import pipeline_store as store
 from services.core.ai import Embedder, ModelOutputRejected, get_embedder
 from services.core.contracts import EventBridgeEvent, ItemEdited
-from services.core.database import session_scope
+from services.core.database import connection_scope
 from services.core.events import EventPublisher
-from services.core.models import Item, ItemStatus
 from services.core.stage_runner import Claim, Done, Failure, StageWork
+from services.core.tables import ItemStatus, items
 
 log = logging.getLogger(__name__)
 
 
-def embedding_text(item: Item) -> str:
+def embedding_text(item: Row) -> str:
     """What the vector stands for: every descriptive field, labelled, one per line."""
     lines = [
         item.title or "",
@@ -38,7 +38,7 @@ def embedding_text(item: Item) -> str:
     return text or item.filename  # never empty: an item always has a filename
 
 
-def text_sha256(item: Item) -> str:
+def text_sha256(item: Row) -> str:
     """Names the text an embedding stands for (ItemEdited carries it)."""
     return hashlib.sha256(embedding_text(item).encode()).hexdigest()
 
@@ -70,8 +70,8 @@ class ItemEmbedder(StageWork):
     def item_edited(self, event: ItemEdited) -> store.Outcome:
         """Embed a ready item's text again after a user's edit. The item stays ready, with its old
         vector, until the new one is written; nothing else about it changes."""
-        with session_scope() as session:
-            item = store.get_item(session, event.item_id)
+        with connection_scope() as connection:
+            item = store.get_item(connection, event.item_id)
             if item is None or item.owner_id != event.owner_id:
                 return store.Outcome(event.item_id, "skipped", "no such item for this owner")
             if item.status == ItemStatus.analyzed:
@@ -79,33 +79,39 @@ class ItemEmbedder(StageWork):
                 raise store.NotReadyYet(f"item {item.id} is analyzed; re-embed it once it is ready")
             if item.status != ItemStatus.ready:
                 return store.Outcome(item.id, "skipped", f"item is {item.status.value}; its embedding is still to come")
-            if not self._edit_visible(session, item, event.text_sha256):
-                return store.Outcome(item.id, "skipped", "the item's text is not the edited one (superseded)")
+            item = self._edit_visible(connection, item, event.text_sha256)
+            if item is None:
+                return store.Outcome(event.item_id, "skipped", "the item's text is not the edited one (superseded)")
             text = embedding_text(item)
-            session.commit()  # no transaction (or connection) held while the model answers
-            try:
-                (vector,) = self.embedder.embed_documents([text])
-            except ModelOutputRejected as error:
-                # The old vector still serves search; the edit itself is kept.
-                log.warning("item %s: the edited text could not be embedded: %s", item.id, error)
-                return store.Outcome(item.id, "skipped", "the edited text could not be embedded")
+        # No transaction (or connection) held while the model answers.
+        try:
+            (vector,) = self.embedder.embed_documents([text])
+        except ModelOutputRejected as error:
+            # The old vector still serves search; the edit itself is kept.
+            log.warning("item %s: the edited text could not be embedded: %s", item.id, error)
+            return store.Outcome(item.id, "skipped", "the edited text could not be embedded")
+        with connection_scope() as connection:
             # Write only if the text is still the one embedded (row lock: a concurrent edit waits).
-            current = session.execute(
-                select(Item).where(Item.id == item.id).with_for_update().execution_options(populate_existing=True)
-            ).scalar_one_or_none()
+            current = connection.execute(select(items).where(items.c.id == item.id).with_for_update()).first()
             if current is None or current.status != ItemStatus.ready or text_sha256(current) != event.text_sha256:
                 return store.Outcome(item.id, "skipped", "the item changed while it was embedded")
-            current.embedding = vector
-            current.embedding_model = self.embedder.model
-            log.info("re-embedded item %s after an edit", item.id)
-            return store.Outcome(item.id, "ready", extra={"model": self.embedder.model, "reembedded": True})
+            connection.execute(
+                update(items)
+                .where(items.c.id == item.id)
+                .values(embedding=vector, embedding_model=self.embedder.model)
+            )
+        log.info("re-embedded item %s after an edit", item.id)
+        return store.Outcome(item.id, "ready", extra={"model": self.embedder.model, "reembedded": True})
 
-    def _edit_visible(self, session, item: Item, expected: str) -> bool:
-        """The API publishes before it commits: give the edit's commit READY_WAIT_S to show."""
+    def _edit_visible(self, connection: Connection, item: Row, expected: str) -> Row | None:
+        """The API publishes before it commits: give the edit's commit READY_WAIT_S to show. The item as
+        re-read once its text is the edited one; None if it never was (or the item went away)."""
         deadline = time.monotonic() + store.READY_WAIT_S
         while text_sha256(item) != expected:
             if time.monotonic() >= deadline:
-                return False
+                return None
             time.sleep(store.READY_POLL_S)
-            store.get_item(session, item.id)
-        return True
+            item = store.get_item(connection, item.id)
+            if item is None:
+                return None
+        return item

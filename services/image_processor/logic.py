@@ -39,13 +39,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
-from sqlalchemy import func, literal, select, tuple_, update
+from sqlalchemy import Row, func, literal, select, tuple_, update
 
 from services.core import pipeline_store as store
 from services.core.contracts import Detail, EventBridgeEvent, S3ObjectCreated
-from services.core.database import session_scope
+from services.core.database import connection_scope
 from services.core.events import EventPublisher
-from services.core.models import Item, ItemStatus
 from services.core.settings import Settings, get_settings
 from services.core.stage_runner import Claim, Done, Failure, StageBusy, StageRunner, StageWork
 from services.core.storage import (
@@ -60,6 +59,7 @@ from services.core.storage import (
     thumbnail_key,
     verified_original_key,
 )
+from services.core.tables import ItemStatus, items
 from services.core.thumbnails import analysis_thumbnail, list_thumbnail
 from services.image_processor.imaging import ImageRejected, process_image, sha256_of
 
@@ -100,8 +100,8 @@ class ImageProcessor(StageWork):
             parsed = parse_upload_key(key)
         except InvalidKey as error:
             return self._remove_unattributable(key, upload.size, str(error))
-        with session_scope() as session:
-            item = store.get_item(session, parsed.item_id)
+        with connection_scope() as connection:
+            item = store.get_item(connection, parsed.item_id)
         if item is None:
             return self._remove_unattributable(key, upload.size, "no item has this id", parsed.item_id)
         if item.owner_id != parsed.owner_id:
@@ -127,7 +127,7 @@ class ImageProcessor(StageWork):
         """ProcessingRequested: a retry of the first stage (the S3 event cannot be replayed)."""
         return self._after_commit(super().run(detail), getattr(detail, "key", ""))
 
-    def check(self, item: Item, detail: Any) -> str | None:
+    def check(self, item: Row, detail: Any) -> str | None:
         if item.original_key != detail.key:
             return "the request does not match the item"
         return None
@@ -202,7 +202,7 @@ class ImageProcessor(StageWork):
         log.info("processed item %s: %s %dx%d", item.id, image.format, image.width, image.height)
         return Done(values, extra={"format": image.format, "width": image.width})
 
-    def _first_with_content(self, claim: Claim, sha256: str) -> Item | None:
+    def _first_with_content(self, claim: Claim, sha256: str) -> Row | None:
         """The owner's earlier item with the same bytes, whose results this item takes (a duplicate).
 
         The content is announced on the item first (its sha256, committed, under the lease). Then an
@@ -211,37 +211,34 @@ class ImageProcessor(StageWork):
         Two identical uploads processed at the very same moment may each miss the other's announcement
         and both be processed: each is still correct, only the saving of one analysis is lost."""
         item = claim.item
-        with session_scope() as session:
-            session.execute(
-                update(Item)
-                .where(Item.id == item.id, Item.lease_owner == claim.lease)
-                .values(sha256=sha256)
-                .execution_options(synchronize_session=False)
+        with connection_scope() as connection:
+            connection.execute(
+                update(items).where(items.c.id == item.id, items.c.lease_owner == claim.lease).values(sha256=sha256)
             )
-        with session_scope() as session:
-            earlier_at_work = session.execute(
-                select(Item.id)
+        with connection_scope() as connection:
+            earlier_at_work = connection.execute(
+                select(items.c.id)
                 .where(
-                    Item.owner_id == item.owner_id,
-                    Item.sha256 == sha256,
-                    Item.status == ItemStatus.pending,
-                    Item.lease_expires_at > func.now(),
-                    tuple_(Item.created_at, Item.id) < tuple_(literal(item.created_at), literal(item.id)),
+                    items.c.owner_id == item.owner_id,
+                    items.c.sha256 == sha256,
+                    items.c.status == ItemStatus.pending,
+                    items.c.lease_expires_at > func.now(),
+                    tuple_(items.c.created_at, items.c.id) < tuple_(literal(item.created_at), literal(item.id)),
                 )
                 .limit(1)
             ).first()
             if earlier_at_work is not None:
                 raise StageBusy(f"item {item.id}: an earlier upload of the same bytes is being processed")
-            return store.find_duplicate(session, item.owner_id, sha256, item.id)
+            return store.find_duplicate(connection, item.owner_id, sha256, item.id)
 
-    def _store_original(self, item: Item, data: bytes, fmt: str) -> None:
+    def _store_original(self, item: Row, data: bytes, fmt: str) -> None:
         """The verified bytes (the very ones hashed and decoded, not a re-read of the upload key,
         which a replayed form may have changed meanwhile) under originals/, served as a download."""
         self.storage.write(
             verified_original_key(item.original_key), data, FORMAT_TYPES[fmt], disposition=attachment(item.filename)
         )
 
-    def _duplicate(self, item: Item, first: Item, data: bytes) -> Done | None:
+    def _duplicate(self, item: Row, first: Row, data: bytes) -> Done | None:
         """The first item's results, its thumbnails copied; None when the first's row names no analysis or
         list thumbnail among its thumbnail_keys (the copy would record none, and the ImageProcessed event,
         which needs one, could never be published: every retry would fail), so the item is processed itself."""
