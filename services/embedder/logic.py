@@ -10,6 +10,7 @@ import hashlib
 import logging
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, Row, select, update
 
@@ -24,8 +25,9 @@ from services.core.tables import ItemStatus, items
 log = logging.getLogger(__name__)
 
 
-def embedding_text(item: Row) -> str:
-    """What the vector stands for: every descriptive field, labelled, one per line."""
+def embedding_text(item: Any) -> str:
+    """What the vector stands for: every descriptive field, labelled, one per line. `item`: a row of the
+    items table (the stages) or an ORM Item (the API's edits, reembed.py)."""
     lines = [
         item.title or "",
         item.description or "",
@@ -38,7 +40,7 @@ def embedding_text(item: Row) -> str:
     return text or item.filename  # never empty: an item always has a filename
 
 
-def text_sha256(item: Row) -> str:
+def text_sha256(item: Any) -> str:
     """Names the text an embedding stands for (ItemEdited carries it)."""
     return hashlib.sha256(embedding_text(item).encode()).hexdigest()
 
