@@ -23,42 +23,6 @@ _lock = threading.Lock()  # botocore sessions are not safe for concurrent client
 _models: Any = None
 
 
-def _direct_loader(default: Any) -> Any:
-    """botocore's data loader, minus one walk: to check a service's name, botocore lists every service
-    folder it ships (~450, each listed and probed for the file: ~10 ms of syscalls per file type, so ~20 ms
-    for a first client on this machine, on every cold start). This one looks in the named service's own
-    folder; the full list is still built for an unknown name's error message, and for anyone who asks."""
-    from collections.abc import Sequence
-
-    from botocore.exceptions import DataNotFoundError
-    from botocore.loaders import Loader
-
-    class KnownServices(Sequence):
-        def __init__(self, loader: Loader, type_name: str):
-            self.loader, self.type_name = loader, type_name
-
-        def __contains__(self, name: object) -> bool:
-            try:
-                return bool(self.loader.list_api_versions(name, self.type_name))
-            except DataNotFoundError:
-                return False
-
-        def _all(self) -> list[str]:
-            return Loader.list_available_services(self.loader, self.type_name)
-
-        def __getitem__(self, index: Any) -> Any:
-            return self._all()[index]
-
-        def __len__(self) -> int:
-            return len(self._all())
-
-    class DirectLoader(Loader):
-        def list_available_services(self, type_name: str) -> Sequence[str]:
-            return KnownServices(self, type_name)
-
-    return DirectLoader(extra_search_paths=default.search_paths, include_default_search_paths=False)
-
-
 @lru_cache(maxsize=1)
 def _session() -> Any:
     import botocore.session
@@ -66,8 +30,9 @@ def _session() -> Any:
     global _models
     session = botocore.session.get_session()
     if _models is None:
-        _models = _direct_loader(session.get_component("data_loader"))
-    session.register_component("data_loader", _models)
+        _models = session.get_component("data_loader")
+    else:
+        session.register_component("data_loader", _models)
     return session
 
 
