@@ -130,6 +130,10 @@ def test_filters_and_pagination_compose(client, owner_headers, catalogue):
         ({"limit": "ten"}, 422, "limit"),
         ({"cursor": "not-a-cursor"}, 400, "cursor is invalid"),
         ({"cursor": "W10"}, 400, "cursor is invalid"),  # valid base64 JSON, wrong shape
+        # ["2020-01-01T00:00:00+00:00", 5]: right shape, a number for the id (was a 500)
+        ({"cursor": "WyIyMDIwLTAxLTAxVDAwOjAwOjAwKzAwOjAwIiwgNV0"}, 400, "cursor is invalid"),
+        # [5, "00000000-0000-4000-8000-000000000000"]: a number for the time
+        ({"cursor": "WzUsICIwMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDAiXQ"}, 400, "cursor is invalid"),
         ({"status": "deleted"}, 422, "status"),
         ({"status": "sideways"}, 422, "status"),
         ({"q": "x" * 501}, 422, "at most 500"),
