@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, ParamSpec, TypeVar
 
@@ -18,6 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from services.api.errors import search_unavailable
 from services.api.signing import UrlSigner
 from services.core import events
 from services.core.ai import Embedder
@@ -27,6 +29,7 @@ from services.core.events import EventPublisher
 from services.core.settings import Settings, get_settings
 from services.core.storage import Storage
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -138,7 +141,12 @@ async def get_embedder(settings: SettingsDep) -> Embedder:
     """The query embedder (one per process), imported on first use to keep it off the cold start."""
     from services.core.ai import get_embedder as make_embedder
 
-    return make_embedder(settings)
+    try:
+        return make_embedder(settings)
+    except Exception:
+        # E.g. Secrets Manager unreachable while reading the Voyage key: search is unavailable, not broken.
+        log.exception("search unavailable: the query embedder could not be built")
+        raise search_unavailable() from None
 
 
 EmbedderDep = Annotated[Embedder, Depends(get_embedder)]

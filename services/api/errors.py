@@ -104,6 +104,17 @@ def retry_later(status: int, message: str, retry_after_s: float) -> ApiError:
     return ApiError(status, HTTP_CODES[status], message, headers={"Retry-After": str(seconds)})
 
 
+# Retry-After when a provider failed in a way that says nothing about when it will work again.
+UNKNOWN_RECOVERY_RETRY_AFTER_S = 30
+
+
+def search_unavailable(retry_after_s: float | None = None) -> ApiError:
+    """503 for search when the query cannot be embedded: the provider is down, slow or refusing us."""
+    return retry_later(
+        503, "search is unavailable right now; try again shortly", retry_after_s or UNKNOWN_RECOVERY_RETRY_AFTER_S
+    )
+
+
 def error_response(
     status: int, code: str, message: str, details: list[dict[str, Any]] | None = None, headers: dict | None = None
 ) -> Response:

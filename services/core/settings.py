@@ -182,9 +182,10 @@ class _Voyage(_Base):
     embedding_dimension: int = Field(default=1024, gt=0, le=16000, description="Vector size in the database.")
     embedding_timeout_s: float = Field(default=30.0, gt=0, description="Per-request timeout.")
     embedding_max_retries: int = Field(default=2, ge=0, description="SDK retries (429/5xx).")
-    # A search embeds its query while the user waits, inside the api function's 15 s: fail fast.
+    # A search embeds its query while the user waits, inside the api function's 15 s: fail fast. Two
+    # attempts of at most 6 s and the pause between them leave the request time to answer its 503.
     query_embedding_timeout_s: float = Field(
-        default=3.0, gt=0, le=10, description="Per-attempt timeout of a search's query embedding."
+        default=3.0, gt=0, le=6, description="Per-attempt timeout of a search's query embedding."
     )
     query_embedding_max_retries: int = Field(
         default=1, ge=0, le=1, description="Retries of a search's query embedding (at most one)."

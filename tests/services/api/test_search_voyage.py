@@ -112,6 +112,58 @@ def test_voyage_too_slow_is_503(client, alice, voyage_search):
     assert len(voyage_search.requests) == 2  # the timed-out attempt and one retry
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        (401, {"detail": "Provided API key is invalid."}),
+        (403, {"detail": "forbidden"}),
+        (400, {"detail": "input too long"}),
+        (422, {"detail": "unprocessable"}),
+        (200, {"data": "not a list of embeddings"}),
+        (200, {"object": "list"}),
+    ],
+    ids=["401", "403", "400", "422", "odd-data", "no-data"],
+)
+def test_any_other_voyage_failure_is_a_503_with_the_provider_text_in_one_log_record(
+    client, alice, voyage_search, caplog, answer
+):
+    voyage_search.script(answer)
+    response = _search(client, alice)
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["message"] == "search is unavailable right now; try again shortly"
+    assert int(response.headers["retry-after"]) >= 1
+    failures = [r for r in caplog.records if r.name == "services.api.routes.search"]
+    assert len(failures) == 1 and failures[0].exc_info is not None
+
+
+def test_an_embedder_that_cannot_be_built_is_a_503(app, client, alice, monkeypatch):
+    """E.g. Secrets Manager unreachable while the Voyage key is read."""
+    import services.core.ai as ai
+
+    def unreachable(settings=None):
+        raise ConnectionError("Could not connect to the endpoint URL: secretsmanager")
+
+    monkeypatch.setattr(ai, "get_embedder", unreachable)
+    response = _search(client, alice)
+    assert response.status_code == 503, response.text
+    assert "secretsmanager" not in response.text
+
+
+def test_the_query_embedding_budget_fits_the_api_functions_timeout():
+    from services import catalog
+    from services.core.ai.voyage import QUERY_RETRY_PAUSE_S
+    from services.core.settings import Settings
+
+    def bound(field: str) -> float:
+        (limit,) = [m.le for m in Settings.model_fields[field].metadata if getattr(m, "le", None) is not None]
+        return limit
+
+    attempts = 1 + bound("query_embedding_max_retries")
+    worst = attempts * bound("query_embedding_timeout_s") + QUERY_RETRY_PAUSE_S
+    api_timeout = next(f.timeout_s for f in catalog.FUNCTIONS if f.name == "api")
+    assert worst <= api_timeout - 2, (worst, api_timeout)  # seconds left to answer the 503
+
+
 def test_documents_keep_their_own_retry_budget(voyage_api):
     """The pipeline's embedder (60 s function) still retries embedding_max_retries times."""
     settings = get_settings().model_copy(update={"voyage_base_url": voyage_api.url + "/v1", "embedding_max_retries": 2})
