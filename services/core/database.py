@@ -27,7 +27,7 @@ from urllib.parse import quote
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.core.settings import Settings, get_settings
+from services.core.settings import ProgramSettings, get_settings
 
 
 class DatabaseNotConfigured(RuntimeError):
@@ -42,7 +42,7 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def _url_from_secret(secret_arn: str, settings: Settings, *, force_fetch: bool = False) -> str:
+def _url_from_secret(secret_arn: str, settings: ProgramSettings, *, force_fetch: bool = False) -> str:
     """Build the URL from an RDS-style secret (host, port, username, password, dbname) or {"url": ...}."""
     from services.core.secrets import secret_json
 
@@ -55,7 +55,7 @@ def _url_from_secret(secret_arn: str, settings: Settings, *, force_fetch: bool =
     )
 
 
-def database_url(settings: Settings | None = None) -> str:
+def database_url(settings: ProgramSettings | None = None) -> str:
     settings = settings or get_settings()
     if settings.database_url:
         return normalize_url(settings.database_url)
@@ -67,7 +67,7 @@ def database_url(settings: Settings | None = None) -> str:
     )
 
 
-def follow_secret(engine: Engine, secret_arn: str, settings: Settings) -> None:
+def follow_secret(engine: Engine, secret_arn: str, settings: ProgramSettings) -> None:
     """Connect with the secret's current credentials, not those the engine was made with."""
     from sqlalchemy.engine import make_url
 
@@ -88,7 +88,7 @@ def follow_secret(engine: Engine, secret_arn: str, settings: Settings) -> None:
             return dialect.connect(*cargs, **cparams)
 
 
-def make_engine(url: str, settings: Settings | None = None) -> Engine:
+def make_engine(url: str, settings: ProgramSettings | None = None) -> Engine:
     settings = settings or get_settings()
     return create_engine(
         normalize_url(url),

@@ -95,6 +95,9 @@ class _Database(_Base):
     db_max_overflow: int = Field(
         default=catalog.DB_MAX_OVERFLOW, ge=0, description="Extra connections allowed beyond the pool."
     )
+    # The schema's: services/core/models.py and the initial migration size the vector column with it at
+    # import, in every function that has the database (the embedder and the api also size vectors with it).
+    embedding_dimension: int = Field(default=1024, gt=0, le=16000, description="Vector size in the database.")
     db_statement_timeout_ms: int = Field(
         default=10_000,
         ge=0,
@@ -179,7 +182,6 @@ class _Voyage(_Base):
     voyage_base_url: str | None = Field(default=None, description="Voyage API base URL (tests point it locally).")
     voyage_secret_arn: str | None = Field(default=None, description="Secrets Manager secret with the key.")
     embedding_model: str = Field(default="voyage-3.5", description="Voyage embedding model.")
-    embedding_dimension: int = Field(default=1024, gt=0, le=16000, description="Vector size in the database.")
     embedding_timeout_s: float = Field(default=30.0, gt=0, description="Per-request timeout.")
     embedding_max_retries: int = Field(default=2, ge=0, description="SDK retries (429/5xx).")
     # A search embeds its query while the user waits, inside the api function's 15 s: fail fast.
@@ -285,7 +287,9 @@ class _Release(_Base):
 
 
 # --- what each program reads ----------------------------------------------------------------
-class ApiSettings(_Database, _Storage, _Events, _Uploads, _Auth, _Voyage, _Imaging, _Api):
+# _Stages: the api imports the embedder's stage module (services/api/routes/items.py: text_sha256), so the
+# stage runner, which reads the lease setting, is code the api can run (test_function_settings_reads.py).
+class ApiSettings(_Database, _Storage, _Events, _Uploads, _Auth, _Voyage, _Imaging, _Api, _Stages):
     required_on_aws = REQUIRED_ON_AWS["api"]
 
 
@@ -330,16 +334,19 @@ FUNCTION_SETTINGS: dict[str, type[_Base]] = {
 }
 
 
+# What `get_settings()` returns: one program's class (a function's own on Lambda, `Settings` elsewhere).
+ProgramSettings = _Base
+
 required_variables = environment.required_variables
 
 
 @lru_cache
-def settings_for(function: str) -> _Base:
+def settings_for(function: str) -> ProgramSettings:
     """The function's own settings; on AWS Lambda, MissingSettings names what is not set."""
     return FUNCTION_SETTINGS[function]()
 
 
 @lru_cache
-def get_settings() -> Settings:
+def get_settings() -> ProgramSettings:
     """The process-wide settings (cached: Lambda reads the environment once per container)."""
     return Settings()
