@@ -12,7 +12,9 @@ A handler module:
     def handler(event, context): ...
 
 `for_function(name)` checks the function's environment (services/core/environment.py: on AWS a missing
-variable fails the cold start, naming it) and makes its powertools `Logger` (service=name); its
+variable fails the cold start, naming it), records `name` as the function this process runs (on Lambda
+`services.core.settings.get_settings()` then returns that function's own settings class, so a handler
+module calls it before importing anything that reads settings) and makes its powertools `Logger` (service=name); its
 `Metrics` (namespace `COLLECTIONS_METRICS_NAMESPACE`, from the function's settings class) is made on
 first use. `observe.handler` wraps the handler:
 - `Logger.inject_lambda_context`: every line carries cold_start, function_name, function_arn,
@@ -49,7 +51,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, get_args
 
-from services.core.environment import on_aws_lambda, require_for_function
+from services.core.environment import on_aws_lambda, require_for_function, set_current_function
 
 Result = Literal["processed", "analyzed", "ready", "duplicate", "skipped", "refused", "failed"]
 # A stage's result → its metric (Count). Closed: tests/infra checks the dashboard shows each one.
@@ -180,8 +182,10 @@ class FunctionObservability:
 def for_function(name: str) -> FunctionObservability:
     """The function's observability, one per process (the stage runner may ask again); checks the
     function's environment first (MissingSettings on AWS, at cold start). On Lambda the `services` stdlib
-    loggers are routed at once, so what they log during init has the function's shape too."""
+    loggers are routed at once, so what they log during init has the function's shape too. Records the
+    function as the process's own: on Lambda `get_settings()` returns its settings class."""
     require_for_function(name)
+    set_current_function(name)
     observe = FunctionObservability(name)
     if on_aws_lambda():
         observe.route_stdlib_logs()

@@ -15,11 +15,19 @@ with its name (`MissingSettings`) instead of quietly using a local default such 
 `collections-local`. tests/infra checks that the Pulumi program sets every required variable of every
 function.
 
-`get_settings()` stays the process-wide union (`Settings`) that library code takes by default.
+`get_settings()`, which library code takes by default, is the running program's class:
+- on AWS Lambda, the function's own class (`FUNCTION_SETTINGS[name]`, the function recorded by its
+  handler's `for_function(name)`, services/core/observability.py), so code that reads a setting outside
+  its function's class fails loudly (AttributeError) instead of getting a local default; asked before
+  a handler recorded its function, it raises `UnknownFunction` rather than fall back on `Settings`;
+- elsewhere (the dev runtime, the `collections` CLI, tests) `Settings`, the union.
+Its type is therefore `ProgramSettings` (the common base). tests/services/test_function_settings_reads.py
+reads each function's code and checks that every setting it can read is in the function's class.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import ClassVar, Literal
 
@@ -30,6 +38,7 @@ from services import catalog  # the connection budget's pool sizes (no third-par
 from services.core import environment
 from services.core.environment import REQUIRED_ON_AWS
 from services.core.environment import MissingSettings as MissingSettings
+from services.core.environment import UnknownFunction as UnknownFunction
 from services.core.environment import on_aws_lambda as on_aws_lambda
 
 
@@ -348,5 +357,16 @@ def settings_for(function: str) -> ProgramSettings:
 
 @lru_cache
 def get_settings() -> ProgramSettings:
-    """The process-wide settings (cached: Lambda reads the environment once per container)."""
-    return Settings()
+    """The running program's settings (cached: Lambda reads the environment once per container): on AWS
+    Lambda the function's own class, elsewhere `Settings` (every setting: the dev runtime runs every
+    function in one process)."""
+    if not on_aws_lambda():
+        return Settings()
+    function = environment.current_function()
+    if function is None:
+        raise UnknownFunction(
+            f"settings were asked for on AWS Lambda (function {os.environ.get(environment.LAMBDA_MARKER)}) before "
+            "the handler recorded which catalog function this is: a handler module calls "
+            "services.core.observability.for_function(name) before it imports anything that reads settings"
+        )
+    return settings_for(function)
