@@ -139,9 +139,9 @@ def _api_key(direct: SecretStr | None, secret_arn: str | None, settings: Program
     return direct.get_secret_value() if direct is not None and direct.get_secret_value() else None
 
 
-# One function per model, not a table: the analyzer's settings (the _Claude group) are read only where
-# the analyzer is built, so the api and the embedder, which never build it, need not have them
-# (tests/services/test_function_settings_reads.py).
+# One function per model, not a table: each model's settings are read only where its adapter is built, so
+# the api and the embedder need no Claude settings and the analyzer no Voyage ones (each function's class
+# has only its own: tests/services/test_function_settings_reads.py).
 def _voyage_key(settings: ProgramSettings) -> str | None:
     return _api_key(settings.voyage_api_key, settings.voyage_secret_arn, settings)
 
