@@ -26,7 +26,7 @@ from services.core.ai import Embedder
 from services.core.auth import Principal, bearer_token, get_verifier, principal_from_api_gateway
 from services.core.database import get_sessionmaker
 from services.core.events import EventPublisher
-from services.core.settings import Settings, get_settings
+from services.core.settings import ProgramSettings, get_settings
 from services.core.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -68,11 +68,11 @@ def threaded(route: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     return endpoint
 
 
-async def settings() -> Settings:
+async def settings() -> ProgramSettings:
     return get_settings()
 
 
-SettingsDep = Annotated[Settings, Depends(settings)]
+SettingsDep = Annotated[ProgramSettings, Depends(settings)]
 
 
 async def get_session() -> AsyncIterator[Session]:
@@ -106,10 +106,10 @@ async def get_current_user(
 
 CurrentUser = Annotated[Principal, Depends(get_current_user)]
 
-_storage: tuple[Settings, Storage, UrlSigner] | None = None
+_storage: tuple[ProgramSettings, Storage, UrlSigner] | None = None
 
 
-def _storage_for(settings: Settings) -> tuple[Settings, Storage, UrlSigner]:
+def _storage_for(settings: ProgramSettings) -> tuple[ProgramSettings, Storage, UrlSigner]:
     """One Storage (and URL signer) per settings object: built once per container, not per request."""
     global _storage
     if _storage is None or _storage[0] is not settings:

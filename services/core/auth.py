@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from services.core.settings import Settings, get_settings
+from services.core.settings import ProgramSettings, get_settings
 
 ALGORITHMS = ["RS256"]  # Cognito signs with RS256 only; anything else (none, HS256...) is refused
 JWKS_MIN_REFETCH_S = 30.0  # a flood of tokens with made-up kids must not become a flood of fetches
@@ -239,7 +239,7 @@ def forget_verifiers() -> None:
     _verifier.cache_clear()
 
 
-def get_verifier(settings: Settings | None = None) -> TokenVerifier:
+def get_verifier(settings: ProgramSettings | None = None) -> TokenVerifier:
     """One verifier (and JWKS cache) per process and configuration."""
     settings = settings or get_settings()
     if not settings.cognito_user_pool_id and not settings.cognito_issuer:

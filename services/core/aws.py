@@ -13,7 +13,7 @@ import threading
 from functools import lru_cache
 from typing import Any
 
-from services.core.settings import Settings, get_settings
+from services.core.settings import ProgramSettings, get_settings
 
 _lock = threading.Lock()  # botocore sessions are not safe for concurrent client creation
 
@@ -49,7 +49,7 @@ def _client(service: str, region: str, endpoint_url: str | None) -> Any:
         )
 
 
-def client(service: str, settings: Settings | None = None) -> Any:
+def client(service: str, settings: ProgramSettings | None = None) -> Any:
     settings = settings or get_settings()
     return _client(service, settings.aws_region, settings.aws_endpoint_url)
 

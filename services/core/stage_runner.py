@@ -62,7 +62,7 @@ from services.core.pipeline_store import (
     NotReadyYet,
     Outcome,
 )
-from services.core.settings import Settings, get_settings
+from services.core.settings import ProgramSettings, get_settings
 
 if TYPE_CHECKING:
     from services.core.events import EventPublisher
@@ -106,7 +106,7 @@ class Claim:
     detail: Any = None
 
 
-def lease_seconds(stage: catalog.PipelineStage, settings: Settings | None = None, context: Any = None) -> int:
+def lease_seconds(stage: catalog.PipelineStage, settings: ProgramSettings | None = None, context: Any = None) -> int:
     """How long a claim lasts: past the end of the invocation (`context`: Lambda's) that takes it."""
     settings = settings or get_settings()
     if context is not None:
@@ -153,7 +153,7 @@ class StageWork:
 
 
 class StageRunner:
-    def __init__(self, work: StageWork, settings: Settings | None = None):
+    def __init__(self, work: StageWork, settings: ProgramSettings | None = None):
         self.work = work
         self.stage = work.stage
         self.input = ItemStatus(self.stage.input_status)

@@ -46,7 +46,7 @@ from services.core.contracts import Detail, EventBridgeEvent, S3ObjectCreated
 from services.core.database import session_scope
 from services.core.events import EventPublisher
 from services.core.models import Item, ItemStatus
-from services.core.settings import Settings, get_settings
+from services.core.settings import ProgramSettings, get_settings
 from services.core.stage_runner import Claim, Done, Failure, StageBusy, StageRunner, StageWork
 from services.core.storage import (
     FORMAT_TYPES,
@@ -76,7 +76,7 @@ class ImageProcessor(StageWork):
 
     def __init__(
         self,
-        settings: Settings | None = None,
+        settings: ProgramSettings | None = None,
         storage: Storage | None = None,
         publisher: EventPublisher | None = None,
     ):
