@@ -297,9 +297,7 @@ class _Release(_Base):
 
 
 # --- what each program reads ----------------------------------------------------------------
-# _Stages: the api imports the embedder's stage module (services/api/routes/items.py: text_sha256), so the
-# stage runner, which reads the lease setting, is code the api can run (test_function_settings_reads.py).
-class ApiSettings(_Database, _Storage, _Events, _Uploads, _Auth, _Voyage, _Imaging, _Api, _Stages):
+class ApiSettings(_Database, _Storage, _Events, _Uploads, _Auth, _Voyage, _Imaging, _Api):
     required_on_aws = REQUIRED_ON_AWS["api"]
 
 

@@ -290,7 +290,7 @@ def recorded(app):
 def test_an_edit_of_a_searchable_item_asks_for_a_new_embedding(
     client, owner, owner_headers, make_item, recorded, status, change, published
 ):
-    from services.embedder.logic import text_sha256
+    from services.core.item_text import text_sha256
 
     item_id = make_item(owner, status=status, tags=["a"])
     assert client.patch(f"/items/{item_id}", headers=owner_headers, json=change).status_code == 200
