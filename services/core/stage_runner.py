@@ -92,9 +92,11 @@ class Done:
 
 @dataclass(frozen=True)
 class Failure:
-    """A permanent failure of the item at this stage (retrying the event would not help)."""
+    """A permanent failure of the item at this stage (retrying the event would not help). `reason` is
+    stored on the item; `detail` (a library's own words) goes only to the log, in the same record."""
 
     reason: str
+    detail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,7 @@ class StageRunner:
             self.release(item_id, lease)
             return result
         if isinstance(result, Failure):
-            return self.fail(claimed, lease, result.reason)
+            return self.fail(claimed, lease, result.reason, result.detail)
         return self.advance(claimed, lease, result)
 
     def claim(self, item_id: uuid.UUID, owner_id: str, lease: uuid.UUID) -> Item | Outcome:
@@ -227,7 +229,7 @@ class StageRunner:
         log.info("%s: item %s is %s", self.stage.name, item.id, target.value)
         return Outcome(item.id, done.result or target.value, extra=done.extra)
 
-    def fail(self, item: Item, lease: uuid.UUID, reason: str) -> Outcome:
+    def fail(self, item: Item, lease: uuid.UUID, reason: str, detail: str | None = None) -> Outcome:
         values = {
             "status": ItemStatus.failed,
             "failed_stage": Stage(self.stage.name),
@@ -235,7 +237,7 @@ class StageRunner:
         }
         if self._update_leased(item, lease, values, catalog.ITEM_FAILED, reason=reason) is None:
             return Outcome(item.id, "skipped", f"the item changed during the {self.stage.name} stage")
-        log.warning("%s: item %s failed: %s", self.stage.name, item.id, reason)
+        log.warning("%s: item %s failed: %s%s", self.stage.name, item.id, reason, f" ({detail})" if detail else "")
         return Outcome(item.id, "failed", reason)
 
     def release(self, item_id: uuid.UUID, lease: uuid.UUID) -> None:

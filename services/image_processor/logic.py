@@ -174,9 +174,7 @@ class ImageProcessor(StageWork):
                 sha256=sha256,
             )
         except ImageRejected as error:
-            if error.detail:
-                log.info("item %s: %s (%s)", item.id, error, error.detail)  # Pillow's words stay in the log
-            return Failure(str(error))
+            return Failure(str(error), detail=error.detail)  # Pillow's words stay in the log
         if image.format != declared:
             return Failure(_type_mismatch(image.format, item.content_type))
 
