@@ -238,7 +238,7 @@ BASE_REQUIREMENTS = (
     "sqlalchemy>=2.0.30",
     "psycopg[binary]>=3.2",
     "pgvector>=0.3",
-    "pyjwt[crypto]>=2.13.0",
+    "pyjwt[crypto]>=2.14.0",
     "urllib3>=2",
     "aws-lambda-powertools>=3.0",
 )

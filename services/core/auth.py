@@ -25,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 from services.core.settings import ProgramSettings, get_settings
@@ -40,6 +41,8 @@ LEEWAY_S = 30  # clock skew between Cognito and us
 VERIFIED_TOKEN_CACHE_S = 60.0
 VERIFIED_TOKEN_CACHE_SIZE = 1024
 _SUB = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# header.payload.signature (an empty signature is left to the full check to refuse by its alg: none)
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
 class AuthError(Exception):
@@ -126,7 +129,10 @@ def _check_cognito_claims(claims: Mapping[str, Any], client_id: str) -> Principa
         # The sub becomes part of S3 keys and a bounded column: a Cognito sub is a UUID.
         raise AuthError("the token does not name a user (sub missing or malformed)")
     username = claims.get("username")
-    return Principal(sub=sub, username=username if isinstance(username, str) else None, claims=dict(claims))
+    # Read-only: a cached Principal is handed to every later request with the same token.
+    return Principal(
+        sub=sub, username=username if isinstance(username, str) else None, claims=MappingProxyType(dict(claims))
+    )
 
 
 class TokenVerifier:
@@ -146,6 +152,9 @@ class TokenVerifier:
     def verify(self, token: str) -> Principal:
         """The token's user, from a full check or from one made less than VERIFIED_TOKEN_CACHE_S ago
         (and before the token's `exp`). Only tokens that passed are remembered."""
+        if not _COMPACT_JWS.fullmatch(token):
+            # Base64url only: one token must not have many spellings, each taking a place in the cache.
+            raise AuthError("the token is malformed")
         now = self._clock()
         with self._verified_lock:
             hit = self._verified.get(token)
@@ -153,7 +162,9 @@ class TokenVerifier:
                 self._verified.move_to_end(token)
                 return hit[0]
         principal = self._verify(token)
-        until = min(now + VERIFIED_TOKEN_CACHE_S, float(principal.claims["exp"]))
+        until = min(now + VERIFIED_TOKEN_CACHE_S, int(principal.claims["exp"]))  # PyJWT reads exp as int
+        if until <= now:  # inside the leeway after exp: valid now, nothing to remember
+            return principal
         with self._verified_lock:
             self._verified[token] = (principal, until)
             self._verified.move_to_end(token)

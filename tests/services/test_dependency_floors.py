@@ -1,9 +1,11 @@
 """The floors the code relies on are declared, in pyproject and in every Lambda group (issue 10).
 
-- PyJWT 2.13.0: the fixes of CVE-2026-48526 (a JWK's public key accepted as an HMAC secret), the
-  unbounded JWKS refetch and the `jku` SSRF of PyJWKClient (PYSEC-2026-175/177), on top of 2.12.0's
-  `crit` header check (CVE-2026-32597) and 2.10.1's partial `iss` match (CVE-2024-53861). We decode
-  with a PyJWK from our own JWKS cache (services/core/auth.py).
+- PyJWT 2.14.0: a signature spelled in non-canonical base64url is refused (GHSA-hxm8-2xgr-2p9m), so
+  a token has one text (the api remembers verified tokens by it). 2.13.0: a JWK's public key is no
+  longer accepted as an HMAC secret (CVE-2026-48526), and PyJWKClient's unbounded refetch and `jku`
+  SSRF are fixed (PYSEC-2026-175/177). 2.12.0 checks `crit` headers (CVE-2026-32597); 2.10.1 stopped
+  partial `iss` matches (CVE-2024-53861). We decode with a PyJWK from our own JWKS cache
+  (services/core/auth.py).
 - urllib3 2: services/core/ai/voyage.py uses `Retry(backoff_max=...)`, a 2.0 API,
   and botocore alone would allow 1.x.
 """
@@ -20,7 +22,7 @@ from packaging.version import Version
 from services import catalog
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
-FLOORS = {"pyjwt": Version("2.13.0"), "urllib3": Version("2")}
+FLOORS = {"pyjwt": Version("2.14.0"), "urllib3": Version("2")}
 
 
 def _floor(requirement: Requirement) -> Version | None:

@@ -314,6 +314,36 @@ def test_the_cache_is_bounded_and_forgets_the_least_recently_used(keys, monkeypa
     assert len(checked) == 4
 
 
+@pytest.mark.parametrize("suffix", ["!", "!!!!", "==", "\n", " "])
+def test_a_token_has_one_spelling(keys, suffix):
+    """Characters outside base64url, or padding, are refused before the cache is asked: otherwise one
+    valid token could be sent in many spellings, each taking a place in the cache."""
+    clock = Clock()
+    verifier, checked = _counting_verifier(FakeJwks(_jwks(("k1", keys["k1"]))), clock)
+    token = _token(keys["k1"], "k1")
+    verifier.verify(token)
+    with pytest.raises(AuthError, match="malformed"):
+        verifier.verify(token + suffix)
+    assert len(checked) == 1
+
+
+def test_a_token_inside_the_leeway_after_exp_is_accepted_but_not_remembered(keys):
+    clock = Clock()
+    verifier, checked = _counting_verifier(FakeJwks(_jwks(("k1", keys["k1"]))), clock)
+    token = _token(keys["k1"], "k1", exp=int(clock.now) - 5)  # expired 5 s ago; PyJWT's leeway is 30 s
+    verifier.verify(token)
+    verifier.verify(token)
+    assert len(checked) == 2
+
+
+def test_a_remembered_principals_claims_are_read_only(keys):
+    verifier, _ = _counting_verifier(FakeJwks(_jwks(("k1", keys["k1"]))), Clock())
+    token = _token(keys["k1"], "k1")
+    with pytest.raises(TypeError):
+        verifier.verify(token).claims["sub"] = "someone-else"  # type: ignore[index]
+    assert verifier.verify(token).claims["sub"] == "user-1"
+
+
 def test_a_cached_token_is_another_token_only_if_byte_identical(keys):
     clock = Clock()
     verifier, _ = _counting_verifier(FakeJwks(_jwks(("k1", keys["k1"]))), clock)
