@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, ParamSpec, TypeVar
 
@@ -19,7 +18,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from services.api.errors import search_unavailable
 from services.api.signing import UrlSigner
 from services.core import events
 from services.core.ai import Embedder
@@ -29,7 +27,6 @@ from services.core.events import EventPublisher
 from services.core.settings import ProgramSettings, get_settings
 from services.core.storage import Storage
 
-log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -137,16 +134,30 @@ async def get_publisher() -> EventPublisher:
 PublisherDep = Annotated[EventPublisher, Depends(get_publisher)]
 
 
-async def get_embedder(settings: SettingsDep) -> Embedder:
-    """The query embedder (one per process), imported on first use to keep it off the cold start."""
-    from services.core.ai import get_embedder as make_embedder
+class LazyEmbedder:
+    """The query embedder, built on first use, inside the route body: building it may read the Voyage
+    key from Secrets Manager, a blocking call that belongs in the worker thread, and whose failure is
+    the search's 503 (caught with the embedding's own), never a reason to skip checking the request."""
 
-    try:
-        return make_embedder(settings)
-    except Exception:
-        # E.g. Secrets Manager unreachable while reading the Voyage key: search is unavailable, not broken.
-        log.exception("search unavailable: the query embedder could not be built")
-        raise search_unavailable() from None
+    def __init__(self, settings: ProgramSettings):
+        self._settings = settings
+
+    @functools.cached_property
+    def _embedder(self) -> Embedder:
+        from services.core.ai import get_embedder as make_embedder  # one per process; off the cold start
+
+        return make_embedder(self._settings)
+
+    @property
+    def model(self) -> str:
+        return self._embedder.model
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._embedder.embed_query(text)
+
+
+async def get_embedder(settings: SettingsDep) -> Embedder:
+    return LazyEmbedder(settings)  # type: ignore[return-value]  (what search uses of an Embedder)
 
 
 EmbedderDep = Annotated[Embedder, Depends(get_embedder)]
