@@ -194,9 +194,10 @@ class _Voyage(_Base):
     embedding_timeout_s: float = Field(default=30.0, gt=0, description="Per-request timeout.")
     embedding_max_retries: int = Field(default=2, ge=0, description="SDK retries (429/5xx).")
     # A search embeds its query while the user waits, inside the api function's 15 s: fail fast. Two
-    # attempts of at most 6 s and the pause between them leave the request time to answer its 503.
+    # attempts of at most 3 s, the pause between them and a slow read of the key from Secrets Manager
+    # leave the request time to answer its 503 (tests/services/api/test_search_voyage.py).
     query_embedding_timeout_s: float = Field(
-        default=3.0, gt=0, le=6, description="Per-attempt timeout of a search's query embedding."
+        default=3.0, gt=0, le=3, description="Per-attempt timeout of a search's query embedding."
     )
     query_embedding_max_retries: int = Field(
         default=1, ge=0, le=1, description="Retries of a search's query embedding (at most one)."
