@@ -21,6 +21,12 @@ Guidance, "Tuning PostgreSQL parameters: max_connections"): the group sets it wi
 `pending-reboot`, which RDS requires of static parameters. A new instance starts with it; an existing one
 keeps its old limit until it is rebooted (README, "Connection budget and reserved concurrency").
 
+RDS Proxy: MaxConnectionsPercent is "a percentage of the max_connections setting for the RDS DB instance"
+(RDS API Reference, ConnectionPoolConfiguration; default 100). With the proxy on, every function reaches the
+database through it, so the proxy may take the functions' whole share and no more: the limit less the slots
+RDS reserves and the operators' connections (services/catalog.py), which stay for direct sessions. With
+max_connections set in the parameter group, the pool no longer moves with the instance class ("RDS Proxy
+configuration guidelines": an implicit limit changes with the class, and the proxy's pool with it).
 """
 
 from __future__ import annotations
@@ -80,3 +86,26 @@ def parameter_group_family(engine_version: str) -> str:
         raise ValueError(f"PostgreSQL engine version {engine_version!r} has no major version")
     return f"postgres{major}"
 
+
+def proxy_connection_limit(max_connections: int = catalog.DATABASE_MAX_CONNECTIONS) -> int:
+    """The most database connections the RDS Proxy may hold: what is left after RDS's reserved slots and the
+    operators' direct sessions (every function, migrate and cleanup too, goes through the proxy)."""
+    return max_connections - catalog.RDS_RESERVED_CONNECTIONS - catalog.OPERATOR_CONNECTIONS
+
+
+def proxy_max_connections_percent(max_connections: int = catalog.DATABASE_MAX_CONNECTIONS) -> int:
+    """The largest whole MaxConnectionsPercent whose pool, rounded up, stays within `proxy_connection_limit`
+    (how RDS rounds the percentage is not documented: assume up)."""
+    limit = proxy_connection_limit(max_connections)
+    percent = math.floor(100 * limit / max_connections)
+    while percent > 1 and math.ceil(max_connections * percent / 100) > limit:
+        percent -= 1
+    if percent < 1 or math.ceil(max_connections * percent / 100) > limit:
+        raise ValueError(f"max_connections = {max_connections} leaves the RDS Proxy no connections")
+    return percent
+
+
+def proxy_max_idle_connections_percent(max_connections: int = catalog.DATABASE_MAX_CONNECTIONS) -> int:
+    """Half of MaxConnectionsPercent: the API's documented default, stated so the plan shows it (it must lie
+    between 0 and MaxConnectionsPercent, and setting it requires MaxConnectionsPercent to be set too)."""
+    return proxy_max_connections_percent(max_connections) // 2

@@ -161,7 +161,17 @@ class Database(pulumi.ComponentResource):
         # proxy opens. The RDS User Guide said "Initialization query is not currently supported for
         # PostgreSQL" (awsdocs/amazon-rds-user-guide, rds-proxy-managing.md), and clients must not SET
         # either: RDS Proxy pins a session on SET (services/core/database.py).
-        group = aws.rds.ProxyDefaultTargetGroup(f"{name}-proxy", db_proxy_name=self.proxy.name, opts=child)
+        # The proxy's pool is a share of max_connections (the catalog's budget): all of the functions' connections,
+        # none of the slots RDS reserves or the operators' (infra/connection_budget.py). Updated in place
+        # (ModifyDBProxyTargetGroup; only db_proxy_name replaces the group: infra/plan.py REPLACEMENTS).
+        group = aws.rds.ProxyDefaultTargetGroup(
+            f"{name}-proxy", db_proxy_name=self.proxy.name,
+            connection_pool_config=aws.rds.ProxyDefaultTargetGroupConnectionPoolConfigArgs(
+                max_connections_percent=connection_budget.proxy_max_connections_percent(),
+                max_idle_connections_percent=connection_budget.proxy_max_idle_connections_percent(),
+            ),
+            opts=child,
+        )
         # Connections through the proxy fail until the instance is registered as its target.
         self.proxy_target = aws.rds.ProxyTarget(
             f"{name}-proxy", db_proxy_name=self.proxy.name, target_group_name=group.name,

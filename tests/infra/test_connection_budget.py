@@ -1,5 +1,5 @@
 """The connection budget is the database's real limit: the parameter group sets it, each stack's instance
-class affords it, or the config is refused."""
+class affords it (or the config is refused), and the RDS Proxy's pool leaves the reserved slots alone."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from services import catalog
 
 GROUP = "aws:rds/parameterGroup:ParameterGroup"
 INSTANCE = "aws:rds/instance:Instance"
+TARGET_GROUP = "aws:rds/proxyDefaultTargetGroup:ProxyDefaultTargetGroup"
 BUDGET = catalog.DATABASE_MAX_CONNECTIONS
 
 
@@ -77,9 +78,34 @@ def test_the_instance_uses_a_group_that_sets_max_connections_to_the_budget(progr
     assert instance.inputs["parameterGroupName"].startswith(f"{group.name}-")  # the group's (mocked) physical name
 
 
-def test_changing_the_limit_updates_in_place():
+def test_the_proxy_pool_leaves_rds_reserved_slots_and_operators_alone(program):
+    (group,) = program("prod").of_type(TARGET_GROUP)
+    pool = group.inputs["connectionPoolConfig"]
+    percent, idle = pool["maxConnectionsPercent"], pool["maxIdleConnectionsPercent"]
+    allowed = BUDGET - catalog.RDS_RESERVED_CONNECTIONS - catalog.OPERATOR_CONNECTIONS
+    assert allowed == connection_budget.proxy_connection_limit()
+    assert math.ceil(BUDGET * percent / 100) <= allowed  # even if RDS rounds the pool up
+    assert math.ceil(BUDGET * (percent + 1) / 100) > allowed  # and no smaller than it need be
+    assert 0 <= idle <= percent and percent < 100  # no longer the default 100: the whole of max_connections
+    # Everything the functions may hold fits in the proxy's pool: cleanup, migrate and the model stages
+    # at their reservations (the API and the image processor share the rest).
+    reserved = sum((fn.reserved_concurrency or 0) * catalog.CONNECTIONS_PER_INSTANCE for fn in catalog.FUNCTIONS)
+    assert reserved <= allowed
+    assert program("dev").of_type(TARGET_GROUP) == []  # dev has no proxy
+
+
+def test_the_proxy_percent_follows_other_budgets():
+    for budget in (20, 80, 112, 450, 1000):
+        percent = connection_budget.proxy_max_connections_percent(budget)
+        assert 1 <= percent <= 100
+        assert math.ceil(budget * percent / 100) <= connection_budget.proxy_connection_limit(budget)
+    with pytest.raises(ValueError, match="no connections"):
+        connection_budget.proxy_max_connections_percent(catalog.RDS_RESERVED_CONNECTIONS + catalog.OPERATOR_CONNECTIONS)
+
+
+def test_changing_the_limit_or_the_pool_updates_in_place():
     """terraform-provider-aws rds/parameter_group.go: `parameter` updates (ModifyDBParameterGroup), `family`
-    replaces; the instance's parameter_group_name updates (ModifyDBInstance)."""
+    replaces; rds/proxy_default_target_group.go: `connection_pool_config` updates (ModifyDBProxyTargetGroup)."""
     def parameters(value: str) -> dict:
         return {"family": "postgres17", "parameters": [
             {"name": "max_connections", "value": value, "applyMethod": "pending-reboot"}]}
@@ -87,5 +113,9 @@ def test_changing_the_limit_updates_in_place():
     assert classify(resource(GROUP, parameters("80")), resource(GROUP, parameters("90"))).action == "update"
     assert classify(resource(GROUP, parameters("80")),
                     resource(GROUP, {**parameters("80"), "family": "postgres18"})).action == "replace"
+    pool = {"dbProxyName": "p", "connectionPoolConfig": {"maxConnectionsPercent": 100}}
+    assert classify(resource(TARGET_GROUP, pool), resource(TARGET_GROUP, {
+        **pool, "connectionPoolConfig": {"maxConnectionsPercent": 87, "maxIdleConnectionsPercent": 43}})).action \
+        == "update"
     assert classify(resource(INSTANCE, {"parameterGroupName": "a"}),
                     resource(INSTANCE, {"parameterGroupName": "b"})).action == "update"
