@@ -74,11 +74,14 @@ def database_url(settings: ProgramSettings | None = None) -> str:
 # SQLSTATE class 28: 28P01 invalid_password, 28000 invalid_authorization_specification.
 AUTH_SQLSTATES = frozenset({"28P01", "28000"})
 # psycopg 3 gives a failed *connection* no SQLSTATE (libpq keeps the server's error fields of the startup
-# to itself: psycopg/psycopg#1188), so the server's message decides: PostgreSQL's texts for 28P01 and 28000
-# (auth.c, miscinit.c), which RDS Proxy passes on for a client whose password it refuses. They are in the
-# server's lc_messages; RDS uses English.
+# to itself: psycopg/psycopg#1188), so the message decides. PostgreSQL's texts for 28P01 and 28000 (auth.c,
+# miscinit.c; RDS uses English), and RDS Proxy's own for PostgreSQL clients (RDS User Guide, "Troubleshooting
+# for RDS Proxy", RDS for PostgreSQL: "The password that was provided for the role <role> is wrong." and
+# "This RDS proxy has no credentials for the role <role>."). Not pg_hba refusals: a network rule, which a
+# fresh secret cannot fix, would then read Secrets Manager on every connect attempt.
 _AUTH_MESSAGES = re.compile(
-    r'password authentication failed|PAM authentication failed|no pg_hba\.conf entry|role "[^"]*" does not exist'
+    r'password authentication failed|PAM authentication failed|role "[^"]*" does not exist'
+    r"|The password that was provided for the role .* is wrong|This RDS proxy has no credentials for the role"
 )
 
 

@@ -208,7 +208,16 @@ def test_what_counts_as_an_authentication_failure():
     assert database.is_auth_failure(psycopg.OperationalError(AUTH_FAILED))
     assert database.is_auth_failure(psycopg.errors.InvalidPassword("refused"))  # a SQLSTATE, when there is one
     assert database.is_auth_failure(psycopg.errors.InvalidAuthorizationSpecification("refused"))
-    assert database.is_auth_failure(psycopg.OperationalError(
-        'connection failed: FATAL:  no pg_hba.conf entry for host "10.0.0.9", user "collections", database "c"'))
     assert database.is_auth_failure(psycopg.OperationalError('FATAL:  role "collections_clone" does not exist'))
+    # RDS Proxy's own texts (RDS User Guide, "Troubleshooting for RDS Proxy", RDS for PostgreSQL), wrapped as
+    # psycopg 3 wraps a failed connect.
+    assert database.is_auth_failure(psycopg.OperationalError(
+        'connection failed: connection to server at "10.0.0.5", port 5432 failed: FATAL:  The password that was '
+        "provided for the role collections is wrong."))
+    assert database.is_auth_failure(psycopg.OperationalError(
+        'connection failed: connection to server at "10.0.0.5", port 5432 failed: FATAL:  This RDS proxy has no '
+        "credentials for the role collections. Check the credentials for this role and try again."))
+    # A network rule: a fresh secret cannot fix it, so it is not read again on every attempt.
+    assert not database.is_auth_failure(psycopg.OperationalError(
+        'connection failed: FATAL:  no pg_hba.conf entry for host "10.0.0.9", user "collections", database "c"'))
     assert not any(database.is_auth_failure(error) for error in _unreachable())
