@@ -65,11 +65,11 @@ def threaded(route: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     return endpoint
 
 
-async def settings() -> ProgramSettings:
+async def current_settings() -> ProgramSettings:
     return get_settings()
 
 
-SettingsDep = Annotated[ProgramSettings, Depends(settings)]
+SettingsDep = Annotated[ProgramSettings, Depends(current_settings)]
 
 
 async def get_session() -> AsyncIterator[Session]:
@@ -140,13 +140,13 @@ class LazyEmbedder:
     the search's 503 (caught with the embedding's own), never a reason to skip checking the request."""
 
     def __init__(self, settings: ProgramSettings):
-        self._settings = settings
+        self.settings = settings
 
     @functools.cached_property
     def _embedder(self) -> Embedder:
         from services.core.ai import get_embedder as make_embedder  # one per process; off the cold start
 
-        return make_embedder(self._settings)
+        return make_embedder(self.settings)
 
     @property
     def model(self) -> str:

@@ -14,8 +14,12 @@ by reading the code, not by running it:
 2. What is read. An attribute of a settings object: `settings.X`, `<anything>.settings.X` (e.g.
    `self.settings.X`), `get_settings().X`, `settings_for(...).X`, `<one of those>.model_copy(...).X`.
    Settings held under any other name would hide its reads, so these are errors: a parameter or a variable
-   annotated with a settings class (or `SettingsDep`) that is not called `settings`; `get_settings()`,
-   `settings_for(...)` or a settings `model_copy` assigned to another name; `getattr` on a settings object.
+   annotated with a settings class (or `SettingsDep`) that is not called `settings`; any settings
+   expression (those above, and `a or b` / `a if c else b` of them) assigned to another name or
+   attribute; settings passed as a keyword other than `settings=`, with `*`/`**`, to a callee without a
+   name, or by position where the callee's parameter (every definition of that name read, imports `as`
+   followed) is not `settings`; a lambda's `settings` parameter; iterating over settings; `getattr` on a
+   settings object.
 3. What loads code out of an import statement's sight (`importlib.import_module`, `__import__`, Alembic's
    `script_location`) must be listed in LOADERS with what it loads; anything else is an error.
 
@@ -65,6 +69,9 @@ SETTINGS_CLASSES = {
     if isinstance(cls, type) and issubclass(cls, settings_module._Base)
 } | {"SettingsDep", "ProgramSettings", "BaseSettings"}
 SETTINGS_FACTORIES = {"get_settings", "settings_for"}
+# Positional parameter names of every function and class (its __init__ without self) read so far, by name.
+SIGNATURES: dict[str, set[tuple[str, ...]]] = {}
+ALIASES: dict[str, set[str]] = {}  # a name imported `as` another -> the names it stands for
 DYNAMIC_CALLS = {"import_module", "__import__", "run_path", "run_module", "spec_from_file_location"}
 
 
@@ -81,6 +88,9 @@ class Unit:
     reads: list[tuple[str, int]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     loads: list[int] = field(default_factory=list)  # lines that load code dynamically
+    # settings handed on by position: (callee's name, argument index, line); the callee's parameter there
+    # must be called `settings` (checked in walk(), which knows every signature)
+    passes: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 def module_file(name: str) -> Path | None:
@@ -118,6 +128,10 @@ def _name(node: ast.AST) -> str | None:
 
 
 def is_settings_expr(node: ast.AST) -> bool:
+    if isinstance(node, ast.BoolOp):  # `settings or get_settings()`
+        return any(is_settings_expr(value) for value in node.values)
+    if isinstance(node, ast.IfExp):
+        return is_settings_expr(node.body) or is_settings_expr(node.orelse)
     if isinstance(node, ast.Name):
         return node.id == "settings"
     if isinstance(node, ast.Attribute):
@@ -141,11 +155,16 @@ class _Reader(ast.NodeVisitor):
         self.body = Unit(module, None, None)
         self.units = [self.body]
         self.unit = self.body
+        self.classes: list[str] = []
 
     def _error(self, node: ast.AST, what: str) -> None:
         self.unit.errors.append(f"{self.module}:{getattr(node, 'lineno', '?')}: {what}")
 
     def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        positional = [a.arg for a in [*node.args.posonlyargs, *node.args.args]]
+        SIGNATURES.setdefault(node.name, set()).add(tuple(positional))
+        if node.name == "__init__" and self.classes:  # `Storage(settings)` calls Storage.__init__
+            SIGNATURES.setdefault(self.classes[-1], set()).add(tuple(positional[1:]))
         for expr in [*node.decorator_list, *node.args.defaults, *node.args.kw_defaults]:
             if expr is not None:
                 self.visit(expr)
@@ -167,6 +186,11 @@ class _Reader(ast.NodeVisitor):
 
     visit_FunctionDef = visit_AsyncFunctionDef = _function
 
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self.classes.append(node.name)
+        self.generic_visit(node)
+        self.classes.pop()
+
     def visit_Name(self, node: ast.Name) -> None:
         self.unit.refs.add(node.id)
 
@@ -182,6 +206,29 @@ class _Reader(ast.NodeVisitor):
             self.unit.loads.append(node.lineno)
         if called == "getattr" and node.args and is_settings_expr(node.args[0]):
             self._error(node, "getattr() on a settings object: its reads cannot be checked")
+        for keyword in node.keywords:
+            if keyword.arg != "settings" and is_settings_expr(keyword.value):
+                self._error(node, f"settings passed as {keyword.arg or '**'}= to {ast.unparse(node.func)}")
+        for index, argument in enumerate(node.args):
+            if isinstance(argument, ast.Starred) and is_settings_expr(argument.value):
+                self._error(node, f"settings passed with * to {ast.unparse(node.func)}")
+            elif is_settings_expr(argument):
+                if called is None:
+                    self._error(node, f"settings passed to {ast.unparse(node.func)}, whose name is unknown")
+                else:
+                    self.unit.passes.append((called, index, node.lineno))
+        self.generic_visit(node)
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        for arg in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]:
+            if arg.arg != "settings":
+                continue
+            self._error(node, "a lambda's settings parameter: its reads are not followed")
+        self.generic_visit(node)
+
+    def visit_For(self, node: ast.For) -> None:
+        if isinstance(node.iter, ast.Tuple | ast.List) and any(is_settings_expr(e) for e in node.iter.elts):
+            self._error(node, "settings iterated over under another name")
         self.generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
@@ -189,7 +236,7 @@ class _Reader(ast.NodeVisitor):
             self.unit.loads.append(node.lineno)
 
     def _assigned(self, node: ast.AST, targets: Iterable[ast.AST], value: ast.AST | None) -> None:
-        if value is not None and is_settings_expr(value) and not isinstance(value, ast.Name | ast.Attribute):
+        if value is not None and is_settings_expr(value):
             for target in targets:
                 if not _settings_target_ok(target):
                     self._error(node, f"settings assigned to {ast.unparse(target)!r}, not to `settings`")
@@ -215,6 +262,9 @@ class _Reader(ast.NodeVisitor):
             self.unit.refs.add(alias.asname or parts[0])
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        for alias in node.names:
+            if alias.asname:  # `from services.core.aws import client as aws_client`: calls name the alias
+                ALIASES.setdefault(alias.asname, set()).add(alias.name)
         base = node.module or ""
         if node.level:
             anchor = self.package.split(".")[: len(self.package.split(".")) - (node.level - 1)]
@@ -286,9 +336,29 @@ def walk(function: str) -> Walk:
     reads: dict[str, list[str]] = {}
     for unit in units:
         errors.extend(unit.errors)
+        errors.extend(positional_passes(unit))
         for attribute, line in unit.reads:
             reads.setdefault(attribute, []).append(f"{unit.module}:{line}")
     return Walk(modules, units, reads, errors)
+
+
+def positional_passes(unit: Unit) -> list[str]:
+    """Where settings go by position, the parameter must be `settings` in every definition of that name
+    read so far (methods are known by name only); a callee not read at all is an error."""
+    errors = []
+    for callee, index, line in unit.passes:
+        shapes = set().union(*(SIGNATURES.get(name, set()) for name in {callee, *ALIASES.get(callee, ())}))
+        if self_method(callee, shapes):
+            shapes = {shape[1:] for shape in shapes}
+        if not shapes or any(len(shape) <= index or shape[index] != "settings" for shape in shapes):
+            errors.append(f"{unit.module}:{line}: settings passed by position to {callee}(), whose "
+                          f"parameter there is not `settings` (or was not read): pass settings=...")
+    return errors
+
+
+def self_method(callee: str, shapes: set[tuple[str, ...]]) -> bool:
+    """A method called through its object (`self.x(settings)`): its first parameter is the object."""
+    return bool(shapes) and all(shape[:1] in {("self",), ("cls",)} for shape in shapes)
 
 
 def has_setting(cls: type, attribute: str) -> bool:
@@ -334,11 +404,37 @@ def test_the_pipeline_stages_logic_is_walked_only_for_its_own_function():
         ("def f(settings):\n    c = settings.model_copy(update={})\n", "settings assigned to 'c'"),
         ("def f(settings):\n    return getattr(settings, 'bucket')\n", "getattr() on a settings object"),
         ("class A:\n    conf: Settings\n", "'conf' is annotated as settings"),
+        ("def f(settings):\n    s = settings\n    return s.bucket\n", "settings assigned to 's'"),
+        ("class A:\n    def __init__(self, settings):\n        self._settings = settings\n",
+         "settings assigned to 'self._settings'"),
+        ("def f(cfg=None):\n    cfg = cfg or get_settings()\n", "settings assigned to 'cfg'"),
+        ("def f(c):\n    x = get_settings() if c else None\n", "settings assigned to 'x'"),
+        ("def f(settings):\n    g(cfg=settings)\n", "settings passed as cfg= to g"),
+        ("def f(settings):\n    g(**settings)\n", "settings passed as **= to g"),
+        ("def f(settings):\n    g(*settings)\n", "settings passed with * to g"),
+        ("def f(settings):\n    handlers[0](settings)\n", "whose name is unknown"),
+        ("def f():\n    return lambda settings: settings.bucket\n", "a lambda's settings parameter"),
+        ("def f(settings):\n    for s in (settings,):\n        pass\n", "iterated over under another name"),
     ],
 )
 def test_settings_under_another_name_are_refused(source, error):
     errors = [e for unit in read_source("services.example", source) for e in unit.errors]
     assert len(errors) == 1 and error in errors[0], errors
+
+
+def test_settings_passed_by_position_must_land_in_a_settings_parameter():
+    source = (
+        "def takes(settings, key):\n    return settings.bucket\n"
+        "def other(cfg):\n    return cfg.bucket\n"
+        "class Box:\n    def __init__(self, settings):\n        self.settings = settings\n"
+        "    def use(self, settings):\n        pass\n"
+        "def f(settings):\n"
+        "    takes(settings, 1)\n    Box(settings)\n    Box(settings).use(settings)\n"
+        "    other(settings)\n    unseen(settings)\n    takes(1, settings)\n"
+    )
+    units = read_source("services.example_positional", source)
+    errors = [e for unit in units for e in positional_passes(unit)]
+    assert [e.split(" to ")[1].split("(")[0] for e in errors] == ["other", "unseen", "takes"], errors
 
 
 def test_the_reads_it_recognises():

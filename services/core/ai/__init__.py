@@ -108,10 +108,10 @@ _built: dict[str, tuple[ProgramSettings, str | None, Any]] = {}
 
 def _once(kind: str, settings: ProgramSettings | None, key_of: Any, build: Any) -> Any:
     settings = settings or get_settings()
-    key = key_of(settings)
+    key = key_of(settings=settings)  # by keyword: tests/services/test_function_settings_reads.py follows it
     cached = _built.get(kind)
     if cached is None or cached[0] is not settings or cached[1] != key:
-        cached = _built[kind] = (settings, key, build(settings, key))
+        cached = _built[kind] = (settings, key, build(settings=settings, key=key))
     return cached[2]
 
 
