@@ -279,18 +279,25 @@ CONNECTIONS_PER_INSTANCE = DB_POOL_SIZE + DB_MAX_OVERFLOW
 # against the services, so the budget leaves them free itself.
 RDS_RESERVED_CONNECTIONS = 3 + 2
 OPERATOR_CONNECTIONS = 5  # an operator's psql, a dashboard, `make dev` tools pointed at the stack
-# Kept out of the model stages' reach: RDS's reserved slots, cleanup and migrate (reserved concurrency 1 each),
-# and an operator's sessions. The rest is shared: half for the API and the image processor (unreserved, short
-# transactions), half for the stages that call a model, which a burst of uploads would otherwise scale.
+# Kept out of the stages' reach: RDS's reserved slots, cleanup and migrate (reserved concurrency 1 each), and
+# an operator's sessions. Of the rest, half is for the stages that call a model and a quarter for the image
+# processor: uploads scale all three, so each has a reserved concurrency that fits its share. The last quarter
+# is the API's (it scales with requests and cannot be reserved without refusing them).
 CLEANUP_AND_MIGRATE_CONNECTIONS = (1 + 1) * CONNECTIONS_PER_INSTANCE
 CONNECTIONS_KEPT = RDS_RESERVED_CONNECTIONS + CLEANUP_AND_MIGRATE_CONNECTIONS + OPERATOR_CONNECTIONS
 MODEL_STAGE_FUNCTIONS = ("analyzer", "embedder")
 MODEL_STAGE_CONNECTIONS = (DATABASE_MAX_CONNECTIONS - CONNECTIONS_KEPT) // 2
+IMAGE_PROCESSOR_CONNECTIONS = (DATABASE_MAX_CONNECTIONS - CONNECTIONS_KEPT) // 4
 
 
 def model_stage_concurrency() -> int:
     """Reserved concurrency of each model stage: its share of the budget, in Lambda instances."""
     return MODEL_STAGE_CONNECTIONS // len(MODEL_STAGE_FUNCTIONS) // CONNECTIONS_PER_INSTANCE
+
+
+def image_processor_concurrency() -> int:
+    """Reserved concurrency of the image processor (~0.2 s an image: 5 instances make ~1,500 a minute)."""
+    return IMAGE_PROCESSOR_CONNECTIONS // CONNECTIONS_PER_INSTANCE
 
 
 @dataclass(frozen=True)
@@ -376,6 +383,7 @@ FUNCTIONS: tuple[Function, ...] = (
             LIST_BUCKET,
             PUBLISH_EVENTS,
         ),
+        reserved_concurrency=image_processor_concurrency(),
     ),
     Function(
         name="analyzer",

@@ -87,8 +87,8 @@ def test_the_proxy_pool_leaves_rds_reserved_slots_and_operators_alone(program):
     assert math.ceil(BUDGET * percent / 100) <= allowed  # even if RDS rounds the pool up
     assert math.ceil(BUDGET * (percent + 1) / 100) > allowed  # and no smaller than it need be
     assert 0 <= idle <= percent and percent < 100  # no longer the default 100: the whole of max_connections
-    # Everything the functions may hold fits in the proxy's pool: cleanup, migrate and the model stages
-    # at their reservations (the API and the image processor share the rest).
+    # Everything the functions may hold fits in the proxy's pool: cleanup, migrate, the model stages and
+    # the image processor at their reservations (the API has the rest).
     reserved = sum((fn.reserved_concurrency or 0) * catalog.CONNECTIONS_PER_INSTANCE for fn in catalog.FUNCTIONS)
     assert reserved <= allowed
     assert program("dev").of_type(TARGET_GROUP) == []  # dev has no proxy

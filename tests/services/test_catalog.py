@@ -80,6 +80,20 @@ def test_the_connections_kept_match_what_they_keep_them_for():
     # The figures README.md ("Connection budget and reserved concurrency") states.
     assert (catalog.DATABASE_MAX_CONNECTIONS, catalog.CONNECTIONS_KEPT, catalog.MODEL_STAGE_CONNECTIONS,
             catalog.model_stage_concurrency()) == (80, 16, 32, 5)
+    assert (catalog.IMAGE_PROCESSOR_CONNECTIONS, catalog.image_processor_concurrency()) == (16, 5)
+
+
+def test_every_stage_uploads_scale_has_a_reserved_concurrency_within_its_share():
+    """A burst of uploads scales the image processor and the model stages; each is bounded, and together
+    with cleanup and migrate they leave a quarter of the shared connections to the API."""
+    for function in {stage.function for stage in catalog.STAGES}:
+        assert catalog.function(function).reserved_concurrency, function
+    processor = catalog.function("image_processor").reserved_concurrency
+    assert processor * catalog.CONNECTIONS_PER_INSTANCE <= catalog.IMAGE_PROCESSOR_CONNECTIONS
+    shared = catalog.DATABASE_MAX_CONNECTIONS - catalog.CONNECTIONS_KEPT
+    stages = sum(catalog.function(name).reserved_concurrency for name in (*catalog.MODEL_STAGE_FUNCTIONS,
+                                                                           "image_processor"))
+    assert shared - stages * catalog.CONNECTIONS_PER_INSTANCE >= shared // 4
 
 
 def test_the_budgets_pool_sizes_are_the_settings_defaults():
