@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from infra import connection_budget
 from services import catalog
 
 PROJECT = "collections"
@@ -360,6 +361,12 @@ def parse(stack: str, region: str | None, values: Mapping[str, Any]) -> StackCon
     db.done()
     if database.max_allocated_storage_gb < database.allocated_storage_gb:
         raise ConfigError("collections:database.maxAllocatedStorageGb: must be ≥ allocatedStorageGb")
+    if database.mode == "rds":
+        # The program sets max_connections to the catalog's budget: the class must afford it (fail closed).
+        try:
+            connection_budget.check_instance_class(database.instance_class)
+        except connection_budget.UnaffordableConnections as error:
+            raise ConfigError(f"{db.key('instanceClass')}: {error}") from None
 
     api_section = top.section("api")
     origins = api_section.get("corsOrigins", list, list(ApiConfig.cors_origins))

@@ -279,6 +279,10 @@ class CollectionsMocks(pulumi.runtime.Mocks):
                          endpoint=f"{identifier}.abc123.{r}.rds.amazonaws.com:5432",
                          arn=f"arn:aws:rds:{r}:{a}:db:{identifier}")
             resource_id = identifier
+        elif typ == "aws:rds/parameterGroup:ParameterGroup":
+            group = inputs.get("name") or f"{name}-{_short_hash(name, length=7)}"
+            state.update(name=group, arn=f"arn:aws:rds:{r}:{a}:pg:{group}")
+            resource_id = group
         elif typ == "aws:rds/proxy:Proxy":
             state.update(name=inputs.get("name") or name, endpoint=f"{name}.proxy-abc123.{r}.rds.amazonaws.com",
                          arn=f"arn:aws:rds:{r}:{a}:db-proxy:prx-{_short_hash(name, length=10)}")

@@ -169,6 +169,10 @@ REPLACEMENTS: Mapping[str, Replacement] = {
          "storageEncrypted", "timezone", "username"),
         _tf("rds/instance.go", "00e4b23") + " (a v4-era copy; `s3Import` fields are ForceNew inside the block)"),
     "aws:rds/subnetGroup:SubnetGroup": Replacement(("name", "namePrefix"), _tf("rds/subnet_group.go", "01c0800")),
+    # `parameter` (a set) updates in place: ModifyDBParameterGroup for new values, ResetDBParameterGroup for
+    # removed ones. The instance's `parameterGroupName` is updated in place too (aws:rds/instance above).
+    "aws:rds/parameterGroup:ParameterGroup": Replacement(
+        ("description", "family", "name", "namePrefix"), _tf("rds/parameter_group.go", "0160692")),
     # -- EC2 networking -----------------------------------------------------------------------------
     "aws:ec2/vpc:Vpc": Replacement(("cidrBlock", "ipv4IpamPoolId", "ipv4NetmaskLength"), _tf("ec2/vpc_.go", "00081ce")),
     "aws:ec2/subnet:Subnet": Replacement(

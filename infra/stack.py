@@ -230,7 +230,6 @@ def _build(config: StackConfig, secrets: dict[str, pulumi.Output[str]], app_url:
         event_rules={name: [r for key, r in events.rules.items() if key.rsplit("-", 2)[0] == name.replace("_", "-")]
                      for name in services},
         database_instance_id=database.instance.identifier if database.instance is not None else None,
-        database_instance_class=config.database.instance_class,
         database_proxy_name=database.proxy.name if database.proxy is not None else None,
         metrics_namespace=metrics_namespace(config.stack),
     ))

@@ -12,6 +12,10 @@ The new version fails a window when it has enough invocations and a figure over 
 also worse than the stable version's own figure for the same window (times `stable_ratio`): a
 dependency failing for both versions is not the canary's fault. With too few invocations the
 verdict is "insufficient": the shift waits for more, or fails, as the stack says.
+
+Errors include the invocations a stage ends with StageBusy or NotReadyYet on purpose (so Lambda retries the
+event). They are not subtracted: no metric counts them by version yet, and subtracting a count that is not the
+canary's own would hide its errors (README, "How the canary is judged": "Expected retries count as errors").
 """
 
 from __future__ import annotations

@@ -238,7 +238,7 @@ BASE_REQUIREMENTS = (
     "sqlalchemy>=2.0.30",
     "psycopg[binary]>=3.2",
     "pgvector>=0.3",
-    "pyjwt[crypto]>=2.13.0",
+    "pyjwt[crypto]>=2.14.0",
     "urllib3>=2",
     "aws-lambda-powertools>=3.0",
 )
@@ -258,27 +258,46 @@ DEPENDENCY_GROUPS: dict[str, tuple[str, ...]] = {
 # --------------------------------------------------------------------------------------------
 # The database connection budget: reserved concurrency of the model stages (README, "Connection budget")
 # --------------------------------------------------------------------------------------------
-# The smallest database the stacks use is db.t4g.micro (Pulumi.dev.yaml). RDS for PostgreSQL's default
-# max_connections is LEAST(DBInstanceClassMemory/9531392, 5000) (RDS User Guide, "Maximum number of
-# database connections"): 2**30 / 9531392 = 112 for its 1 GiB (infra/components/monitoring.py alarms on it).
-DATABASE_MAX_CONNECTIONS = 112
+# The database's connection limit is set, not assumed: the program sets PostgreSQL's max_connections to
+# DATABASE_MAX_CONNECTIONS in the instance's DB parameter group on every RDS stack (infra/components/database.py).
+# RDS's default, LEAST({DBInstanceClassMemory/9531392}, 5000), is below what the class's nominal memory gives:
+# DBInstanceClassMemory is what is left after "memory reserved for the operating system and RDS management
+# processes", and is "smaller than the value in gibibytes (GiB)" of the instance class table (RDS User Guide,
+# "Maximum number of database connections"); how much smaller is not documented per class. So a 1 GiB class
+# does not give 2**30 / 9531392 = 112. infra/connection_budget.py refuses an instance class that cannot afford
+# this figure with a margin, and an instance class it does not know.
+DATABASE_MAX_CONNECTIONS = 80
 # Each Lambda instance has its own SQLAlchemy pool (services/core/database.py; the settings' defaults):
 # it keeps DB_POOL_SIZE connections open while it lives and may open DB_MAX_OVERFLOW more.
 DB_POOL_SIZE = 1
 DB_MAX_OVERFLOW = 2
 CONNECTIONS_PER_INSTANCE = DB_POOL_SIZE + DB_MAX_OVERFLOW
-# Kept out of the model stages' reach: RDS's own reserved slots (superuser_reserved_connections 3 and
-# rds.rds_superuser_reserved_connections 2), cleanup and migrate (reserved concurrency 1 each), and an
-# operator's sessions. The rest is shared: half for the API and the image processor (unreserved, short
-# transactions), half for the stages that call a model, which a burst of uploads would otherwise scale.
-CONNECTIONS_KEPT = 5 + 1 * CONNECTIONS_PER_INSTANCE + 1 * CONNECTIONS_PER_INSTANCE + 5
+# Slots RDS for PostgreSQL keeps from ordinary roles: "max_connections - superuser_reserved_connections -
+# rds.rds_superuser_reserved_connections", defaults 3 and 2 (AWS Knowledge Center, "FATAL: remaining connection
+# slots are reserved for non replicate superuser connections"). The 3 are for real superusers (RDS's own
+# rdsadmin); the 2 for rds_superuser members, which the master user the services log in as is: they do not hold
+# against the services, so the budget leaves them free itself.
+RDS_RESERVED_CONNECTIONS = 3 + 2
+OPERATOR_CONNECTIONS = 5  # an operator's psql, a dashboard, `make dev` tools pointed at the stack
+# Kept out of the stages' reach: RDS's reserved slots, cleanup and migrate (reserved concurrency 1 each), and
+# an operator's sessions. Of the rest, half is for the stages that call a model and a quarter for the image
+# processor: uploads scale all three, so each has a reserved concurrency that fits its share. The last quarter
+# is the API's (it scales with requests and cannot be reserved without refusing them).
+CLEANUP_AND_MIGRATE_CONNECTIONS = (1 + 1) * CONNECTIONS_PER_INSTANCE
+CONNECTIONS_KEPT = RDS_RESERVED_CONNECTIONS + CLEANUP_AND_MIGRATE_CONNECTIONS + OPERATOR_CONNECTIONS
 MODEL_STAGE_FUNCTIONS = ("analyzer", "embedder")
 MODEL_STAGE_CONNECTIONS = (DATABASE_MAX_CONNECTIONS - CONNECTIONS_KEPT) // 2
+IMAGE_PROCESSOR_CONNECTIONS = (DATABASE_MAX_CONNECTIONS - CONNECTIONS_KEPT) // 4
 
 
 def model_stage_concurrency() -> int:
     """Reserved concurrency of each model stage: its share of the budget, in Lambda instances."""
     return MODEL_STAGE_CONNECTIONS // len(MODEL_STAGE_FUNCTIONS) // CONNECTIONS_PER_INSTANCE
+
+
+def image_processor_concurrency() -> int:
+    """Reserved concurrency of the image processor (~0.2 s an image: 5 instances make ~1,500 a minute)."""
+    return IMAGE_PROCESSOR_CONNECTIONS // CONNECTIONS_PER_INSTANCE
 
 
 @dataclass(frozen=True)
@@ -364,6 +383,7 @@ FUNCTIONS: tuple[Function, ...] = (
             LIST_BUCKET,
             PUBLISH_EVENTS,
         ),
+        reserved_concurrency=image_processor_concurrency(),
     ),
     Function(
         name="analyzer",

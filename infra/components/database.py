@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra import iam
+from infra import connection_budget, iam
 from infra.config import DatabaseConfig
+from services import catalog
 
 
 @dataclass
@@ -73,6 +74,18 @@ class Database(pulumi.ComponentResource):
             tags=args.tags, opts=child,
         )
         subnets = aws.rds.SubnetGroup(f"{name}-subnets", subnet_ids=args.subnet_ids, tags=args.tags, opts=child)
+        # max_connections is the catalog's budget, not RDS's class-dependent default (infra/connection_budget.py;
+        # config validation refused a class that cannot afford it). It is static: `pending-reboot` is the apply
+        # method RDS accepts for it, and an existing instance takes the group's value at its next reboot.
+        self.parameter_group = aws.rds.ParameterGroup(
+            f"{name}-postgres",
+            family=connection_budget.parameter_group_family(config.engine_version),
+            description="Collections PostgreSQL: max_connections is the connection budget (services/catalog.py)",
+            parameters=[aws.rds.ParameterGroupParameterArgs(
+                name="max_connections", value=str(catalog.DATABASE_MAX_CONNECTIONS), apply_method="pending-reboot",
+            )],
+            tags=args.tags, opts=child,
+        )
         self.instance = aws.rds.Instance(
             f"{name}-postgres",
             engine="postgres",
@@ -86,6 +99,7 @@ class Database(pulumi.ComponentResource):
             username=config.username,
             password=args.password,
             db_subnet_group_name=subnets.name,
+            parameter_group_name=self.parameter_group.name,
             vpc_security_group_ids=[self.security_group.id],
             publicly_accessible=False,
             multi_az=config.multi_az,
@@ -147,7 +161,17 @@ class Database(pulumi.ComponentResource):
         # proxy opens. The RDS User Guide said "Initialization query is not currently supported for
         # PostgreSQL" (awsdocs/amazon-rds-user-guide, rds-proxy-managing.md), and clients must not SET
         # either: RDS Proxy pins a session on SET (services/core/database.py).
-        group = aws.rds.ProxyDefaultTargetGroup(f"{name}-proxy", db_proxy_name=self.proxy.name, opts=child)
+        # The proxy's pool is a share of max_connections (the catalog's budget): all of the functions' connections,
+        # none of the slots RDS reserves or the operators' (infra/connection_budget.py). Updated in place
+        # (ModifyDBProxyTargetGroup; only db_proxy_name replaces the group: infra/plan.py REPLACEMENTS).
+        group = aws.rds.ProxyDefaultTargetGroup(
+            f"{name}-proxy", db_proxy_name=self.proxy.name,
+            connection_pool_config=aws.rds.ProxyDefaultTargetGroupConnectionPoolConfigArgs(
+                max_connections_percent=connection_budget.proxy_max_connections_percent(),
+                max_idle_connections_percent=connection_budget.proxy_max_idle_connections_percent(),
+            ),
+            opts=child,
+        )
         # Connections through the proxy fail until the instance is registered as its target.
         self.proxy_target = aws.rds.ProxyTarget(
             f"{name}-proxy", db_proxy_name=self.proxy.name, target_group_name=group.name,

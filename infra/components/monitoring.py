@@ -28,22 +28,15 @@ import pulumi_aws as aws
 
 from infra.components.lambda_service import LambdaService
 from infra.config import ALIAS_NAME, PROJECT
+from services import catalog
 from services.core.observability import OUTCOME_METRICS, STAGE_DIMENSIONS
 
 PERIOD_S = 60
 P95_OF_TIMEOUT = 0.8  # a p95 near the timeout means timeouts are next
 DEFAULT_BUS = "default"
 
-# RDS for PostgreSQL's default max_connections is LEAST({DBInstanceClassMemory/9531392}, 5000) (RDS User
-# Guide, "Maximum number of database connections"). DBInstanceClassMemory is below the class's nominal
-# memory (the OS and RDS processes keep some), so the alarm fires at 70 % of the figure computed from
-# the nominal memory. An instance class not listed here is an error: add its memory (GiB) from the RDS
-# instance class table rather than guessing.
-INSTANCE_MEMORY_GIB = {
-    "db.t4g.micro": 1, "db.t4g.small": 2, "db.t4g.medium": 4, "db.t4g.large": 8, "db.t4g.xlarge": 16,
-    "db.t4g.2xlarge": 32, "db.m7g.large": 8, "db.m7g.xlarge": 16, "db.m7g.2xlarge": 32, "db.m7g.4xlarge": 64,
-    "db.r7g.large": 16, "db.r7g.xlarge": 32, "db.r7g.2xlarge": 64, "db.r7g.4xlarge": 128,
-}
+# The database's max_connections is the catalog's budget, set in its parameter group (infra/connection_budget.py),
+# so the alarm fires at 70 % of that figure: the same on every instance class.
 CONNECTIONS_ALARM_SHARE = 0.7
 # Stage outcomes that move an item on, and those that stop a delivery (one graph each).
 ADVANCING_OUTCOMES = ("processed", "analyzed", "ready")
@@ -55,15 +48,8 @@ def metrics_namespace(stack: str) -> str:
     return f"{PROJECT.capitalize()}/{stack}"
 
 
-def max_connections_alarm(instance_class: str) -> int:
-    try:
-        gib = INSTANCE_MEMORY_GIB[instance_class]
-    except KeyError:
-        raise ValueError(
-            f"collections:database.instanceClass {instance_class!r}: its memory is not in "
-            "infra/components/monitoring.py INSTANCE_MEMORY_GIB (needed for the connections alarm); add it"
-        ) from None
-    return int(min(gib * 2**30 / 9531392, 5000) * CONNECTIONS_ALARM_SHARE)
+def max_connections_alarm() -> int:
+    return int(catalog.DATABASE_MAX_CONNECTIONS * CONNECTIONS_ALARM_SHARE)
 
 
 @dataclass
@@ -79,7 +65,6 @@ class MonitoringArgs:
     # service -> its EventBridge rules (EventRouting.rules): FailedInvocations per rule
     event_rules: Mapping[str, list[aws.cloudwatch.EventRule]] = field(default_factory=dict)
     database_instance_id: pulumi.Input[str] | None = None  # rds mode
-    database_instance_class: str = ""
     database_proxy_name: pulumi.Input[str] | None = None  # when the RDS Proxy is on
     metrics_namespace: str | None = None  # the functions' stage outcomes (embedded metric format)
 
@@ -165,9 +150,9 @@ class Monitoring(pulumi.ComponentResource):
         if args.database_instance_id is not None:
             self.database_alarm = self._alarm(
                 f"{name}-db-connections", f"{args.prefix}-db-connections", args,
-                alarm_description="Database connections near the instance's max_connections",
+                alarm_description="Database connections near max_connections (the connection budget)",
                 namespace="AWS/RDS", metric_name="DatabaseConnections", statistic="Maximum",
-                threshold=max_connections_alarm(args.database_instance_class),
+                threshold=max_connections_alarm(),
                 dimensions={"DBInstanceIdentifier": args.database_instance_id},
             )
         self.dashboard_name = f"{args.prefix}"

@@ -24,7 +24,7 @@ from services.core.ai import Embedder
 from services.core.auth import Principal, bearer_token, get_verifier, principal_from_api_gateway
 from services.core.database import get_sessionmaker
 from services.core.events import EventPublisher
-from services.core.settings import Settings, get_settings
+from services.core.settings import ProgramSettings, get_settings
 from services.core.storage import Storage
 
 P = ParamSpec("P")
@@ -40,27 +40,42 @@ def threaded(route: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     each connection belongs to a finished request waiting for a thread: nothing moves until the pool
     times out (50 clients on `make dev`: 30 s waits, then 500s). An async endpoint is serialised on
     the event loop, and the session's teardown (async too) needs no thread, so a connection is always
-    given back as soon as its route body returns."""
+    given back as soon as its route body returns.
+
+    The session is closed in the same worker thread, right after the body: closing ends the open
+    transaction with a ROLLBACK, a round trip to PostgreSQL that must not block the event loop (it
+    did, in `get_session`'s teardown: under 50 clients a third of the loop's time went to waiting for
+    rollbacks while every other request's I/O stood still). Route bodies return built response models,
+    never ORM objects, so nothing reads the session afterwards; the teardown's close is then a no-op."""
+
+    def body_then_close(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return route(*args, **kwargs)
+        finally:
+            for value in kwargs.values():
+                if isinstance(value, Session):
+                    value.close()
 
     @functools.wraps(route)
     async def endpoint(*args: P.args, **kwargs: P.kwargs) -> R:
-        return await run_in_threadpool(route, *args, **kwargs)
+        return await run_in_threadpool(body_then_close, *args, **kwargs)
 
     # Annotations resolved in the route's own module: FastAPI must not look them up in this one.
     endpoint.__signature__ = inspect.signature(route, eval_str=True)  # type: ignore[attr-defined]
     return endpoint
 
 
-async def settings() -> Settings:
+async def current_settings() -> ProgramSettings:
     return get_settings()
 
 
-SettingsDep = Annotated[Settings, Depends(settings)]
+SettingsDep = Annotated[ProgramSettings, Depends(current_settings)]
 
 
 async def get_session() -> AsyncIterator[Session]:
     """One session per request; routes commit what they change, anything else is rolled back on close.
-    (Creating it does no I/O: the connection is checked out by the route's first query.)"""
+    (Creating it does no I/O: the connection is checked out by the route's first query. `threaded`
+    closes it in the route's thread; closing here again only covers a route that never ran.)"""
     session = get_sessionmaker()()
     try:
         yield session
@@ -88,10 +103,10 @@ async def get_current_user(
 
 CurrentUser = Annotated[Principal, Depends(get_current_user)]
 
-_storage: tuple[Settings, Storage, UrlSigner] | None = None
+_storage: tuple[ProgramSettings, Storage, UrlSigner] | None = None
 
 
-def _storage_for(settings: Settings) -> tuple[Settings, Storage, UrlSigner]:
+def _storage_for(settings: ProgramSettings) -> tuple[ProgramSettings, Storage, UrlSigner]:
     """One Storage (and URL signer) per settings object: built once per container, not per request."""
     global _storage
     if _storage is None or _storage[0] is not settings:
@@ -118,11 +133,31 @@ async def get_publisher() -> EventPublisher:
 
 PublisherDep = Annotated[EventPublisher, Depends(get_publisher)]
 
-async def get_embedder(settings: SettingsDep) -> Embedder:
-    """The query embedder (one per process), imported on first use to keep it off the cold start."""
-    from services.core.ai import get_embedder as make_embedder
 
-    return make_embedder(settings)
+class LazyEmbedder:
+    """The query embedder, built on first use, inside the route body: building it may read the Voyage
+    key from Secrets Manager, a blocking call that belongs in the worker thread, and whose failure is
+    the search's 503 (caught with the embedding's own), never a reason to skip checking the request."""
+
+    def __init__(self, settings: ProgramSettings):
+        self.settings = settings
+
+    @functools.cached_property
+    def _embedder(self) -> Embedder:
+        from services.core.ai import get_embedder as make_embedder  # one per process; off the cold start
+
+        return make_embedder(self.settings)
+
+    @property
+    def model(self) -> str:
+        return self._embedder.model
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._embedder.embed_query(text)
+
+
+async def get_embedder(settings: SettingsDep) -> Embedder:
+    return LazyEmbedder(settings)  # type: ignore[return-value]  (what search uses of an Embedder)
 
 
 EmbedderDep = Annotated[Embedder, Depends(get_embedder)]

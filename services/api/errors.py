@@ -98,10 +98,21 @@ def invalid(message: str, status: int = 422) -> ApiError:
     return ApiError(status, HTTP_CODES[status], message)
 
 
+# Retry-After when a provider failed in a way that says nothing about when it will work again.
+UNKNOWN_RECOVERY_RETRY_AFTER_S = 30
+
+
 def retry_later(status: int, message: str, retry_after_s: float) -> ApiError:
-    """429 or 503 with Retry-After (whole seconds, at least 1)."""
-    seconds = max(1, math.ceil(retry_after_s))
+    """429 or 503 with Retry-After (whole seconds, at least 1; a value that is not a finite number: 30)."""
+    seconds = max(1, math.ceil(retry_after_s)) if math.isfinite(retry_after_s) else UNKNOWN_RECOVERY_RETRY_AFTER_S
     return ApiError(status, HTTP_CODES[status], message, headers={"Retry-After": str(seconds)})
+
+
+def search_unavailable(retry_after_s: float | None = None) -> ApiError:
+    """503 for search when the query cannot be embedded: the provider is down, slow or refusing us."""
+    return retry_later(
+        503, "search is unavailable right now; try again shortly", retry_after_s or UNKNOWN_RECOVERY_RETRY_AFTER_S
+    )
 
 
 def error_response(

@@ -18,12 +18,16 @@ from __future__ import annotations
 
 from mangum import Mangum
 
-from services.api import deps
-from services.api.app import create_app
-from services.core import snapstart
 from services.core.observability import for_function
 
+# First, before any import reads a setting (services/core/models.py sizes its vector column at import): on
+# Lambda the settings are then the api's own class (services/core/settings.py get_settings).
 observe = for_function("api")
+
+from services.api import deps  # noqa: E402
+from services.api.app import create_app  # noqa: E402
+from services.core import snapstart  # noqa: E402
+
 app = create_app()
 # lifespan off: the app keeps no startup state; engines and clients are created on first use.
 handler = observe.handler(Mangum(app, lifespan="off"))

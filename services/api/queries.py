@@ -103,6 +103,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, item_id = json.loads(raw)
+        if not isinstance(created, str) or not isinstance(item_id, str):
+            raise TypeError("a cursor holds two strings")  # uuid.UUID(5) would raise AttributeError
         created_at = datetime.fromisoformat(created)
         if created_at.tzinfo is None:
             raise ValueError("naive timestamp")

@@ -32,7 +32,7 @@ from sqlalchemy import Row, delete, func, or_, select, update
 
 from services import catalog
 from services.core.database import connection_scope
-from services.core.settings import Settings, get_settings
+from services.core.settings import ProgramSettings, get_settings
 from services.core.storage import (
     InvalidKey,
     Storage,
@@ -84,7 +84,9 @@ def item_of_key(key: str) -> tuple[str, uuid.UUID] | None:
 
 
 class Cleanup:
-    def __init__(self, settings: Settings | None = None, storage: Storage | None = None, now: datetime | None = None):
+    def __init__(
+        self, settings: ProgramSettings | None = None, storage: Storage | None = None, now: datetime | None = None
+    ):
         self.settings = settings or get_settings()
         self.storage = storage or get_storage()
         self.now = now or datetime.now(UTC)
@@ -236,6 +238,8 @@ class Cleanup:
         return orphans
 
 
-def run(dry_run: bool = False, *, settings: Settings | None = None, storage: Storage | None = None) -> dict[str, Any]:
+def run(
+    dry_run: bool = False, *, settings: ProgramSettings | None = None, storage: Storage | None = None
+) -> dict[str, Any]:
     """One cleanup pass; returns the counts (what was removed, or would be in a dry run)."""
     return Cleanup(settings=settings, storage=storage).run(dry_run).as_dict()

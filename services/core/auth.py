@@ -21,18 +21,28 @@ import json
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
-from services.core.settings import Settings, get_settings
+from services.core.settings import ProgramSettings, get_settings
 
 ALGORITHMS = ["RS256"]  # Cognito signs with RS256 only; anything else (none, HS256...) is refused
 JWKS_MIN_REFETCH_S = 30.0  # a flood of tokens with made-up kids must not become a flood of fetches
 JWKS_FETCH_TIMEOUT_S = 5.0
 LEEWAY_S = 30  # clock skew between Cognito and us
+# A verified token is remembered this long (never past its `exp`), so a client's next requests skip
+# the RSA check: under load on `make dev` it was a third of the event loop's time. A signing key
+# dropped from the JWKS stops being honoured for cached tokens within this bound; an access token
+# cannot be revoked for third parties anyway (Cognito's revocation applies to its own APIs).
+VERIFIED_TOKEN_CACHE_S = 60.0
+VERIFIED_TOKEN_CACHE_SIZE = 1024
 _SUB = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# header.payload.signature (an empty signature is left to the full check to refuse by its alg: none)
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
 class AuthError(Exception):
@@ -119,20 +129,50 @@ def _check_cognito_claims(claims: Mapping[str, Any], client_id: str) -> Principa
         # The sub becomes part of S3 keys and a bounded column: a Cognito sub is a UUID.
         raise AuthError("the token does not name a user (sub missing or malformed)")
     username = claims.get("username")
-    return Principal(sub=sub, username=username if isinstance(username, str) else None, claims=dict(claims))
+    # Read-only: a cached Principal is handed to every later request with the same token.
+    return Principal(
+        sub=sub, username=username if isinstance(username, str) else None, claims=MappingProxyType(dict(claims))
+    )
 
 
 class TokenVerifier:
     """Full verification of Cognito access tokens (auth_mode "jwks")."""
 
-    def __init__(self, issuer: str, client_id: str, jwks: JwksCache):
+    def __init__(self, issuer: str, client_id: str, jwks: JwksCache, *, clock: Callable[[], float] = time.time):
         if not client_id:
             raise AuthNotConfigured("COLLECTIONS_COGNITO_CLIENT_ID is not set")
         self.issuer = issuer
         self.client_id = client_id
         self.jwks = jwks
+        self._clock = clock
+        # token -> (principal, wall-clock time it stops being trusted without a new check); LRU order.
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._verified_lock = threading.Lock()
 
     def verify(self, token: str) -> Principal:
+        """The token's user, from a full check or from one made less than VERIFIED_TOKEN_CACHE_S ago
+        (and before the token's `exp`). Only tokens that passed are remembered."""
+        if not _COMPACT_JWS.fullmatch(token):
+            # Base64url only: one token must not have many spellings, each taking a place in the cache.
+            raise AuthError("the token is malformed")
+        now = self._clock()
+        with self._verified_lock:
+            hit = self._verified.get(token)
+            if hit is not None and now < hit[1]:
+                self._verified.move_to_end(token)
+                return hit[0]
+        principal = self._verify(token)
+        until = min(now + VERIFIED_TOKEN_CACHE_S, int(principal.claims["exp"]))  # PyJWT reads exp as int
+        if until <= now:  # inside the leeway after exp: valid now, nothing to remember
+            return principal
+        with self._verified_lock:
+            self._verified[token] = (principal, until)
+            self._verified.move_to_end(token)
+            while len(self._verified) > VERIFIED_TOKEN_CACHE_SIZE:
+                self._verified.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> Principal:
         import jwt
 
         try:
@@ -210,7 +250,7 @@ def forget_verifiers() -> None:
     _verifier.cache_clear()
 
 
-def get_verifier(settings: Settings | None = None) -> TokenVerifier:
+def get_verifier(settings: ProgramSettings | None = None) -> TokenVerifier:
     """One verifier (and JWKS cache) per process and configuration."""
     settings = settings or get_settings()
     if not settings.cognito_user_pool_id and not settings.cognito_issuer:

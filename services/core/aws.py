@@ -13,7 +13,7 @@ import threading
 from functools import lru_cache
 from typing import Any
 
-from services.core.settings import Settings, get_settings
+from services.core.settings import ProgramSettings, get_settings
 
 _lock = threading.Lock()  # botocore sessions are not safe for concurrent client creation
 
@@ -36,6 +36,19 @@ def _session() -> Any:
     return session
 
 
+DEFAULT_CLIENT_CONFIG: dict[str, Any] = {"retries": {"max_attempts": 5, "mode": "standard"}}
+# Secrets Manager is read on request paths (a search reads the Voyage key when its cache expired): a hung
+# endpoint must not outlast the api's 15 s with botocore's defaults (60 s connect, 60 s read, 5 retries).
+# tests/services/api/test_search_voyage.py adds this to the query's own budget.
+CLIENT_CONFIG: dict[str, dict[str, Any]] = {
+    "secretsmanager": {
+        "connect_timeout": 1,
+        "read_timeout": 2,
+        "retries": {"total_max_attempts": 2, "mode": "standard"},
+    },
+}
+
+
 @lru_cache(maxsize=32)
 def _client(service: str, region: str, endpoint_url: str | None) -> Any:
     from botocore.config import Config
@@ -45,11 +58,11 @@ def _client(service: str, region: str, endpoint_url: str | None) -> Any:
             service,
             region_name=region,
             endpoint_url=endpoint_url,
-            config=Config(retries={"max_attempts": 5, "mode": "standard"}, signature_version="s3v4"),
+            config=Config(**CLIENT_CONFIG.get(service, DEFAULT_CLIENT_CONFIG), signature_version="s3v4"),
         )
 
 
-def client(service: str, settings: Settings | None = None) -> Any:
+def client(service: str, settings: ProgramSettings | None = None) -> Any:
     settings = settings or get_settings()
     return _client(service, settings.aws_region, settings.aws_endpoint_url)
 

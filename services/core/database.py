@@ -14,11 +14,15 @@ tests/services/test_pooler.py proves this through a real PgBouncer in transactio
 On AWS the credentials come from a Secrets Manager secret that can be rotated. The engine reads
 the secret (cached for `COLLECTIONS_SECRETS_MAX_AGE_S`, services/core/secrets.py) each time it
 opens a connection, so a rotated password is used by the next new connection; when the server
-refuses the cached one, it reads the secret again at once and retries that connection once.
+refuses the cached one (an authentication failure, `is_auth_failure`), it reads the secret again at once
+and retries that connection once. Any other connect failure (refused, timed out, a proxy without an
+available target) is raised as it is: re-reading the secret would not help, and Secrets Manager would
+be asked again on every attempt of an outage.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -27,7 +31,7 @@ from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event
 
-from services.core.settings import Settings, get_settings
+from services.core.settings import ProgramSettings, get_settings
 
 if TYPE_CHECKING:  # the ORM loads with the first session: the pipeline stages use connections only
     from sqlalchemy.orm import Session, sessionmaker
@@ -45,7 +49,7 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def _url_from_secret(secret_arn: str, settings: Settings, *, force_fetch: bool = False) -> str:
+def _url_from_secret(secret_arn: str, settings: ProgramSettings, *, force_fetch: bool = False) -> str:
     """Build the URL from an RDS-style secret (host, port, username, password, dbname) or {"url": ...}."""
     from services.core.secrets import secret_json
 
@@ -58,7 +62,7 @@ def _url_from_secret(secret_arn: str, settings: Settings, *, force_fetch: bool =
     )
 
 
-def database_url(settings: Settings | None = None) -> str:
+def database_url(settings: ProgramSettings | None = None) -> str:
     settings = settings or get_settings()
     if settings.database_url:
         return normalize_url(settings.database_url)
@@ -70,7 +74,28 @@ def database_url(settings: Settings | None = None) -> str:
     )
 
 
-def follow_secret(engine: Engine, secret_arn: str, settings: Settings) -> None:
+# SQLSTATE class 28: 28P01 invalid_password, 28000 invalid_authorization_specification.
+AUTH_SQLSTATES = frozenset({"28P01", "28000"})
+# psycopg 3 gives a failed *connection* no SQLSTATE (libpq keeps the server's error fields of the startup
+# to itself: psycopg/psycopg#1188), so the message decides. PostgreSQL's texts for 28P01 and 28000 (auth.c,
+# miscinit.c; RDS uses English), and RDS Proxy's own for PostgreSQL clients (RDS User Guide, "Troubleshooting
+# for RDS Proxy", RDS for PostgreSQL: "The password that was provided for the role <role> is wrong." and
+# "This RDS proxy has no credentials for the role <role>."). Not pg_hba refusals: a network rule, which a
+# fresh secret cannot fix, would then read Secrets Manager on every connect attempt.
+_AUTH_MESSAGES = re.compile(
+    r'password authentication failed|PAM authentication failed|role "[^"]*" does not exist'
+    r"|The password that was provided for the role .* is wrong|This RDS proxy has no credentials for the role"
+)
+
+
+def is_auth_failure(error: BaseException) -> bool:
+    """Did the server refuse these credentials (not: is it unreachable, slow, full or shedding load)?"""
+    if getattr(error, "sqlstate", None) in AUTH_SQLSTATES:
+        return True
+    return bool(_AUTH_MESSAGES.search(str(error)))
+
+
+def follow_secret(engine: Engine, secret_arn: str, settings: ProgramSettings) -> None:
     """Connect with the secret's current credentials, not those the engine was made with."""
     from sqlalchemy.engine import make_url
 
@@ -83,7 +108,9 @@ def follow_secret(engine: Engine, secret_arn: str, settings: Settings) -> None:
         cparams.update(connect_params(force_fetch=False))
         try:
             return dialect.connect(*cargs, **cparams)
-        except dialect.loaded_dbapi.OperationalError:
+        except dialect.loaded_dbapi.OperationalError as error:
+            if not is_auth_failure(error):
+                raise
             fresh = connect_params(force_fetch=True)  # rotated since we cached it?
             if fresh == {k: cparams.get(k) for k in fresh}:
                 raise
@@ -91,7 +118,7 @@ def follow_secret(engine: Engine, secret_arn: str, settings: Settings) -> None:
             return dialect.connect(*cargs, **cparams)
 
 
-def make_engine(url: str, settings: Settings | None = None) -> Engine:
+def make_engine(url: str, settings: ProgramSettings | None = None) -> Engine:
     settings = settings or get_settings()
     return create_engine(
         normalize_url(url),

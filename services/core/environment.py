@@ -5,6 +5,9 @@ Standard library only: a handler checks its environment at import (services/core
 otherwise pay on their first event only). The settings classes (services/core/settings.py) refuse the
 same on Lambda, and tests/services/test_settings.py checks that every name here is a variable of the
 function's settings class; tests/infra checks that the Pulumi program sets the first name of each group.
+
+It also records which function this process runs (`for_function(name)` records it at import, before any
+code reads a setting): on Lambda `get_settings()` builds that function's own settings class from it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,26 @@ REQUIRED_ON_AWS: Mapping[str, tuple[tuple[str, ...], ...]] = {
 
 class MissingSettings(RuntimeError):
     """Variables a program needs on AWS Lambda are not set (raised at cold start)."""
+
+
+class UnknownFunction(RuntimeError):
+    """On AWS Lambda, settings were asked for before the handler said which function this is."""
+
+
+_current_function: str | None = None
+
+
+def set_current_function(function: str) -> None:
+    """Record the catalog function this process runs (services/core/observability.py `for_function`)."""
+    global _current_function
+    if function not in REQUIRED_ON_AWS:
+        raise KeyError(f"{function!r} is not a function of the catalog: {', '.join(REQUIRED_ON_AWS)}")
+    _current_function = function
+
+
+def current_function() -> str | None:
+    """The function recorded by `set_current_function`; None before a handler module recorded one."""
+    return _current_function
 
 
 def on_aws_lambda(environ: Mapping[str, str] | None = None) -> bool:

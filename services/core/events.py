@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from services import catalog
-from services.core.settings import Settings, get_settings
+from services.core.settings import ProgramSettings, get_settings
 
 if TYPE_CHECKING:  # annotations only: the contracts load with the first event published
     from services.core.contracts import Detail
@@ -31,7 +31,7 @@ class EventPublisher(Protocol):
 
 
 class EventBridgePublisher:
-    def __init__(self, settings: Settings | None = None, client: Any = None):
+    def __init__(self, settings: ProgramSettings | None = None, client: Any = None):
         self.settings = settings or get_settings()
         if client is None:
             from services.core.aws import client as aws_client

@@ -12,16 +12,20 @@ A handler module:
     def handler(event, context): ...
 
 `for_function(name)` checks the function's environment (services/core/environment.py: on AWS a missing
-variable fails the cold start, naming it) and makes its powertools `Logger` (service=name); its
+variable fails the cold start, naming it), records `name` as the function this process runs (on Lambda
+`services.core.settings.get_settings()` then returns that function's own settings class, so a handler
+module calls it before importing anything that reads settings) and makes its powertools `Logger` (service=name); its
 `Metrics` (namespace `COLLECTIONS_METRICS_NAMESPACE`, from the function's settings class) is made on
 first use. `observe.handler` wraps the handler:
 - `Logger.inject_lambda_context`: every line carries cold_start, function_name, function_arn,
   function_request_id, function_memory_size, plus `function_version` (the version that ran: during a
   weighted alias shift this tells blue from green and a canary from stable);
-- on AWS Lambda, `Metrics.log_metrics` (flushes metrics added during the invocation, and a ColdStart
-  metric), and the stdlib loggers under `services` (the logic modules log with
-  `logging.getLogger(__name__)`) are given the same powertools handler and formatter
-  (`copy_config_to_registered_loggers`), so the log group holds one JSON shape;
+- on AWS Lambda, `Metrics.log_metrics` (flushes metrics added during the invocation) and a ColdStart
+  metric on the first invocation of the process, emitted before it runs so that it counts even when that
+  invocation fails (powertools' `capture_cold_start_metric` adds it only after a handler returned), and
+  the stdlib loggers under `services` (the logic modules log with `logging.getLogger(__name__)`) are
+  given the same powertools handler and formatter (`copy_config_to_registered_loggers`), so the log
+  group holds one JSON shape;
 - without a Lambda context (None or a stub: the API's init probe, tests calling handlers directly)
   the handler runs as it is. Off AWS (`make dev`, tests, benchmarks) stdlib logging stays as the
   program configured it and no EMF is printed.
@@ -49,7 +53,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, get_args
 
-from services.core.environment import on_aws_lambda, require_for_function
+from services.core.environment import on_aws_lambda, require_for_function, set_current_function
 
 Result = Literal["processed", "analyzed", "ready", "duplicate", "skipped", "refused", "failed"]
 # A stage's result → its metric (Count). Closed: tests/infra checks the dashboard shows each one.
@@ -135,13 +139,28 @@ class FunctionObservability:
                 return logged(event, context)
             self.route_stdlib_logs()
             if not measured:
-                measured.append(self.metrics.log_metrics(logged, capture_cold_start_metric=True))
+                # Not capture_cold_start_metric: powertools adds ColdStart only after the handler returned,
+                # so a first invocation that raised went uncounted (and a later one was counted instead).
+                measured.append(self.metrics.log_metrics(logged))
+            self.count_cold_start(context)
             with warnings.catch_warnings():
                 # An invocation without a stage outcome (the API, cleanup) has only the ColdStart metric.
                 warnings.filterwarnings("ignore", message="No application metrics to publish")
                 return measured[0](event, context)
 
         return run
+
+    def count_cold_start(self, context: Any) -> None:
+        """The ColdStart metric, once per process, before the first invocation runs: it counts whatever that
+        invocation's outcome. powertools' own flag says whether this is a cold start (not under provisioned
+        concurrency), as for the log lines' cold_start key."""
+        from aws_lambda_powertools.metrics.provider import cold_start
+
+        with self._lock:
+            if not cold_start.is_cold_start:
+                return
+            cold_start.is_cold_start = False
+        self.metrics.provider.add_cold_start_metric(context=context)
 
     def route_stdlib_logs(self) -> None:
         """Give the `services` stdlib loggers this Logger's handler and formatter (once)."""
@@ -180,8 +199,10 @@ class FunctionObservability:
 def for_function(name: str) -> FunctionObservability:
     """The function's observability, one per process (the stage runner may ask again); checks the
     function's environment first (MissingSettings on AWS, at cold start). On Lambda the `services` stdlib
-    loggers are routed at once, so what they log during init has the function's shape too."""
+    loggers are routed at once, so what they log during init has the function's shape too. Records the
+    function as the process's own: on Lambda `get_settings()` returns its settings class."""
     require_for_function(name)
+    set_current_function(name)
     observe = FunctionObservability(name)
     if on_aws_lambda():
         observe.route_stdlib_logs()

@@ -16,13 +16,13 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from services.core.settings import Settings, get_settings
+from services.core.settings import ProgramSettings, get_settings
 
 _lock = threading.Lock()
 _provider: tuple[Any, Any] | None = None  # (the boto3 client it wraps, SecretsProvider)
 
 
-def _secrets_provider(settings: Settings) -> Any:
+def _secrets_provider(settings: ProgramSettings) -> Any:
     """One provider (and so one cache) per boto3 client: `aws.reset()` makes a new client, and with it
     a new, empty cache."""
     global _provider
@@ -37,19 +37,21 @@ def _secrets_provider(settings: Settings) -> Any:
         return _provider[1]
 
 
-def secret_value(secret_arn: str, settings: Settings | None = None, *, force_fetch: bool = False) -> str:
+def secret_value(secret_arn: str, settings: ProgramSettings | None = None, *, force_fetch: bool = False) -> str:
     """The secret's SecretString, at most `secrets_max_age_s` old (fresh with `force_fetch`)."""
     settings = settings or get_settings()
     value = _secrets_provider(settings).get(secret_arn, max_age=settings.secrets_max_age_s, force_fetch=force_fetch)
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def secret_json(secret_arn: str, settings: Settings | None = None, *, force_fetch: bool = False) -> dict[str, Any]:
+def secret_json(
+    secret_arn: str, settings: ProgramSettings | None = None, *, force_fetch: bool = False
+) -> dict[str, Any]:
     """The secret parsed as a JSON object (RDS-style database secrets)."""
     return json.loads(secret_value(secret_arn, settings, force_fetch=force_fetch))
 
 
-def secret_string(secret_arn: str, field: str | None = None, settings: Settings | None = None) -> SecretStr:
+def secret_string(secret_arn: str, field: str | None = None, settings: ProgramSettings | None = None) -> SecretStr:
     """The secret's value (or one JSON field of it)."""
     raw = secret_value(secret_arn, settings)
     if field is not None:

@@ -15,11 +15,19 @@ with its name (`MissingSettings`) instead of quietly using a local default such 
 `collections-local`. tests/infra checks that the Pulumi program sets every required variable of every
 function.
 
-`get_settings()` stays the process-wide union (`Settings`) that library code takes by default.
+`get_settings()`, which library code takes by default, is the running program's class:
+- on AWS Lambda, the function's own class (`FUNCTION_SETTINGS[name]`, the function recorded by its
+  handler's `for_function(name)`, services/core/observability.py), so code that reads a setting outside
+  its function's class fails loudly (AttributeError) instead of getting a local default; asked before
+  a handler recorded its function, it raises `UnknownFunction` rather than fall back on `Settings`;
+- elsewhere (the dev runtime, the `collections` CLI, tests) `Settings`, the union.
+Its type is therefore `ProgramSettings` (the common base). tests/services/test_function_settings_reads.py
+reads each function's code and checks that every setting it can read is in the function's class.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import ClassVar, Literal
 
@@ -30,6 +38,7 @@ from services import catalog  # the connection budget's pool sizes (no third-par
 from services.core import environment
 from services.core.environment import REQUIRED_ON_AWS
 from services.core.environment import MissingSettings as MissingSettings
+from services.core.environment import UnknownFunction as UnknownFunction
 from services.core.environment import on_aws_lambda as on_aws_lambda
 
 
@@ -95,6 +104,9 @@ class _Database(_Base):
     db_max_overflow: int = Field(
         default=catalog.DB_MAX_OVERFLOW, ge=0, description="Extra connections allowed beyond the pool."
     )
+    # The schema's: services/core/models.py and the initial migration size the vector column with it at
+    # import, in every function that has the database (the embedder and the api also size vectors with it).
+    embedding_dimension: int = Field(default=1024, gt=0, le=16000, description="Vector size in the database.")
     db_statement_timeout_ms: int = Field(
         default=10_000,
         ge=0,
@@ -179,12 +191,13 @@ class _Voyage(_Base):
     voyage_base_url: str | None = Field(default=None, description="Voyage API base URL (tests point it locally).")
     voyage_secret_arn: str | None = Field(default=None, description="Secrets Manager secret with the key.")
     embedding_model: str = Field(default="voyage-3.5", description="Voyage embedding model.")
-    embedding_dimension: int = Field(default=1024, gt=0, le=16000, description="Vector size in the database.")
     embedding_timeout_s: float = Field(default=30.0, gt=0, description="Per-request timeout.")
     embedding_max_retries: int = Field(default=2, ge=0, description="SDK retries (429/5xx).")
-    # A search embeds its query while the user waits, inside the api function's 15 s: fail fast.
+    # A search embeds its query while the user waits, inside the api function's 15 s: fail fast. Two
+    # attempts of at most 3 s, the pause between them and a slow read of the key from Secrets Manager
+    # leave the request time to answer its 503 (tests/services/api/test_search_voyage.py).
     query_embedding_timeout_s: float = Field(
-        default=3.0, gt=0, le=10, description="Per-attempt timeout of a search's query embedding."
+        default=3.0, gt=0, le=3, description="Per-attempt timeout of a search's query embedding."
     )
     query_embedding_max_retries: int = Field(
         default=1, ge=0, le=1, description="Retries of a search's query embedding (at most one)."
@@ -330,16 +343,30 @@ FUNCTION_SETTINGS: dict[str, type[_Base]] = {
 }
 
 
+# What `get_settings()` returns: one program's class (a function's own on Lambda, `Settings` elsewhere).
+ProgramSettings = _Base
+
 required_variables = environment.required_variables
 
 
 @lru_cache
-def settings_for(function: str) -> _Base:
+def settings_for(function: str) -> ProgramSettings:
     """The function's own settings; on AWS Lambda, MissingSettings names what is not set."""
     return FUNCTION_SETTINGS[function]()
 
 
 @lru_cache
-def get_settings() -> Settings:
-    """The process-wide settings (cached: Lambda reads the environment once per container)."""
-    return Settings()
+def get_settings() -> ProgramSettings:
+    """The running program's settings (cached: Lambda reads the environment once per container): on AWS
+    Lambda the function's own class, elsewhere `Settings` (every setting: the dev runtime runs every
+    function in one process)."""
+    if not on_aws_lambda():
+        return Settings()
+    function = environment.current_function()
+    if function is None:
+        raise UnknownFunction(
+            f"settings were asked for on AWS Lambda (function {os.environ.get(environment.LAMBDA_MARKER)}) before "
+            "the handler recorded which catalog function this is: a handler module calls "
+            "services.core.observability.for_function(name) before it imports anything that reads settings"
+        )
+    return settings_for(function)

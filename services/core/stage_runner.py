@@ -65,7 +65,7 @@ from services.core.pipeline_store import (
     NotReadyYet,
     Outcome,
 )
-from services.core.settings import Settings, get_settings
+from services.core.settings import ProgramSettings, get_settings
 from services.core.tables import ItemStatus, Stage, items
 
 if TYPE_CHECKING:
@@ -96,9 +96,11 @@ class Done:
 
 @dataclass(frozen=True)
 class Failure:
-    """A permanent failure of the item at this stage (retrying the event would not help)."""
+    """A permanent failure of the item at this stage (retrying the event would not help). `reason` is
+    stored on the item; `detail` (a library's own words) goes only to the log, in the same record."""
 
     reason: str
+    detail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ class Claim:
     detail: Any = None
 
 
-def lease_seconds(stage: catalog.PipelineStage, settings: Settings | None = None, context: Any = None) -> int:
+def lease_seconds(stage: catalog.PipelineStage, settings: ProgramSettings | None = None, context: Any = None) -> int:
     """How long a claim lasts: past the end of the invocation (`context`: Lambda's) that takes it."""
     settings = settings or get_settings()
     if context is not None:
@@ -157,7 +159,7 @@ class StageWork:
 
 
 class StageRunner:
-    def __init__(self, work: StageWork, settings: Settings | None = None):
+    def __init__(self, work: StageWork, settings: ProgramSettings | None = None):
         self.work = work
         self.stage = work.stage
         self.input = ItemStatus(self.stage.input_status)
@@ -182,7 +184,7 @@ class StageRunner:
             self.release(item_id, lease)
             return result
         if isinstance(result, Failure):
-            return self.fail(claimed, lease, result.reason)
+            return self.fail(claimed, lease, result.reason, result.detail)
         return self.advance(claimed, lease, result)
 
     def claim(self, item_id: uuid.UUID, owner_id: str, lease: uuid.UUID) -> Row | Outcome:
@@ -230,7 +232,7 @@ class StageRunner:
         log.info("%s: item %s is %s", self.stage.name, item.id, target.value)
         return Outcome(item.id, done.result or target.value, extra=done.extra)
 
-    def fail(self, item: Row, lease: uuid.UUID, reason: str) -> Outcome:
+    def fail(self, item: Row, lease: uuid.UUID, reason: str, detail: str | None = None) -> Outcome:
         values = {
             "status": ItemStatus.failed,
             "failed_stage": Stage(self.stage.name),
@@ -238,7 +240,7 @@ class StageRunner:
         }
         if self._update_leased(item, lease, values, catalog.ITEM_FAILED, reason=reason) is None:
             return Outcome(item.id, "skipped", f"the item changed during the {self.stage.name} stage")
-        log.warning("%s: item %s failed: %s", self.stage.name, item.id, reason)
+        log.warning("%s: item %s failed: %s%s", self.stage.name, item.id, reason, f" ({detail})" if detail else "")
         return Outcome(item.id, "failed", reason)
 
     def release(self, item_id: uuid.UUID, lease: uuid.UUID) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services import catalog
-from services.core.settings import Settings, get_settings
+from services.core.settings import ProgramSettings, get_settings
 
 _SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_FILENAME = 128
@@ -120,7 +120,7 @@ def parse_upload_key(key: str) -> UploadKey:
 
 
 class Storage:
-    def __init__(self, settings: Settings | None = None, client: Any = None):
+    def __init__(self, settings: ProgramSettings | None = None, client: Any = None):
         self.settings = settings or get_settings()
         if client is None:
             from services.core.aws import client as aws_client

@@ -1,16 +1,14 @@
 """Embedder, the `embed` stage's work: an analysed item's text → Voyage (or the local embedder) → `ready`.
 
-The text embedded is the item's title, description, category, tags, colours and visible text;
-reembed.py uses the same text, so a re-embedding gives what a fresh run would.
+The text embedded is services/core/item_text.py's: the api (an edit's text hash), reembed.py and
+this stage use the same text, so a re-embedding gives what a fresh run would.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import Connection, Row, select, update
 
@@ -19,30 +17,11 @@ from services.core.ai import Embedder, ModelOutputRejected, get_embedder
 from services.core.contracts import EventBridgeEvent, ItemEdited
 from services.core.database import connection_scope
 from services.core.events import EventPublisher
+from services.core.item_text import embedding_text, text_sha256
 from services.core.stage_runner import Claim, Done, Failure, StageWork
 from services.core.tables import ItemStatus, items
 
 log = logging.getLogger(__name__)
-
-
-def embedding_text(item: Any) -> str:
-    """What the vector stands for: every descriptive field, labelled, one per line. `item`: a row of the
-    items table (the stages) or an ORM Item (the API's edits, reembed.py)."""
-    lines = [
-        item.title or "",
-        item.description or "",
-        f"Category: {item.category}" if item.category else "",
-        f"Tags: {', '.join(item.tags)}" if item.tags else "",
-        f"Colours: {', '.join(item.colors)}" if item.colors else "",
-        f"Text in the image: {item.visible_text}" if item.visible_text else "",
-    ]
-    text = "\n".join(line for line in lines if line)
-    return text or item.filename  # never empty: an item always has a filename
-
-
-def text_sha256(item: Any) -> str:
-    """Names the text an embedding stands for (ItemEdited carries it)."""
-    return hashlib.sha256(embedding_text(item).encode()).hexdigest()
 
 
 class ItemEmbedder(StageWork):

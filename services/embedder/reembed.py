@@ -16,8 +16,8 @@ from sqlalchemy import func, select, update
 
 from services.core.ai import Embedder, get_embedder
 from services.core.database import session_scope
+from services.core.item_text import embedding_text
 from services.core.models import Item, ItemStatus
-from services.embedder.logic import embedding_text
 
 log = logging.getLogger(__name__)
 

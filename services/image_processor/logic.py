@@ -45,7 +45,7 @@ from services.core import pipeline_store as store
 from services.core.contracts import Detail, EventBridgeEvent, S3ObjectCreated
 from services.core.database import connection_scope
 from services.core.events import EventPublisher
-from services.core.settings import Settings, get_settings
+from services.core.settings import ProgramSettings, get_settings
 from services.core.stage_runner import Claim, Done, Failure, StageBusy, StageRunner, StageWork
 from services.core.storage import (
     FORMAT_TYPES,
@@ -76,7 +76,7 @@ class ImageProcessor(StageWork):
 
     def __init__(
         self,
-        settings: Settings | None = None,
+        settings: ProgramSettings | None = None,
         storage: Storage | None = None,
         publisher: EventPublisher | None = None,
     ):
@@ -174,9 +174,7 @@ class ImageProcessor(StageWork):
                 sha256=sha256,
             )
         except ImageRejected as error:
-            if error.detail:
-                log.info("item %s: %s (%s)", item.id, error, error.detail)  # Pillow's words stay in the log
-            return Failure(str(error))
+            return Failure(str(error), detail=error.detail)  # Pillow's words stay in the log
         if image.format != declared:
             return Failure(_type_mismatch(image.format, item.content_type))
 

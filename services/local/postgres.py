@@ -65,8 +65,19 @@ class EmbeddedPostgres:
         except (FileNotFoundError, ValueError, ProcessLookupError):
             return False
         except PermissionError:  # running as another user (pgserver's, under root): it exists
-            return True
-        return True
+            pass
+        return not _zombie(pid)
+
+
+def _zombie(pid: int, proc: Path = Path("/proc")) -> bool:
+    """A dead process its parent has not reaped yet still answers kill(pid, 0). The postmaster is
+    reparented to PID 1, and an init that never reaps (a bare container's) would keep it so forever."""
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+    except OSError:  # no /proc (macOS): kill(pid, 0) is all there is
+        return False
+    # "pid (comm) state ...": comm may hold spaces and parentheses, so read after the last ")".
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def watch(alive: Callable[[], bool], on_death: Callable[[], None], interval_s: float = 2.0) -> threading.Event:

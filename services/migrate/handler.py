@@ -1,6 +1,7 @@
 """Lambda entry point of the migrate function: applies the Alembic migrations (invoked on deploy).
 
-Returns the revision the database is at afterwards, so the deploy can log and check it.
+Returns the revision the database is at afterwards, so the deploy can log and check it, and the
+database's max_connections (a warning when it is below the catalog's connection budget).
 
 On the first deploy the function can run before the database takes connections: RDS Proxy's
 target is registered by the AWS provider without waiting for it to become AVAILABLE
@@ -73,6 +74,31 @@ def wait_for_database(
             sleep(RETRY_INTERVAL_S)
 
 
+def connection_limit(url: str) -> int:
+    """The database's max_connections, checked against the catalog's budget after each migration.
+
+    The program sets it in the instance's parameter group, but it is a static parameter: an instance
+    that existed before keeps its old limit until it is rebooted (README, "Connection budget"), and an
+    external database is the operator's. Below the budget, the reserved concurrencies no longer fit."""
+    from sqlalchemy import create_engine, pool, text
+
+    from services import catalog
+    from services.core.database import normalize_url
+
+    engine = create_engine(normalize_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            limit = int(conn.execute(text("SHOW max_connections")).scalar_one())
+    finally:
+        engine.dispose()
+    if limit < catalog.DATABASE_MAX_CONNECTIONS:
+        logger.warning(
+            "max_connections is below the connection budget: reboot the instance to apply its parameter group",
+            extra={"max_connections": limit, "budget": catalog.DATABASE_MAX_CONNECTIONS},
+        )
+    return limit
+
+
 def _wait_budget(context: Any) -> float:
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is None:
@@ -91,4 +117,4 @@ def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
     migrations.upgrade(url)
     after = migrations.current(url)
     logger.info("migrations applied", extra={"from": before, "to": after})
-    return {"revision": after, "previous": before, "changed": before != after}
+    return {"revision": after, "previous": before, "changed": before != after, "max_connections": connection_limit(url)}

@@ -60,7 +60,7 @@ def _print_summary(names: list[str]) -> None:
         if path.exists():
             lines += json.loads(path.read_text()).get("summary", [])
     if lines:
-        print("\n## Targets (issue 12): today measured again beside now\n")
+        print("\n## Targets: each issue's 'today' measured again beside now\n")
         print(_table(lines))
 
 

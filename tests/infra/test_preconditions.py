@@ -163,12 +163,3 @@ def test_the_program_checks_the_account_before_anything_else(program, monkeypatc
     with pytest.raises(PreconditionError, match="account's Lambda concurrency in eu-west-1 is 10"):
         program("dev", account=AccountConcurrency(limit=10, unreserved=10))
     assert registered in ([], ["pulumi:pulumi:Stack"])  # the root stack only: no AWS resource
-
-
-def test_the_connection_budget_is_the_smallest_database_the_stacks_use():
-    """services/catalog.py sizes the model stages' reserved concurrency from DATABASE_MAX_CONNECTIONS:
-    it must be RDS's default max_connections of the smallest instance class any stack configures."""
-    from infra.components.monitoring import INSTANCE_MEMORY_GIB
-
-    smallest = min(INSTANCE_MEMORY_GIB[config_of(stack).database.instance_class] for stack in ("dev", "prod"))
-    assert int(min(smallest * 2**30 / 9531392, 5000)) == catalog.DATABASE_MAX_CONNECTIONS

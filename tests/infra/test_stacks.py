@@ -44,7 +44,8 @@ COMMON = {
     "aws:s3/bucketObjectv2:BucketObjectv2": len(app_files()) + 1,  # + config.json
     "aws:cloudwatch/eventBus:EventBus": 1, "aws:sqs/queue:Queue": 1,
     "aws:cognito/userPool:UserPool": 1, "aws:cognito/userPoolClient:UserPoolClient": 1,
-    "aws:rds/instance:Instance": 1, "aws:lambda/invocation:Invocation": 1, "aws:ec2/vpcEndpoint:VpcEndpoint": 1,
+    "aws:rds/instance:Instance": 1, "aws:rds/parameterGroup:ParameterGroup": 1,  # max_connections: the budget
+    "aws:lambda/invocation:Invocation": 1, "aws:ec2/vpcEndpoint:VpcEndpoint": 1,
     "aws:ecr/repository:Repository": 0, "docker:index/remoteImage:RemoteImage": 0,
     "docker:index/registryImage:RegistryImage": 0,
 }
@@ -337,7 +338,7 @@ def test_alarms_cover_throttles_spillover_event_delivery_and_database(program):
         1 for f in catalog.FUNCTIONS for t in f.triggers if t.kind in ("s3", "schedule"))
     connections = alarms["collections-prod-db-connections"]
     assert (connections["namespace"], connections["metricName"]) == ("AWS/RDS", "DatabaseConnections")
-    assert connections["threshold"] == int(min(16 * 2**30 / 9531392, 5000) * 0.7)  # db.r7g.large, 16 GiB
+    assert connections["threshold"] == int(catalog.DATABASE_MAX_CONNECTIONS * 0.7)  # the max_connections the group sets
     outputs = run.outputs["services"]
     assert "collections-prod-api-pc-spillover" in outputs["api"]["alarm_names"]  # a shift watches it
     (dashboard,) = run.of_type("aws:cloudwatch/dashboard:Dashboard")

@@ -69,6 +69,33 @@ def test_model_stages_reserved_concurrency_comes_from_the_connection_budget():
     assert reserved <= catalog.DATABASE_MAX_CONNECTIONS - catalog.CONNECTIONS_KEPT
 
 
+def test_the_connections_kept_match_what_they_keep_them_for():
+    """CONNECTIONS_KEPT names its parts: RDS's reserved slots (superuser_reserved_connections 3 and
+    rds.rds_superuser_reserved_connections 2), cleanup and migrate at their reservations, operators."""
+    assert catalog.RDS_RESERVED_CONNECTIONS == 3 + 2
+    kept_for = sum(catalog.function(name).reserved_concurrency for name in ("cleanup", "migrate"))
+    assert kept_for * catalog.CONNECTIONS_PER_INSTANCE == catalog.CLEANUP_AND_MIGRATE_CONNECTIONS
+    assert catalog.CONNECTIONS_KEPT == (catalog.RDS_RESERVED_CONNECTIONS + catalog.CLEANUP_AND_MIGRATE_CONNECTIONS
+                                        + catalog.OPERATOR_CONNECTIONS)
+    # The figures README.md ("Connection budget and reserved concurrency") states.
+    assert (catalog.DATABASE_MAX_CONNECTIONS, catalog.CONNECTIONS_KEPT, catalog.MODEL_STAGE_CONNECTIONS,
+            catalog.model_stage_concurrency()) == (80, 16, 32, 5)
+    assert (catalog.IMAGE_PROCESSOR_CONNECTIONS, catalog.image_processor_concurrency()) == (16, 5)
+
+
+def test_every_stage_uploads_scale_has_a_reserved_concurrency_within_its_share():
+    """A burst of uploads scales the image processor and the model stages; each is bounded, and together
+    with cleanup and migrate they leave a quarter of the shared connections to the API."""
+    for function in {stage.function for stage in catalog.STAGES}:
+        assert catalog.function(function).reserved_concurrency, function
+    processor = catalog.function("image_processor").reserved_concurrency
+    assert processor * catalog.CONNECTIONS_PER_INSTANCE <= catalog.IMAGE_PROCESSOR_CONNECTIONS
+    shared = catalog.DATABASE_MAX_CONNECTIONS - catalog.CONNECTIONS_KEPT
+    stages = sum(catalog.function(name).reserved_concurrency for name in (*catalog.MODEL_STAGE_FUNCTIONS,
+                                                                           "image_processor"))
+    assert shared - stages * catalog.CONNECTIONS_PER_INSTANCE >= shared // 4
+
+
 def test_the_budgets_pool_sizes_are_the_settings_defaults():
     from services.core.settings import Settings
 

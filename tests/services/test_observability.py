@@ -179,3 +179,29 @@ def test_the_api_handler_answers_through_the_whole_decorator_on_lambda(monkeypat
     assert first["statusCode"] == second["statusCode"] == 404
     names = [m["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"] for m in emf_lines(capsys.readouterr().out)]
     assert names == ["ColdStart"]
+
+
+def test_a_first_invocation_that_fails_is_still_the_cold_start(cleanup_on_lambda, monkeypatch, capsys):
+    """ColdStart counts the process's first invocation whatever its outcome, and only that one."""
+    import services.cleanup.logic
+
+    handler, stream = cleanup_on_lambda
+    event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+    succeed = services.cleanup.logic.run
+
+    def fail(dry_run: bool) -> dict:
+        raise RuntimeError("the database is down")
+
+    monkeypatch.setattr(services.cleanup.logic, "run", fail)
+    with pytest.raises(RuntimeError, match="the database is down"):
+        handler(event, FakeLambdaContext("first"))
+    first = [m["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"] for m in emf_lines(capsys.readouterr().out)]
+    assert first == ["ColdStart"]
+
+    monkeypatch.setattr(services.cleanup.logic, "run", succeed)
+    handler(event, FakeLambdaContext("second"))
+    handler(event, FakeLambdaContext("third"))
+    assert emf_lines(capsys.readouterr().out) == []  # the second invocation is not a cold start
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["function_request_id"], line["cold_start"]) for line in lines if line["name"] == "cleanup"] == [
+        ("second", False), ("third", False)]

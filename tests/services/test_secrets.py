@@ -97,12 +97,31 @@ def rotating_engine(db_url, settings, monkeypatch):
     def recording_connect(*cargs, **cparams):
         connects.append(cparams)
         if cparams.get("password") in refused:
-            raise engine.dialect.loaded_dbapi.OperationalError("password authentication failed")
+            raise engine.dialect.loaded_dbapi.OperationalError(AUTH_FAILED)
         return original(*cargs, **cparams)
 
     monkeypatch.setattr(engine.dialect, "connect", recording_connect)
     yield engine, arn, connects, refused
     engine.dispose()
+
+
+# What psycopg 3 raises when the server refuses a password: no SQLSTATE, the server's message (psycopg#1188).
+AUTH_FAILED = ('connection failed: connection to server at "10.0.0.7", port 5432 failed: '
+               'FATAL:  password authentication failed for user "collections"')
+
+
+@pytest.fixture
+def secret_reads(monkeypatch) -> list[bool]:
+    """The database secret's reads, as their force_fetch flags (True: past the cache)."""
+    reads: list[bool] = []
+    original = secrets.secret_json
+
+    def recording(secret_arn, settings=None, *, force_fetch=False):  # noqa: ANN001
+        reads.append(force_fetch)
+        return original(secret_arn, settings, force_fetch=force_fetch)
+
+    monkeypatch.setattr(secrets, "secret_json", recording)
+    return reads
 
 
 def _connect_once(engine) -> None:
@@ -132,9 +151,73 @@ def test_a_refused_cached_password_is_read_again_at_once(rotating_engine, db_url
     assert [c["password"] for c in connects] == ["password-one", "password-one", "password-two"]
 
 
-def test_a_refused_connection_with_an_unchanged_secret_is_an_error(rotating_engine):
+def test_a_refused_connection_with_an_unchanged_secret_is_an_error(rotating_engine, secret_reads):
     engine, _, connects, refused = rotating_engine
     refused.add("password-one")
     with pytest.raises(Exception, match="password authentication failed"):
         _connect_once(engine)
     assert len(connects) == 1
+    assert secret_reads == [False, True]  # the cached value, then one read past the cache
+
+
+def test_an_authentication_failure_reads_the_secret_again_once(rotating_engine, db_url, secret_reads):
+    engine, arn, connects, refused = rotating_engine
+    _connect_once(engine)  # the secret is cached
+    rotate(arn, json.dumps({"url": _url_with_password(db_url, "password-two")}))
+    refused.add("password-one")
+    engine.dispose()
+    secret_reads.clear()
+    _connect_once(engine)
+    assert secret_reads == [False, True]  # the cached value, refused; then once past the cache
+    assert [c["password"] for c in connects] == ["password-one", "password-one", "password-two"]
+
+
+def _unreachable() -> list[Exception]:
+    import psycopg
+
+    return [
+        psycopg.OperationalError('connection failed: connection to server at "10.0.0.7", port 5432 failed: '
+                                 "Connection refused\n\tIs the server running on that host and accepting TCP/IP "
+                                 "connections?"),
+        psycopg.errors.ConnectionTimeout("connection timeout expired"),
+        psycopg.OperationalError("connection failed: server closed the connection unexpectedly"),
+        psycopg.errors.TooManyConnections("sorry, too many clients already"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(_unreachable())))
+def test_a_connection_that_fails_otherwise_does_not_read_the_secret_again(rotating_engine, secret_reads,
+                                                                           monkeypatch, index):
+    engine, _, connects, _ = rotating_engine
+    failure = _unreachable()[index]
+
+    def unreachable(*cargs, **cparams):
+        connects.append(cparams)
+        raise failure
+
+    monkeypatch.setattr(engine.dialect, "connect", unreachable)
+    with pytest.raises(Exception) as raised:
+        _connect_once(engine)
+    assert raised.value.orig is failure
+    assert secret_reads == [False] and len(connects) == 1  # one attempt, the cached secret only
+
+
+def test_what_counts_as_an_authentication_failure():
+    import psycopg
+
+    assert database.is_auth_failure(psycopg.OperationalError(AUTH_FAILED))
+    assert database.is_auth_failure(psycopg.errors.InvalidPassword("refused"))  # a SQLSTATE, when there is one
+    assert database.is_auth_failure(psycopg.errors.InvalidAuthorizationSpecification("refused"))
+    assert database.is_auth_failure(psycopg.OperationalError('FATAL:  role "collections_clone" does not exist'))
+    # RDS Proxy's own texts (RDS User Guide, "Troubleshooting for RDS Proxy", RDS for PostgreSQL), wrapped as
+    # psycopg 3 wraps a failed connect.
+    assert database.is_auth_failure(psycopg.OperationalError(
+        'connection failed: connection to server at "10.0.0.5", port 5432 failed: FATAL:  The password that was '
+        "provided for the role collections is wrong."))
+    assert database.is_auth_failure(psycopg.OperationalError(
+        'connection failed: connection to server at "10.0.0.5", port 5432 failed: FATAL:  This RDS proxy has no '
+        "credentials for the role collections. Check the credentials for this role and try again."))
+    # A network rule: a fresh secret cannot fix it, so it is not read again on every attempt.
+    assert not database.is_auth_failure(psycopg.OperationalError(
+        'connection failed: FATAL:  no pg_hba.conf entry for host "10.0.0.9", user "collections", database "c"'))
+    assert not any(database.is_auth_failure(error) for error in _unreachable())

@@ -157,3 +157,113 @@ def test_the_pending_timeout_defaults_to_its_floor_and_refuses_less(monkeypatch)
     monkeypatch.delenv("COLLECTIONS_PENDING_TIMEOUT_MINUTES")
     monkeypatch.setenv("COLLECTIONS_STAGE_LEASE_S", "7200")
     assert Settings(_env_file=None).pending_timeout_minutes == catalog.pending_timeout_floor_minutes(7200) > floor
+
+
+# --- get_settings(): the running function's own class on Lambda --------------------------------
+# A value for every variable any function requires on AWS (the first of each group).
+REQUIRED_VALUES = {
+    "COLLECTIONS_DATABASE_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:db",
+    "COLLECTIONS_BUCKET": "collections-test-bucket",
+    "COLLECTIONS_EVENT_BUS": "collections-test-bus",
+    "COLLECTIONS_COGNITO_USER_POOL_ID": "us-east-1_test",
+    "COLLECTIONS_COGNITO_CLIENT_ID": "client",
+    "COLLECTIONS_VOYAGE_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:voyage",
+    "COLLECTIONS_ANTHROPIC_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:anthropic",
+    "COLLECTIONS_METRICS_NAMESPACE": "Collections/test",
+}
+FUNCTIONS = ["api", "image_processor", "analyzer", "embedder", "cleanup", "migrate"]
+
+
+@pytest.fixture
+def settings_caches():
+    from services.core.settings import get_settings, settings_for
+
+    get_settings.cache_clear()
+    settings_for.cache_clear()
+    yield
+    get_settings.cache_clear()
+    settings_for.cache_clear()
+
+
+@pytest.fixture
+def on_lambda(monkeypatch, settings_caches):
+    """A Lambda environment with every required variable; returns a function to record the running one."""
+    from services.core import environment
+
+    assert set(REQUIRED_VALUES) == {group[0] for groups in environment.REQUIRED_ON_AWS.values() for group in groups}
+    for name, value in {**LAMBDA_ENV, **REQUIRED_VALUES}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(environment, "_current_function", None)
+    return environment.set_current_function
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_on_lambda_get_settings_is_the_functions_own_class(function, on_lambda):
+    from services.core.settings import FUNCTION_SETTINGS, get_settings
+
+    on_lambda(function)
+    assert type(get_settings()) is FUNCTION_SETTINGS[function]
+    assert get_settings() is get_settings()
+
+
+def test_on_lambda_a_setting_outside_the_functions_class_is_an_attribute_error(on_lambda):
+    from services.core.settings import get_settings
+
+    on_lambda("embedder")
+    assert get_settings().event_bus == "collections-test-bus"
+    with pytest.raises(AttributeError, match="bucket"):
+        get_settings().bucket  # noqa: B018  (the embedder has no bucket: no silent collections-local)
+
+
+def test_on_lambda_without_a_recorded_function_get_settings_refuses(on_lambda):
+    from services.core.settings import UnknownFunction, get_settings
+
+    with pytest.raises(UnknownFunction, match=r"for_function\(name\)"):
+        get_settings()
+
+
+def test_off_lambda_get_settings_is_every_setting(monkeypatch, settings_caches):
+    from services.core import environment
+    from services.core.settings import get_settings
+
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    monkeypatch.setattr(environment, "_current_function", "embedder")
+    assert type(get_settings()) is Settings
+
+
+def test_only_catalog_functions_are_recorded():
+    from services.core import environment
+
+    with pytest.raises(KeyError, match="'reporting' is not a function of the catalog"):
+        environment.set_current_function("reporting")
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_a_handler_records_its_function_before_anything_reads_settings(function, tmp_path):
+    """What Lambda runs: the handler module's import (the api's reads settings at once), then the code
+    its first event imports (a stage's work; the migrations' schema), then settings as that code gets them."""
+    import os
+    import subprocess
+    import sys
+
+    from services import catalog
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COLLECTIONS_", "DATABASE_URL", "AWS_"))}
+    env.update({**REQUIRED_VALUES, "AWS_LAMBDA_FUNCTION_NAME": f"collections-test-{function}-blue",
+                "AWS_REGION": "us-east-1", "PYTHONPATH": str(root)})
+    first_event = [s.work.rsplit(".", 1)[0] for s in catalog.STAGES if s.function == function]
+    first_event += ["services.core.models"]
+    script = (
+        "import importlib\n"
+        f"importlib.import_module({catalog.function(function).module!r})\n"
+        f"for module in {first_event!r}:\n"
+        "    importlib.import_module(module)\n"
+        "from services.core.settings import get_settings\n"
+        "print(type(get_settings()).__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    from services.core.settings import FUNCTION_SETTINGS
+
+    assert result.stdout.strip().splitlines()[-1] == FUNCTION_SETTINGS[function].__name__

@@ -18,6 +18,7 @@ from services.api.schemas import ItemDetail, ItemOut, ItemPage, ItemPatch
 from services.core import retry
 from services.core.contracts import ItemEdited
 from services.core.events import PublishError
+from services.core.item_text import text_sha256
 from services.core.models import ItemStatus
 
 router = APIRouter(prefix="/items", tags=["items"])
@@ -70,8 +71,6 @@ def update_item(
     item = get_visible(session, user.sub, item_id, for_update=True)
     if item is None:
         raise not_found()
-    from services.embedder.logic import text_sha256
-
     before = text_sha256(item)
     for name, value in changes.items():
         setattr(item, name, list(dict.fromkeys(value)) if name == "tags" else value)

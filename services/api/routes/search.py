@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends
 
 from services.api import limits
 from services.api.deps import CurrentUser, EmbedderDep, SessionDep, SettingsDep, SignerDep, threaded
-from services.api.errors import AUTHENTICATED, ApiError, error_responses, not_found, retry_later
+from services.api.errors import AUTHENTICATED, ApiError, error_responses, not_found, search_unavailable
 from services.api.params import CommonFilters, K, search_query
 from services.api.presenters import search_hit
 from services.api.queries import embedding_of, nearest
@@ -41,7 +41,12 @@ def search(
         vector = embedder.embed_query(q)
     except EmbedderUnavailable as error:
         log.warning("search unavailable: the query could not be embedded: %s", error)
-        raise retry_later(503, "search is unavailable right now; try again shortly", error.retry_after_s or 5) from None
+        raise search_unavailable(error.retry_after_s or 5) from None
+    except Exception:
+        # Anything else from the provider (a refused key, an answer we cannot read) is not the caller's
+        # fault and not our bug: the same 503 for them, the provider's text in one log record for us.
+        log.exception("search unavailable: the query embedder failed")
+        raise search_unavailable() from None
     hits = nearest(session, user.sub, vector, k, filters)
     return SearchResults(items=[search_hit(item, d, signer) for item, d in hits], model=embedder.model)
 

@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from services.core.settings import Settings, get_settings
+from services.core.settings import ProgramSettings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +103,15 @@ class Embedder(Protocol):
 # One adapter per process, settings and key: a Lambda container reuses its HTTP connections, and the
 # "no key" warning is said once, not on every event. The key is looked up on every use (from the
 # environment, or the secret cached for COLLECTIONS_SECRETS_MAX_AGE_S): a rotated key builds a new adapter.
-_built: dict[str, tuple[Settings, str | None, Any]] = {}
+_built: dict[str, tuple[ProgramSettings, str | None, Any]] = {}
 
 
-def _once(kind: str, settings: Settings | None, build: Any) -> Any:
+def _once(kind: str, settings: ProgramSettings | None, key_of: Any, build: Any) -> Any:
     settings = settings or get_settings()
-    key = _KEYS[kind](settings)
+    key = key_of(settings=settings)  # by keyword: tests/services/test_function_settings_reads.py follows it
     cached = _built.get(kind)
     if cached is None or cached[0] is not settings or cached[1] != key:
-        cached = _built[kind] = (settings, key, build(settings, key))
+        cached = _built[kind] = (settings, key, build(settings=settings, key=key))
     return cached[2]
 
 
@@ -120,17 +120,17 @@ def forget_adapters() -> None:
     _built.clear()
 
 
-def get_embedder(settings: Settings | None = None) -> Embedder:
+def get_embedder(settings: ProgramSettings | None = None) -> Embedder:
     """Voyage when a key is configured (VOYAGE_API_KEY or the secret), else the local stand-in."""
-    return _once("embedder", settings, _build_embedder)
+    return _once("embedder", settings, _voyage_key, _build_embedder)
 
 
-def get_analyzer(settings: Settings | None = None) -> Analyzer:
+def get_analyzer(settings: ProgramSettings | None = None) -> Analyzer:
     """Claude when a key is configured (ANTHROPIC_API_KEY or the secret), else the local stand-in."""
-    return _once("analyzer", settings, _build_analyzer)
+    return _once("analyzer", settings, _anthropic_key, _build_analyzer)
 
 
-def _api_key(direct: SecretStr | None, secret_arn: str | None, settings: Settings) -> str | None:
+def _api_key(direct: SecretStr | None, secret_arn: str | None, settings: ProgramSettings) -> str | None:
     """The key from the environment, else from Secrets Manager (on AWS); None when neither is set."""
     if direct is None and secret_arn:
         from services.core.secrets import secret_string
@@ -139,13 +139,18 @@ def _api_key(direct: SecretStr | None, secret_arn: str | None, settings: Setting
     return direct.get_secret_value() if direct is not None and direct.get_secret_value() else None
 
 
-_KEYS = {
-    "embedder": lambda settings: _api_key(settings.voyage_api_key, settings.voyage_secret_arn, settings),
-    "analyzer": lambda settings: _api_key(settings.anthropic_api_key, settings.anthropic_secret_arn, settings),
-}
+# One function per model, not a table: each model's settings are read only where its adapter is built, so
+# the api and the embedder need no Claude settings and the analyzer no Voyage ones (each function's class
+# has only its own: tests/services/test_function_settings_reads.py).
+def _voyage_key(settings: ProgramSettings) -> str | None:
+    return _api_key(settings.voyage_api_key, settings.voyage_secret_arn, settings)
 
 
-def _build_embedder(settings: Settings, key: str | None) -> Embedder:
+def _anthropic_key(settings: ProgramSettings) -> str | None:
+    return _api_key(settings.anthropic_api_key, settings.anthropic_secret_arn, settings)
+
+
+def _build_embedder(settings: ProgramSettings, key: str | None) -> Embedder:
     if key:
         from services.core.ai.voyage import VoyageEmbedder
 
@@ -156,7 +161,7 @@ def _build_embedder(settings: Settings, key: str | None) -> Embedder:
     return LocalEmbedder(settings.embedding_dimension)
 
 
-def _build_analyzer(settings: Settings, key: str | None) -> Analyzer:
+def _build_analyzer(settings: ProgramSettings, key: str | None) -> Analyzer:
     if key:
         from services.core.ai.claude import AnthropicAnalyzer
 

@@ -34,7 +34,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.core.ai import AnalysisResult, ImageAnalysis, ModelOutputRejected
-from services.core.settings import Settings
+from services.core.settings import ProgramSettings
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def encode_body(body: dict[str, Any]) -> bytes:
 
 
 class AnthropicAnalyzer:
-    def __init__(self, settings: Settings, api_key: str):
+    def __init__(self, settings: ProgramSettings, api_key: str):
         import urllib3
 
         self.model = settings.analyzer_model

@@ -36,7 +36,7 @@ from array import array
 from collections.abc import Iterator
 
 from services.core.ai import EmbedderUnavailable, ModelOutputRejected
-from services.core.settings import Settings
+from services.core.settings import ProgramSettings
 
 MAX_TEXTS_PER_REQUEST = 1000
 # The smallest per-request token limit among current models is 120K; stay well below it.
@@ -94,7 +94,7 @@ def request_batches(
 
 
 class VoyageEmbedder:
-    def __init__(self, settings: Settings, api_key: str):
+    def __init__(self, settings: ProgramSettings, api_key: str):
         import urllib3
 
         self.model = settings.embedding_model

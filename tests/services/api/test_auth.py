@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 
 import boto3
 import jwt
@@ -15,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from services.core import auth
 from services.core.auth import AuthError, JwksCache, TokenVerifier, bearer_token, principal_from_authorizer
 
 
@@ -184,6 +186,7 @@ def _token(key, kid: str, **claims) -> str:
         "client_id": "web",
         "token_use": "access",
         "exp": now + 60,
+        "jti": uuid.uuid4().hex,  # each call a different token (the verified-token cache keys on the text)
         **claims,
     }
     return jwt.encode(body, key, algorithm="RS256", headers={"kid": kid})
@@ -242,6 +245,118 @@ def test_unreachable_jwks_is_a_401_not_a_crash(keys):
     verifier = TokenVerifier("https://issuer", "web", JwksCache("http://jwks", 3600, fetch=broken))
     with pytest.raises(AuthError, match="could not be loaded"):
         verifier.verify(_token(keys["k1"], "k1"))
+
+
+# --- the verified-token cache ----------------------------------------------------------------------
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _counting_verifier(fake: FakeJwks, clock: Clock, client_id: str = "web") -> tuple[TokenVerifier, list[str]]:
+    verifier = TokenVerifier("https://issuer", client_id, JwksCache("http://jwks", 3600, fetch=fake.fetch), clock=clock)
+    checked: list[str] = []
+    full_check = verifier._verify
+
+    def counting(token: str):
+        checked.append(token)
+        return full_check(token)
+
+    verifier._verify = counting  # type: ignore[method-assign]
+    return verifier, checked
+
+
+def test_a_verified_token_is_checked_in_full_once_within_the_cache_time(keys):
+    clock = Clock()
+    verifier, checked = _counting_verifier(FakeJwks(_jwks(("k1", keys["k1"]))), clock)
+    token = _token(keys["k1"], "k1")
+    assert {verifier.verify(token).sub for _ in range(5)} == {"user-1"}
+    assert len(checked) == 1
+    clock.now += auth.VERIFIED_TOKEN_CACHE_S + 1
+    assert verifier.verify(token).sub == "user-1"
+    assert len(checked) == 2
+
+
+def test_a_cached_token_is_checked_again_once_its_exp_passes(keys):
+    clock = Clock()
+    verifier, checked = _counting_verifier(FakeJwks(_jwks(("k1", keys["k1"]))), clock)
+    token = _token(keys["k1"], "k1", exp=int(clock.now) + 5)  # expires before the cache time would end
+    verifier.verify(token)
+    clock.now += 6
+    verifier.verify(token)  # still inside PyJWT's leeway, but checked again: the cache stops at exp
+    assert len(checked) == 2
+
+
+def test_a_refused_token_is_never_remembered(keys):
+    clock = Clock()
+    verifier, checked = _counting_verifier(FakeJwks(_jwks(("k1", keys["k1"]))), clock)
+    token = _token(keys["k1"], "k1", client_id="other-app")
+    for _ in range(3):
+        with pytest.raises(AuthError, match="another app client"):
+            verifier.verify(token)
+    assert len(checked) == 3
+
+
+def test_the_cache_is_bounded_and_forgets_the_least_recently_used(keys, monkeypatch):
+    monkeypatch.setattr(auth, "VERIFIED_TOKEN_CACHE_SIZE", 2)
+    clock = Clock()
+    verifier, checked = _counting_verifier(FakeJwks(_jwks(("k1", keys["k1"]))), clock)
+    first, second, third = (_token(keys["k1"], "k1") for _ in range(3))
+    for token in (first, second, first, third):  # third pushes out second, the least recently used
+        verifier.verify(token)
+    assert len(checked) == 3
+    verifier.verify(first)
+    assert len(checked) == 3
+    verifier.verify(second)
+    assert len(checked) == 4
+
+
+@pytest.mark.parametrize("suffix", ["!", "!!!!", "==", "\n", " "])
+def test_a_token_has_one_spelling(keys, suffix):
+    """Characters outside base64url, or padding, are refused before the cache is asked: otherwise one
+    valid token could be sent in many spellings, each taking a place in the cache."""
+    clock = Clock()
+    verifier, checked = _counting_verifier(FakeJwks(_jwks(("k1", keys["k1"]))), clock)
+    token = _token(keys["k1"], "k1")
+    verifier.verify(token)
+    with pytest.raises(AuthError, match="malformed"):
+        verifier.verify(token + suffix)
+    assert len(checked) == 1
+
+
+def test_a_token_inside_the_leeway_after_exp_is_accepted_but_not_remembered(keys):
+    clock = Clock()
+    verifier, checked = _counting_verifier(FakeJwks(_jwks(("k1", keys["k1"]))), clock)
+    token = _token(keys["k1"], "k1", exp=int(clock.now) - 5)  # expired 5 s ago; PyJWT's leeway is 30 s
+    verifier.verify(token)
+    verifier.verify(token)
+    assert len(checked) == 2
+
+
+def test_a_remembered_principals_claims_are_read_only(keys):
+    verifier, _ = _counting_verifier(FakeJwks(_jwks(("k1", keys["k1"]))), Clock())
+    token = _token(keys["k1"], "k1")
+    with pytest.raises(TypeError):
+        verifier.verify(token).claims["sub"] = "someone-else"  # type: ignore[index]
+    assert verifier.verify(token).claims["sub"] == "user-1"
+
+
+def test_a_cached_token_is_another_token_only_if_byte_identical(keys):
+    clock = Clock()
+    verifier, _ = _counting_verifier(FakeJwks(_jwks(("k1", keys["k1"]))), clock)
+    token = _token(keys["k1"], "k1")
+    verifier.verify(token)
+    header, payload, signature = token.split(".")
+    forged = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    forged["sub"] = "someone-else"
+    tampered = ".".join(
+        [header, base64.urlsafe_b64encode(json.dumps(forged).encode()).rstrip(b"=").decode(), signature]
+    )
+    with pytest.raises(AuthError, match="signature is invalid"):
+        verifier.verify(tampered)
 
 
 # --- API Gateway authorizer claims ------------------------------------------------------------

@@ -130,6 +130,10 @@ def test_filters_and_pagination_compose(client, owner_headers, catalogue):
         ({"limit": "ten"}, 422, "limit"),
         ({"cursor": "not-a-cursor"}, 400, "cursor is invalid"),
         ({"cursor": "W10"}, 400, "cursor is invalid"),  # valid base64 JSON, wrong shape
+        # ["2020-01-01T00:00:00+00:00", 5]: right shape, a number for the id (was a 500)
+        ({"cursor": "WyIyMDIwLTAxLTAxVDAwOjAwOjAwKzAwOjAwIiwgNV0"}, 400, "cursor is invalid"),
+        # [5, "00000000-0000-4000-8000-000000000000"]: a number for the time
+        ({"cursor": "WzUsICIwMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDAiXQ"}, 400, "cursor is invalid"),
         ({"status": "deleted"}, 422, "status"),
         ({"status": "sideways"}, 422, "status"),
         ({"q": "x" * 501}, 422, "at most 500"),
@@ -286,7 +290,7 @@ def recorded(app):
 def test_an_edit_of_a_searchable_item_asks_for_a_new_embedding(
     client, owner, owner_headers, make_item, recorded, status, change, published
 ):
-    from services.embedder.logic import text_sha256
+    from services.core.item_text import text_sha256
 
     item_id = make_item(owner, status=status, tags=["a"])
     assert client.patch(f"/items/{item_id}", headers=owner_headers, json=change).status_code == 200

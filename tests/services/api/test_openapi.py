@@ -5,8 +5,10 @@ really answers (500, our own bugs, aside)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -131,3 +133,40 @@ def test_error_statuses_declare_our_error_body_not_fastapis(client):
                     schema = response["content"]["application/json"]["schema"]
                     assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (method, path, status)
     assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+# --- the README's route table -------------------------------------------------------------------
+README = Path(__file__).resolve().parents[3] / "README.md"
+_ROW = re.compile(r"^\| `(GET|POST|PATCH|DELETE|PUT) ([^`?]+)(?:\?[^`]*)?` \|(.*)$")
+
+
+def _readme_rows() -> dict[tuple[str, str], str]:
+    text = README.read_text()
+    section = text[text.index("\n## HTTP API\n") :]
+    section = section[: section.index("\n## ", 1)]
+    rows = {}
+    for line in section.splitlines():
+        match = _ROW.match(line)
+        if match:
+            rows[(match[1], match[2])] = line
+    return rows
+
+
+def test_the_readme_route_table_is_the_openapi_document(app):
+    """Every operation of the schema has its row, with the schema's path, and each row names every query
+    parameter and request body field the operation takes; no row describes a route that does not exist."""
+    document = app.openapi()
+    rows = _readme_rows()
+    operations = {(method.upper(), path): op for path, ops in document["paths"].items() for method, op in ops.items()}
+    assert set(rows) == set(operations)
+    schemas = document["components"]["schemas"]
+    unnamed = {}
+    for key, op in operations.items():
+        names = [p["name"] for p in op.get("parameters", []) if p["in"] == "query"]
+        body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+        if body:
+            names += list(schemas[body["$ref"].rsplit("/", 1)[1]]["properties"])
+        missing = [name for name in names if not re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", rows[key])]
+        if missing:
+            unnamed[key] = missing
+    assert unnamed == {}

@@ -4,6 +4,7 @@ never while it runs or after it was stopped on purpose; `alive()` reads the real
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from services.local.postgres import watch
 
@@ -34,3 +35,28 @@ def test_alive_reads_the_running_postmaster(pg, tmp_path):
 
     assert pg.alive()
     assert not EmbeddedPostgres(data_dir=tmp_path, _server=None).alive()  # no postmaster.pid
+
+
+def test_a_postmaster_that_died_but_was_not_reaped_is_dead(tmp_path):
+    """kill(pid, 0) succeeds on a zombie: a killed postmaster that nobody reaped must not look alive."""
+    import subprocess
+    import time
+
+    from services.local.postgres import EmbeddedPostgres
+
+    server = EmbeddedPostgres(data_dir=tmp_path, _server=None)
+    running = subprocess.Popen(["sleep", "30"])
+    exited = subprocess.Popen(["true"])  # our child: a zombie until we wait for it
+    try:
+        (tmp_path / "postmaster.pid").write_text(f"{running.pid}\n{tmp_path}\n")
+        assert server.alive()
+        deadline = time.monotonic() + 10
+        while "Z" not in (Path("/proc") / str(exited.pid) / "stat").read_text().rsplit(")", 1)[1][:3]:
+            assert time.monotonic() < deadline, "the child never exited"
+            time.sleep(0.05)
+        (tmp_path / "postmaster.pid").write_text(f"{exited.pid}\n{tmp_path}\n")
+        assert not server.alive()
+    finally:
+        running.kill()
+        running.wait()
+        exited.wait()

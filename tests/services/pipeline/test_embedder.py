@@ -88,7 +88,7 @@ def event_for(item) -> ImageAnalyzed:
 
 
 def test_voyage_embedding_is_stored_and_the_item_ready(voyage, embedder_for, fake_api, publisher, owner, env):
-    from services.embedder.logic import embedding_text
+    from services.core.item_text import embedding_text
 
     fake_api.script((200, embeddings_answer()))
     item = analyzed_item(owner)
@@ -242,6 +242,6 @@ def test_handler_with_a_key_uses_voyage(env, fake_api, owner, monkeypatch):
 
 
 def _text(item) -> str:
-    from services.embedder.logic import embedding_text
+    from services.core.item_text import embedding_text
 
     return embedding_text(item)

@@ -166,6 +166,23 @@ def test_bad_uploads_fail_with_a_reason_and_keep_the_original(processor, publish
     assert (event.DETAIL_TYPE, event.stage, event.reason) == ("ItemFailed", "process", item.failure_reason)
 
 
+def test_a_rejected_image_is_one_log_record_with_the_librarys_words_kept_off_the_item(
+    processor, owner, caplog
+):
+    data = _truncated_jpeg()
+    item = upload(owner, data, "truncated.jpg")
+    with caplog.at_level("DEBUG"):
+        processor.object_created(created(processor, item.original_key, len(data)))
+    item = load_item(item.id)
+    records = [r for r in caplog.records if r.name.startswith("services.") and str(item.id) in r.getMessage()]
+    assert len(records) == 1, [r.getMessage() for r in records]
+    (record,) = records
+    assert record.levelname == "WARNING" and item.failure_reason in record.getMessage()
+    pillow_words = record.getMessage().split(item.failure_reason, 1)[1]
+    assert pillow_words.strip(" ()"), "the library's own text is in the record"
+    assert pillow_words.strip(" ()") not in item.failure_reason
+
+
 def test_sixteen_bit_png_is_scaled_not_clipped(processor, owner):
     gradient = Image.linear_gradient("L").resize((512, 256)).convert("I")  # 0..255 across rows
     sixteen = gradient.point(lambda v: v * 257).convert("I;16")  # 0..65535

@@ -28,9 +28,26 @@ def test_migrate_handler_upgrades_to_head_and_is_repeatable(empty_database):
     head = ScriptDirectory.from_config(migrations.alembic_config(empty_database)).get_current_head()
 
     first = handler({}, None)
+    limit = first.pop("max_connections")
     assert first == {"revision": head, "previous": None, "changed": True}
     assert migrations.current(empty_database) == head
-    assert handler({}, None) == {"revision": head, "previous": head, "changed": False}
+    again = handler({}, None)
+    assert again == {"revision": head, "previous": head, "changed": False, "max_connections": limit}
+
+
+def test_migrate_reports_the_database_connection_limit_and_warns_below_the_budget(
+    empty_database, monkeypatch, caplog
+):
+    from services import catalog
+    from services.migrate.handler import connection_limit
+
+    with caplog.at_level("WARNING"):
+        limit = connection_limit(empty_database)
+    assert limit >= 1 and "below the connection budget" not in caplog.text
+    monkeypatch.setattr(catalog, "DATABASE_MAX_CONNECTIONS", limit + 1)
+    with caplog.at_level("WARNING"):
+        assert connection_limit(empty_database) == limit
+    assert "below the connection budget" in caplog.text
 
 
 def test_migrate_handler_without_a_database_says_what_to_set(monkeypatch):

@@ -50,7 +50,7 @@ def _edit(item_id, **changes):
 
 
 def _event(item) -> ItemEdited:
-    from services.embedder.logic import text_sha256
+    from services.core.item_text import text_sha256
 
     return ItemEdited(item_id=item.id, owner_id=item.owner_id, text_sha256=text_sha256(item))
 
