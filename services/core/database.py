@@ -124,7 +124,7 @@ def make_engine(url: str, settings: ProgramSettings | None = None) -> Engine:
         normalize_url(url),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,  # a frozen Lambda container wakes up with connections the server closed
+        pool_pre_ping=settings.db_pool_pre_ping,  # a frozen Lambda container wakes up with closed connections
         pool_recycle=300,
         # Bound parameters (titles, descriptions, 1024-d vectors) never reach a log or an error message.
         hide_parameters=True,

@@ -107,6 +107,11 @@ class _Database(_Base):
     # The schema's: services/core/models.py and the initial migration size the vector column with it at
     # import, in every function that has the database (the embedder and the api also size vectors with it).
     embedding_dimension: int = Field(default=1024, gt=0, le=16000, description="Vector size in the database.")
+    db_pool_pre_ping: bool = Field(
+        default=True,
+        description="Test each pooled connection before use (a thawed Lambda container's may be closed); "
+        "`make dev` turns it off: its local server's connections do not go stale, and it saves a round trip.",
+    )
     db_statement_timeout_ms: int = Field(
         default=10_000,
         ge=0,

@@ -204,7 +204,13 @@ def _dev_pool() -> dict[str, str]:
     from services import catalog
 
     workers = sum(1 for function in catalog.FUNCTIONS if function.triggers)
-    pool = {"COLLECTIONS_DB_POOL_SIZE": str(DEV_API_THREADS + workers), "COLLECTIONS_DB_MAX_OVERFLOW": "4"}
+    pool = {
+        "COLLECTIONS_DB_POOL_SIZE": str(DEV_API_THREADS + workers),
+        "COLLECTIONS_DB_MAX_OVERFLOW": "4",
+        # The embedded server's connections are not frozen and thawed as a Lambda container's are, and
+        # `make dev` stops when that server dies: a ping before every checkout would be a wasted round trip.
+        "COLLECTIONS_DB_POOL_PRE_PING": "false",
+    }
     return {key: value for key, value in pool.items() if key not in os.environ}
 
 

@@ -96,3 +96,18 @@ def test_make_dev_has_a_connection_for_every_thread_that_can_hold_one(monkeypatc
     pool = dev._dev_pool()
     worker_threads = sum(1 for function in catalog.FUNCTIONS if function.triggers)
     assert int(pool["COLLECTIONS_DB_POOL_SIZE"]) >= dev.DEV_API_THREADS + worker_threads
+
+
+def test_connections_are_pinged_before_use_except_on_make_devs_local_server(monkeypatch):
+    """On Lambda a thawed container's connections may have been closed by the server: ping first. The
+    dev server's local PostgreSQL keeps them (and `make dev` stops if it dies): no extra round trip."""
+    from services.core.database import make_engine
+    from services.core.settings import Settings
+    from services.local import dev
+
+    url = "postgresql://u:p@127.0.0.1:1/x"
+    assert make_engine(url, Settings(_env_file=None)).pool._pre_ping is True
+    monkeypatch.delenv("COLLECTIONS_DB_POOL_PRE_PING", raising=False)
+    for variable, value in dev._dev_pool().items():
+        monkeypatch.setenv(variable, value)
+    assert make_engine(url, Settings(_env_file=None)).pool._pre_ping is False
