@@ -305,6 +305,10 @@ class Function:
     name: str
     handler: str  # "module.path.attribute", importable from the package root
     description: str
+    # The groups of settings its code reads (services/core/settings.py SETTINGS_GROUPS builds the function's
+    # settings class from them, services/core/environment.py what it requires on AWS; a test proves the code
+    # reads nothing else). An unknown group name fails at import.
+    settings_groups: tuple[str, ...] = ("database",)
     triggers: tuple[Trigger, ...] = ()
     memory_mb: int = 512
     timeout_s: int = 30
@@ -350,6 +354,7 @@ FUNCTIONS: tuple[Function, ...] = (
         name="api",
         handler="services.api.handler.handler",
         description="HTTP API: items, uploads, search (FastAPI through Mangum)",
+        settings_groups=("database", "storage", "events", "uploads", "auth", "voyage", "imaging", "api"),
         triggers=(HttpTrigger(API_ROUTES),),
         memory_mb=1024,
         timeout_s=15,
@@ -370,6 +375,7 @@ FUNCTIONS: tuple[Function, ...] = (
         name="image_processor",
         handler="services.image_processor.handler.handler",
         description="Validates uploads, makes WebP thumbnails, records sha256 and dimensions",
+        settings_groups=("database", "storage", "events", "uploads", "imaging", "stages"),
         triggers=stage_triggers("image_processor"),
         memory_mb=2048,
         timeout_s=60,
@@ -389,6 +395,7 @@ FUNCTIONS: tuple[Function, ...] = (
         name="analyzer",
         handler="services.analyzer.handler.handler",
         description="Describes each image with Claude (structured output)",
+        settings_groups=("database", "storage", "events", "imaging", "claude", "stages"),
         triggers=stage_triggers("analyzer"),
         memory_mb=1024,
         timeout_s=120,
@@ -401,6 +408,7 @@ FUNCTIONS: tuple[Function, ...] = (
         name="embedder",
         handler="services.embedder.handler.handler",
         description="Embeds each analysis with Voyage AI into pgvector",
+        settings_groups=("database", "events", "voyage", "stages"),
         triggers=stage_triggers("embedder", also=(ITEM_EDITED,)),
         memory_mb=512,
         timeout_s=60,
@@ -413,6 +421,7 @@ FUNCTIONS: tuple[Function, ...] = (
         name="cleanup",
         handler="services.cleanup.handler.handler",
         description="Removes orphans, stale pending rows, soft-deleted and expired failed items",
+        settings_groups=("database", "storage", "uploads", "imaging", "stages", "cleanup"),
         triggers=(ScheduleTrigger("rate(1 hour)"),),
         memory_mb=512,
         timeout_s=300,
@@ -424,6 +433,7 @@ FUNCTIONS: tuple[Function, ...] = (
         name="migrate",
         handler="services.migrate.handler.handler",
         description="Applies database migrations (invoked on deploy)",
+        settings_groups=("database",),
         memory_mb=512,
         timeout_s=300,
         dependency_group="migrate",

@@ -5,6 +5,7 @@ Standard library only: a handler checks its environment at import (services/core
 otherwise pay on their first event only). The settings classes (services/core/settings.py) refuse the
 same on Lambda, and tests/services/test_settings.py checks that every name here is a variable of the
 function's settings class; tests/infra checks that the Pulumi program sets the first name of each group.
+What a function requires follows from the settings groups its catalog entry names (`settings_groups`).
 
 It also records which function this process runs (`for_function(name)` records it at import, before any
 code reads a setting): on Lambda `get_settings()` builds that function's own settings class from it.
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+
+from services import catalog  # standard library only, like this module (tests/services/test_catalog.py)
 
 LAMBDA_MARKER = "AWS_LAMBDA_FUNCTION_NAME"  # set by the Lambda runtime in every function's environment
 DEFAULT_METRICS_NAMESPACE = "Collections"
@@ -27,13 +30,35 @@ ANTHROPIC = ("COLLECTIONS_ANTHROPIC_SECRET_ARN", "ANTHROPIC_API_KEY")  # else th
 VOYAGE = ("COLLECTIONS_VOYAGE_SECRET_ARN", "VOYAGE_API_KEY")  # else the local embedder
 COGNITO = (("COLLECTIONS_COGNITO_USER_POOL_ID",), ("COLLECTIONS_COGNITO_CLIENT_ID",))
 
+# What each group of settings (a catalog Function's `settings_groups`) requires on AWS, in this order; every function
+# also requires the metrics namespace. Groups without a local default that could pass unnoticed require nothing.
+REQUIRED_BY_GROUP: Mapping[str, tuple[tuple[str, ...], ...]] = {
+    "database": (DATABASE,),
+    "storage": (BUCKET,),
+    "events": (EVENT_BUS,),
+    "auth": COGNITO,
+    "claude": (ANTHROPIC,),
+    "voyage": (VOYAGE,),
+    "uploads": (),
+    "imaging": (),
+    "stages": (),
+    "cleanup": (),
+    "api": (),
+}
+
+
+def _required(groups: tuple[str, ...], function: str) -> tuple[tuple[str, ...], ...]:
+    unknown = [group for group in groups if group not in REQUIRED_BY_GROUP]
+    if unknown:
+        raise KeyError(f"function {function!r} names unknown settings groups {unknown} (services/catalog.py); "
+                       f"known: {', '.join(REQUIRED_BY_GROUP)}")
+    return (*(names for group in REQUIRED_BY_GROUP if group in groups for names in REQUIRED_BY_GROUP[group]),
+            METRICS_NAMESPACE)
+
+
+# Derived from the catalog (no third-party imports there): a new function's entry is all it takes.
 REQUIRED_ON_AWS: Mapping[str, tuple[tuple[str, ...], ...]] = {
-    "api": (DATABASE, BUCKET, EVENT_BUS, *COGNITO, VOYAGE, METRICS_NAMESPACE),
-    "image_processor": (DATABASE, BUCKET, EVENT_BUS, METRICS_NAMESPACE),
-    "analyzer": (DATABASE, BUCKET, EVENT_BUS, ANTHROPIC, METRICS_NAMESPACE),
-    "embedder": (DATABASE, EVENT_BUS, VOYAGE, METRICS_NAMESPACE),
-    "cleanup": (DATABASE, BUCKET, METRICS_NAMESPACE),
-    "migrate": (DATABASE, METRICS_NAMESPACE),
+    fn.name: _required(fn.settings_groups, fn.name) for fn in catalog.FUNCTIONS
 }
 
 

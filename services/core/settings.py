@@ -6,7 +6,8 @@ Application variables carry the `COLLECTIONS_` prefix; well-known ones keep thei
 
 Each program reads its own class, made of the groups of settings it uses: `ApiSettings`,
 `ImageProcessorSettings`, `AnalyzerSettings`, `EmbedderSettings`, `CleanupSettings`,
-`MigrateSettings` (keyed by the catalog's function names in `FUNCTION_SETTINGS`), `ReleaseSettings`
+`MigrateSettings` (keyed by the catalog's function names in `FUNCTION_SETTINGS`, each built from the
+groups its catalog entry names in `settings_groups`: a new function needs no edit here), `ReleaseSettings`
 (pipelines/, the release CLI) and `Settings`, all of them, for the dev runtime that runs every
 function in one process. On AWS Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set) a function's class refuses
 to start without the variables listed in its `required_on_aws` (services/core/environment.py, where
@@ -303,28 +304,42 @@ class _Release(_Base):
 
 
 # --- what each program reads ----------------------------------------------------------------
-class ApiSettings(_Database, _Storage, _Events, _Uploads, _Auth, _Voyage, _Imaging, _Api):
-    required_on_aws = REQUIRED_ON_AWS["api"]
+# A function's class is made of the groups its catalog entry names (services/catalog.py Function.settings_groups).
+SETTINGS_GROUPS: dict[str, type[_Base]] = {
+    "database": _Database,
+    "storage": _Storage,
+    "events": _Events,
+    "uploads": _Uploads,
+    "auth": _Auth,
+    "claude": _Claude,
+    "voyage": _Voyage,
+    "imaging": _Imaging,
+    "stages": _Stages,
+    "cleanup": _Cleanup,
+    "api": _Api,
+}
 
 
-class ImageProcessorSettings(_Database, _Storage, _Events, _Uploads, _Imaging, _Stages):
-    required_on_aws = REQUIRED_ON_AWS["image_processor"]
+def _function_settings(function: catalog.Function) -> type[_Base]:
+    """`image_processor` → ImageProcessorSettings(_Database, _Storage, ...), requiring on AWS what
+    services/core/environment.py derives from the same groups. An unknown group is an error."""
+    unknown = [group for group in function.settings_groups if group not in SETTINGS_GROUPS]
+    if unknown:
+        raise KeyError(f"function {function.name!r} names unknown settings groups {unknown} (services/catalog.py)")
+    name = "".join(part.title() for part in function.name.split("_")) + "Settings"
+    bases = tuple(SETTINGS_GROUPS[group] for group in function.settings_groups)
+    namespace = {"__module__": __name__, "__qualname__": name, "required_on_aws": REQUIRED_ON_AWS[function.name]}
+    return type(name, bases, namespace)
 
 
-class AnalyzerSettings(_Database, _Storage, _Events, _Imaging, _Claude, _Stages):
-    required_on_aws = REQUIRED_ON_AWS["analyzer"]
-
-
-class EmbedderSettings(_Database, _Events, _Voyage, _Stages):
-    required_on_aws = REQUIRED_ON_AWS["embedder"]
-
-
-class CleanupSettings(_Database, _Storage, _Uploads, _Imaging, _Stages, _Cleanup):
-    required_on_aws = REQUIRED_ON_AWS["cleanup"]
-
-
-class MigrateSettings(_Database):
-    required_on_aws = REQUIRED_ON_AWS["migrate"]
+# Keyed by the catalog's function names, one class each.
+FUNCTION_SETTINGS: dict[str, type[_Base]] = {fn.name: _function_settings(fn) for fn in catalog.FUNCTIONS}
+ApiSettings = FUNCTION_SETTINGS["api"]
+ImageProcessorSettings = FUNCTION_SETTINGS["image_processor"]
+AnalyzerSettings = FUNCTION_SETTINGS["analyzer"]
+EmbedderSettings = FUNCTION_SETTINGS["embedder"]
+CleanupSettings = FUNCTION_SETTINGS["cleanup"]
+MigrateSettings = FUNCTION_SETTINGS["migrate"]
 
 
 class ReleaseSettings(_Release):
@@ -335,17 +350,6 @@ class Settings(
     _Database, _Storage, _Events, _Uploads, _Auth, _Claude, _Voyage, _Imaging, _Stages, _Cleanup, _Api, _Local, _Release
 ):
     """Every setting: the dev runtime (all functions in one process) and library code's default."""
-
-
-# Keyed by the catalog's function names (services/catalog.py FUNCTIONS; a test checks they agree).
-FUNCTION_SETTINGS: dict[str, type[_Base]] = {
-    "api": ApiSettings,
-    "image_processor": ImageProcessorSettings,
-    "analyzer": AnalyzerSettings,
-    "embedder": EmbedderSettings,
-    "cleanup": CleanupSettings,
-    "migrate": MigrateSettings,
-}
 
 
 # What `get_settings()` returns: one program's class (a function's own on Lambda, `Settings` elsewhere).

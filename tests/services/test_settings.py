@@ -267,3 +267,40 @@ def test_a_handler_records_its_function_before_anything_reads_settings(function,
     from services.core.settings import FUNCTION_SETTINGS
 
     assert result.stdout.strip().splitlines()[-1] == FUNCTION_SETTINGS[function].__name__
+
+
+def test_a_new_functions_settings_and_requirements_come_from_its_catalog_entry():
+    """Adding a stage's function takes its catalog entry only (README, "Adding a stage"): its settings
+    class and what it requires on AWS are built from the groups the entry names."""
+    from services import catalog
+    from services.core import environment
+    from services.core.settings import _function_settings
+
+    tagger = catalog.Function(name="tagger", handler="services.tagger.handler.handler", description="Tags",
+                              settings_groups=("database", "events", "claude", "stages"))
+    required = environment._required(tagger.settings_groups, tagger.name)
+    assert required == (environment.DATABASE, environment.EVENT_BUS, environment.ANTHROPIC,
+                        environment.METRICS_NAMESPACE)
+    import pytest as _pytest
+
+    with _pytest.MonkeyPatch.context() as patch:
+        patch.setitem(environment.REQUIRED_ON_AWS, "tagger", required)  # what the catalog entry would derive
+        cls = _function_settings(tagger)
+    assert cls.__name__ == "TaggerSettings" and cls.required_on_aws == required
+    assert {"event_bus", "anthropic_api_key", "stage_lease_s", "database_url"} <= set(cls.model_fields)
+    assert "bucket" not in cls.model_fields  # no group it did not name
+
+
+@pytest.mark.parametrize("build", ["settings", "environment"])
+def test_an_unknown_settings_group_in_the_catalog_is_an_error(build):
+    from services import catalog
+    from services.core import environment
+    from services.core.settings import _function_settings
+
+    odd = catalog.Function(name="odd", handler="services.odd.handler.handler", description="?",
+                           settings_groups=("database", "databse"))
+    with pytest.raises(KeyError, match="databse"):
+        if build == "settings":
+            _function_settings(odd)
+        else:
+            environment._required(odd.settings_groups, odd.name)
