@@ -114,6 +114,9 @@ class Worker:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        # When the last message a handler failed becomes visible again (monotonic time): drain() does not
+        # end before it, whatever the queue's message counts say meanwhile.
+        self._retry_due = 0.0
 
     # --- invoking ---------------------------------------------------------------------------
     def handler_for(self, function_name: str) -> Handler:
@@ -146,6 +149,7 @@ class Worker:
             with self._lock:
                 self.stats[name].failed += 1
                 self.stats[name].last_error = f"{type(error).__name__}: {error}"
+                self._retry_due = max(self._retry_due, time.monotonic() + queue.visibility_timeout_s)
             if attempt >= queue.max_receive_count:
                 log.exception(
                     "%s failed (attempt %d of %d); the event goes to the dead-letter queue %s",
@@ -215,7 +219,9 @@ class Worker:
             received = sum(self.poll_once(name) for name in self.wiring.functions)
             if received == 0:
                 pending = self.pending()
-                if not any(pending.values()):
+                # A failed message comes back after its visibility timeout (or goes to the DLQ on that
+                # receive): the counts alone have been seen at zero under load while one was in flight.
+                if not any(pending.values()) and time.monotonic() > self._retry_due:
                     return self.stats
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"queues still hold messages after {timeout}s: {pending}")
