@@ -28,7 +28,10 @@ first use. `observe.handler` wraps the handler:
   group holds one JSON shape;
 - without a Lambda context (None or a stub: the API's init probe, tests calling handlers directly)
   the handler runs as it is. Off AWS (`make dev`, tests, benchmarks) stdlib logging stays as the
-  program configured it and no EMF is printed.
+  program configured it and no EMF is printed;
+- in a Lambda init the cyclic garbage collector, paused by `for_function` at the handler module's import,
+  is back on when the process's first invocation ends, with init's objects frozen
+  (services/core/coldstart.py).
 
 Stage outcomes, for the stage runner (`for_function(name)` returns the same object on every call):
 
@@ -53,6 +56,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, get_args
 
+from services.core import coldstart
 from services.core.environment import on_aws_lambda, require_for_function, set_current_function
 
 Result = Literal["processed", "analyzed", "ready", "duplicate", "skipped", "refused", "failed"]
@@ -133,6 +137,12 @@ class FunctionObservability:
 
         @functools.wraps(fn)
         def run(event: Any, context: Any = None) -> T:
+            try:
+                return invoke(event, context)
+            finally:
+                coldstart.init_over()  # the first invocation has ended: the collector is back on
+
+        def invoke(event: Any, context: Any) -> T:
             if not _is_lambda_context(context):
                 return fn(event, context)
             if not on_aws_lambda():
@@ -201,6 +211,7 @@ def for_function(name: str) -> FunctionObservability:
     function's environment first (MissingSettings on AWS, at cold start). On Lambda the `services` stdlib
     loggers are routed at once, so what they log during init has the function's shape too. Records the
     function as the process's own: on Lambda `get_settings()` returns its settings class."""
+    coldstart.pause_collector()  # in a Lambda init, until the first invocation ends: it builds long-lived objects
     require_for_function(name)
     set_current_function(name)
     observe = FunctionObservability(name)

@@ -3,16 +3,21 @@ ProcessingRequested (retry).
 
 The stage runner (services/core/stage_runner.py) does the rest, and records the outcome as a metric through
 the function's observability (services/core/observability.py). The runner and the stage's logic (SQLAlchemy,
-Pillow, the model clients) are imported on the first event, not at cold start (tests/bench/bench_pipeline.py).
+Pillow, the model clients) are imported on the first event, not at an on-demand cold start
+(tests/bench/bench_pipeline.py); when Lambda captures init (SnapStart, provisioned concurrency) they are
+imported there (services/core/coldstart.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from services.core import coldstart
 from services.core.observability import for_function
 
 observe = for_function("image_processor")
+# The first event's imports, at init only when Lambda captures it (SnapStart, provisioned concurrency).
+coldstart.preload("services.core.stage_runner", "services.image_processor.logic")
 
 
 @observe.handler
