@@ -16,17 +16,18 @@ randomness in each restored copy.
 
 from __future__ import annotations
 
-from mangum import Mangum
-
 from services.core.observability import for_function
 
 # First, before any import reads a setting (services/core/models.py sizes its vector column at import): on
-# Lambda the settings are then the api's own class (services/core/settings.py get_settings).
+# Lambda the settings are then the api's own class (services/core/settings.py get_settings). And before the
+# heavy imports: on an on-demand cold start it pauses the garbage collector (services/core/coldstart.py).
 observe = for_function("api")
+
+from mangum import Mangum  # noqa: E402
 
 from services.api import deps  # noqa: E402
 from services.api.app import create_app  # noqa: E402
-from services.core import snapstart  # noqa: E402
+from services.core import coldstart, snapstart  # noqa: E402
 
 app = create_app()
 # lifespan off: the app keeps no startup state; engines and clients are created on first use.
@@ -62,6 +63,7 @@ def _prime() -> None:
     response = handler(_PROBE_EVENT, None)
     if response["statusCode"] != 404:  # a broken app fails its init, not its first user
         raise RuntimeError(f"the init probe answered {response['statusCode']}: {response.get('body')}")
+    coldstart.init_over()  # everything the first request needs is loaded: the collector is back on
 
 
 @snapstart.after_restore

@@ -24,6 +24,8 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     invocation = ScheduledInvocation.from_event(event)
     from services.cleanup.logic import run
 
+    coldstart.init_over()  # the first event's imports are done: the work runs with the collector on
+
     counts = run(dry_run=invocation.dry_run)
     logger.info("cleanup counts", extra={**counts, "trigger": invocation.source})
     return counts

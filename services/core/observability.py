@@ -29,9 +29,13 @@ first use. `observe.handler` wraps the handler:
 - without a Lambda context (None or a stub: the API's init probe, tests calling handlers directly)
   the handler runs as it is. Off AWS (`make dev`, tests, benchmarks) stdlib logging stays as the
   program configured it and no EMF is printed;
-- in a Lambda init the cyclic garbage collector, paused by `for_function` at the handler module's import,
-  is back on when the process's first invocation ends, with init's objects frozen
-  (services/core/coldstart.py).
+- on an on-demand cold start the cyclic garbage collector, paused by `for_function` at the handler
+  module's import, is back on (init's objects frozen) once the first event's imports are done, at the
+  latest when the first invocation ends (services/core/coldstart.py).
+
+`for_function` also registers the SnapStart hooks every function needs (services/core/snapstart.py): a
+function with `snapStart: true` closes its connections before the snapshot and renews its state after
+each restore, whichever handler module it runs.
 
 Stage outcomes, for the stage runner (`for_function(name)` returns the same object on every call):
 
@@ -140,7 +144,7 @@ class FunctionObservability:
             try:
                 return invoke(event, context)
             finally:
-                coldstart.init_over()  # the first invocation has ended: the collector is back on
+                coldstart.init_over()  # at the latest when the first invocation ends (e.g. it failed first)
 
         def invoke(event: Any, context: Any) -> T:
             if not _is_lambda_context(context):
@@ -211,7 +215,9 @@ def for_function(name: str) -> FunctionObservability:
     function's environment first (MissingSettings on AWS, at cold start). On Lambda the `services` stdlib
     loggers are routed at once, so what they log during init has the function's shape too. Records the
     function as the process's own: on Lambda `get_settings()` returns its settings class."""
-    coldstart.pause_collector()  # in a Lambda init, until the first invocation ends: it builds long-lived objects
+    coldstart.pause_collector()  # on-demand: until the first event's imports are done (long-lived objects only)
+    from services.core import snapstart  # noqa: F401  (registers the runtime hooks every function needs)
+
     require_for_function(name)
     set_current_function(name)
     observe = FunctionObservability(name)

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Row, func, or_, select, update
 
 from services import catalog
+from services.core import coldstart
 from services.core.contracts import Detail, EventBridgeEvent, ItemFailed, event_for
 from services.core.database import connection_scope
 from services.core.observability import for_function
@@ -297,6 +298,7 @@ def run_event(stage_name: str, event: dict[str, Any], context: Any = None) -> di
         raise ValueError(f"the {stage.function} function does not handle {envelope.detail_type!r} events")
     module, attribute = stage.work.rsplit(".", 1)
     work = getattr(importlib.import_module(module), attribute)()
+    coldstart.init_over()  # the first event's imports and clients are made: its work runs with the collector on
     work.context = context
     # One outcome log line and one EMF metric per event, labelled with the stage (a re-embedding
     # after an edit counts under its stage, "embed"); an outcome the metrics don't know is an error.

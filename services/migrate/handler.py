@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from services.core import coldstart
 from services.core.observability import for_function
 
 observe = for_function("migrate")
@@ -111,6 +112,7 @@ def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
     from services.core import migrations
     from services.core.database import database_url
 
+    coldstart.init_over()  # the first event's imports are done: migrating runs with the collector on
     url = database_url()
     wait_for_database(url, _wait_budget(context))
     before = migrations.current(url)

@@ -78,6 +78,53 @@ def test_the_api_init_ends_with_the_collector_on_its_probe_request_was_the_first
     assert enabled and frozen > 10_000
 
 
+@pytest.mark.parametrize("init_type", ["snap-start", "provisioned-concurrency", "lambda-managed-instances"])
+def test_an_init_nobody_waits_for_or_one_we_do_not_know_keeps_its_collector(init_type):
+    """Captured inits: no one waits, and SnapStart's restore hooks drop clients a freeze would keep forever."""
+    state = fresh(FIRST_INVOCATION_RAISES, **{coldstart.INIT_TYPE: init_type})
+    assert state == {"paused_at_init": False, "enabled_after": True, "frozen": 0}
+
+
+STAGE_WORK_SEES_THE_COLLECTOR = """
+import gc, json, types
+from pipelines import flip
+from services import catalog
+import services.analyzer.handler as module
+from services.core import stage_runner
+from services.core.pipeline_store import Outcome
+
+seen = {}
+
+class Work:
+    def handle(self, envelope):
+        seen["enabled_during_work"] = gc.isenabled()
+        return Outcome(None, "skipped")
+
+real = stage_runner.importlib.import_module
+stage_runner.importlib = types.SimpleNamespace(import_module=lambda name: types.SimpleNamespace(ImageAnalyzer=Work)
+                                               if name == "services.analyzer.logic" else real(name))
+seen["enabled_before"] = gc.isenabled()
+module.handler(flip.pipeline_unknown_item_event(catalog.IMAGE_PROCESSED, "us-east-1"), None)
+print(json.dumps(seen))
+"""
+
+
+def test_a_stages_work_runs_with_the_collector_on_the_pause_covers_only_the_first_events_imports():
+    """A first event's work (a large image, a long batch) must not grow garbage that nothing collects, nor have
+    its cycles frozen for the life of the instance."""
+    assert fresh(STAGE_WORK_SEES_THE_COLLECTOR, **ON_DEMAND) == {"enabled_before": False, "enabled_during_work": True}
+
+
+@pytest.mark.parametrize("handler", sorted({fn.handler.rsplit(".", 1)[0] for fn in catalog.FUNCTIONS}))
+def test_every_handler_module_registers_the_snapstart_hooks(handler):
+    """snapStart: true on any function: connections closed before the snapshot, state renewed on restore."""
+    code = (f"import json, {handler}; from services.core import snapstart; "
+            "print(json.dumps([sorted(snapstart._before), sorted(snapstart._after)]))")
+    before, after = fresh(code, **{coldstart.INIT_TYPE: "snap-start"})
+    assert "services.core.snapstart.close_database_connections" in before
+    assert "services.core.snapstart.renew_process_state" in after
+
+
 def test_a_collector_someone_else_turned_off_stays_off(monkeypatch):
     monkeypatch.setattr(coldstart, "_state", "before")
     was_enabled = gc.isenabled()
@@ -94,8 +141,11 @@ def test_a_collector_someone_else_turned_off_stays_off(monkeypatch):
 
 def test_after_the_first_invocation_nothing_pauses_the_collector_again(monkeypatch):
     monkeypatch.setattr(coldstart, "_state", "over")
-    coldstart.pause_collector(ON_DEMAND)  # a second handler module imported in the same process
-    assert gc.isenabled()
+    try:
+        coldstart.pause_collector(ON_DEMAND)  # a second handler module imported in the same process
+        assert gc.isenabled()
+    finally:
+        gc.enable()  # never leave the test runner without its collector
 
 
 PRELOADED = "import json, sys, {handler}; print(json.dumps(sorted(m for m in {modules!r} if m in sys.modules)))"

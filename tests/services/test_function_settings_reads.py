@@ -48,6 +48,21 @@ def _stage_works(function: str) -> list[str]:
     return [stage.work.rsplit(".", 1)[0] for stage in catalog.STAGES if stage.function == function]
 
 
+def _preloaded(function: str) -> list[str]:
+    """What the function's handler module asks coldstart.preload to import (string literals only: anything
+    else could load code this walk does not see)."""
+    handler = catalog.function(function).handler.rsplit(".", 1)[0]
+    tree = ast.parse((SERVICES.parent / (handler.replace(".", "/") + ".py")).read_text())
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "preload":
+            for arg in node.args:
+                if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+                    raise AssertionError(f"{handler}: preload of {ast.dump(arg)}: name the modules as strings")
+                names.append(arg.value)
+    return names
+
+
 def _migration_modules(function: str) -> list[str]:
     folder = SERVICES / "core" / "migrations"
     return [MIGRATIONS + "." + ".".join(p.relative_to(folder).with_suffix("").parts) for p in folder.rglob("*.py")
@@ -58,6 +73,8 @@ def _migration_modules(function: str) -> list[str]:
 LOADERS: dict[str, Callable[[str], list[str]]] = {
     # run_event: importlib.import_module(stage.work) of the function's own stages (catalog.STAGES)
     "services.core.stage_runner": _stage_works,
+    # preload: importlib.import_module of the modules the function's handler names (a captured init)
+    "services.core.coldstart": _preloaded,
     # Alembic loads env.py and every revision under script_location; it calls their functions itself
     MIGRATIONS: _migration_modules,
 }
