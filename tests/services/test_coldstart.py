@@ -167,3 +167,29 @@ def test_every_stage_handler_preloads_its_runner_and_its_own_logic_when_init_is_
         own = {"cleanup": "services.cleanup.logic"}.get(name) or catalog.stage_of_function(name).work.rsplit(".", 1)[0]
         loaded = fresh(PRELOADED.format(handler=handler, modules=[own]), **{coldstart.INIT_TYPE: "snap-start"})
         assert loaded == [own], name
+
+
+PILLOW_PLUGINS = """
+import io, json, sys
+from PIL import Image
+image = Image.radial_gradient("L").resize((1200, 900)).convert("RGB")
+out = io.BytesIO()
+image.save(out, "JPEG")
+from services.image_processor.imaging import process_image
+from services.core.ai.local import LocalAnalyzer
+processed = process_image(out.getvalue())
+for thumbnail in processed.thumbnails.values():
+    LocalAnalyzer().analyze(thumbnail.data, "image/webp")
+from PIL import Image
+# Pillow's own flag: 2 once Image.init() imported every plugin it has
+print(json.dumps({"initialized": Image._initialized,
+                  "plugins": sorted(m for m in sys.modules if m.endswith("ImagePlugin"))}))
+"""
+
+
+def test_thumbnailing_and_local_analysis_load_only_the_pillow_plugins_they_use():
+    """WebP registered up front: neither opening an upload nor saving or reading a WebP thumbnail makes
+    Pillow import all of its ~45 plugins (a first event's imports)."""
+    state = fresh(PILLOW_PLUGINS)
+    assert state["initialized"] < 2, state
+    assert len(state["plugins"]) < 10, state  # of ~45

@@ -82,7 +82,9 @@ class LocalAnalyzer:
     def analyze(self, image: bytes, media_type: str):
         import io
 
-        from PIL import Image, ImageStat, UnidentifiedImageError
+        # WebPImagePlugin: thumbnails are WebP; registered, Image.open needs no Image.init() of every plugin
+        # (services/image_processor/imaging.py WEBP_PLUGIN).
+        from PIL import Image, ImageStat, UnidentifiedImageError, WebPImagePlugin  # noqa: F401
 
         from services.core.ai import AnalysisResult, ImageAnalysis, ModelOutputRejected
 
