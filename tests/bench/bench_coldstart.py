@@ -24,6 +24,7 @@ Run: .venv/bin/python -m tests.bench bench_coldstart
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -34,8 +35,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import uuid
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = ROOT / ".collections" / "bench-build"  # cached between runs: pip runs once per group
@@ -61,11 +65,15 @@ CHILD = """
 import importlib, json, sys, time
 task, runtime, handler_path, extra = sys.argv[1:5]
 sys.path[:0] = [task, runtime]
-event = json.loads(sys.stdin.read())
+first_event, warm_event = json.loads(sys.stdin.read())
 c0, t0 = time.process_time(), time.perf_counter()
 module_name, attribute = handler_path.rsplit(".", 1)
 handler = getattr(importlib.import_module(module_name), attribute)
 c1, t1 = time.process_time(), time.perf_counter()
+def library_modules():
+    return [name for name, m in list(sys.modules.items()) if name.split(".")[0] != "services"
+            and (getattr(m, "__file__", None) or "").startswith((task + "/", runtime + "/"))]
+at_import = library_modules()
 heavy = [m for m in ("anthropic", "voyageai", "PIL") if m in sys.modules]
 
 class Context:
@@ -75,20 +83,22 @@ class Context:
     def get_remaining_time_in_millis(self):
         return 30000
 
-result = handler(event, Context())
+result = handler(first_event, Context())
 t2 = time.perf_counter()
 for name in filter(None, extra.split(",")):
     importlib.import_module(name)
 c3, t3 = time.process_time(), time.perf_counter()
+warm_result = handler(warm_event, Context())  # the same kind of event, warm: what the first paid for being first
+c4, t4 = time.process_time(), time.perf_counter()
 status = result.get("statusCode") if isinstance(result, dict) else None
 outside = sorted({m.__file__.split("/site-packages/")[0] for m in list(sys.modules.values())
                   if getattr(m, "__file__", None) and "/site-packages/" in m.__file__})
-libraries = [name for name, m in list(sys.modules.items()) if name.split(".")[0] != "services"
-             and (getattr(m, "__file__", None) or "").startswith((task + "/", runtime + "/"))]
-print(json.dumps({"import": t1 - t0, "first": t2 - t1, "extra": t3 - t2, "status": status,
-                  "cpu_import": c1 - c0, "cpu_total": c3 - c0,
+libraries = library_modules()
+print(json.dumps({"import": t1 - t0, "first": t2 - t1, "extra": t3 - t2, "warm": t4 - t3, "status": status,
+                  "outcomes": [r.get("result") if isinstance(r, dict) else None for r in (result, warm_result)],
+                  "cpu_import": c1 - c0, "cpu_total": c3 - c0, "cpu_warm": c4 - c3,
                   "modules": len(sys.modules), "site_packages": outside, "heavy_at_init": heavy,
-                  "libraries": libraries}))
+                  "libraries": libraries, "libraries_at_import": at_import}))
 """
 
 # The floor: a fresh interpreter of the same layout imports exactly the library modules the function's cold
@@ -107,7 +117,10 @@ for name in names:
         importlib.import_module(name)
     except Exception as exc:
         failed.append(f"{name}: {exc!r}")
-print(json.dumps({"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0, "failed": failed}))
+c1, t1 = time.process_time(), time.perf_counter()
+loaded = [name for name, m in list(sys.modules.items())
+          if (getattr(m, "__file__", None) or "").startswith((task + "/", runtime + "/"))]
+print(json.dumps({"wall": t1 - t0, "cpu": c1 - c0, "failed": failed, "loaded": loaded}))
 """
 
 
@@ -153,61 +166,178 @@ def _runtime_dir(workdir: Path) -> Path:
     return runtime
 
 
-def _events(bucket: str, region: str, user: tuple[str, str, str]) -> dict[str, tuple[dict, str, dict[str, str]]]:
-    """Per measured line: (event, modules imported after the first event, extra environment)."""
+class Repeated:
+    """The same event twice (first and warm): the api's request, cleanup's dry run, migrate, smoke events."""
+
+    def __init__(self, make: Callable[[], dict]):
+        self.make = make
+
+    def pair(self) -> list[dict]:
+        return [self.make(), self.make()]
+
+    def settle(self, outcomes: list) -> None:
+        pass
+
+
+class RealItems:
+    """Items that travel the real pipeline, a stage per measured function, so each stage's first event is one
+    users send: an upload of a 1600x1200 JPEG to the image processor, the item it processed to the analyzer,
+    the item analyzed to the embedder (the local analyzer and embedder: no model API here). Every run takes
+    two items at the stage's input (first and warm events); each must come out at the stage's output, or
+    the run measured something else (fail closed)."""
+
+    def __init__(self, url: str, storage_settings: Any, region: str):
+        from sqlalchemy import create_engine
+
+        from services.core.database import normalize_url
+
+        self.engine = create_engine(normalize_url(url))
+        self.settings, self.region = storage_settings, region
+        self.waiting: dict[str, list[uuid.UUID]] = {"processed": [], "analyzed": []}
+        self.sent: list[uuid.UUID] = []
+        self.owner = "bench-cold-pipeline"
+
+    def for_stage(self, name: str) -> Any:
+        items = self
+
+        class Source:
+            def pair(self) -> list[dict]:
+                return [items.event(name), items.event(name)]
+
+            def settle(self, outcomes: list) -> None:
+                items.settle(name, outcomes)
+
+        return Source()
+
+    def event(self, stage_name: str) -> dict:
+        from pipelines import flip
+        from services import catalog
+        from services.core.contracts import event_for
+        from services.core.tables import items
+
+        stage = catalog.stage(stage_name)
+        if stage.input_status == "pending":
+            item_id = uuid.uuid4()
+            key = f"{catalog.UPLOADS_PREFIX}{self.owner}/{item_id}/photo.jpg"
+            data = _jpeg(item_id)
+            with self.engine.begin() as connection:
+                connection.execute(items.insert().values(id=item_id, owner_id=self.owner, filename="photo.jpg",
+                                                         original_key=key, content_type="image/jpeg"))
+            _s3(self.settings).put_object(Bucket=self.settings.bucket, Key=key, Body=data, ContentType="image/jpeg")
+            self.sent.append(item_id)
+            event = flip.s3_missing_object_event(self.settings.bucket, self.region)
+            event["detail"]["object"].update(key=key, size=len(data))
+            return event
+        if not self.waiting[stage.input_status]:
+            raise RuntimeError(f"no item waits at {stage.input_status!r} for {stage_name}: measure the stages in order")
+        item_id = self.waiting[stage.input_status].pop(0)
+        with self.engine.connect() as connection:
+            row = connection.execute(items.select().where(items.c.id == item_id)).one()
+        self.sent.append(item_id)
+        detail = event_for(catalog.stage_with_output(stage.input_status).emits, row)
+        return flip._eventbridge(catalog.PIPELINE_SOURCE, detail.DETAIL_TYPE, detail.model_dump(mode="json"),
+                                 self.region)
+
+    def settle(self, stage_name: str, outcomes: list) -> None:
+        from services import catalog
+        from services.core.tables import items
+
+        stage = catalog.stage(stage_name)
+        sent, self.sent = self.sent[-len(outcomes):], self.sent[:-len(outcomes)]
+        with self.engine.connect() as connection:
+            statuses = [connection.execute(items.select().with_only_columns(items.c.status)
+                                           .where(items.c.id == item_id)).scalar_one().value for item_id in sent]
+        if any(status != stage.output_status for status in statuses) or set(outcomes) != {stage.output_status}:
+            raise AssertionError(f"{stage_name}'s events left items at {statuses} (outcomes {outcomes}), "
+                                 f"not {stage.output_status!r}: the run did not measure the stage's work")
+        if stage.output_status in self.waiting:
+            self.waiting[stage.output_status].extend(sent)
+
+
+def _jpeg(item_id: uuid.UUID) -> bytes:
+    """A 1600x1200 photo-sized JPEG, its own bytes per item (the same bytes twice would be a duplicate)."""
+    from PIL import Image
+
+    image = Image.radial_gradient("L").resize((1600, 1200)).convert("RGB")
+    for x, value in enumerate(item_id.bytes):
+        image.paste((value, 255 - value, value), (x * 64, 0, x * 64 + 64, 64))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def _s3(settings: Any) -> Any:
+    from services.core import aws
+
+    return aws.client("s3", settings)
+
+
+def _events(bucket: str, region: str, user: tuple[str, str, str], pipeline: RealItems) -> dict[str, tuple]:
+    """Per measured line: (where its first and warm events come from, modules imported after the first
+    event, extra environment)."""
     from pipelines import flip
     from services import catalog
     from tests.services.api.lambda_events import access_claims, http_api_event
 
     sub, client_id, token = user
     # apigateway mode verifies the forwarded token too (services/core/auth.py): a real one, from moto's pool.
-    api = http_api_event("GET", "/items", query={"limit": 20}, claims=access_claims(sub, client_id),
-                         headers={"authorization": f"Bearer {token}"})
+    api = Repeated(lambda: http_api_event("GET", "/items", query={"limit": 20}, claims=access_claims(sub, client_id),
+                                          headers={"authorization": f"Bearer {token}"}))
     return {
         "api": (api, "", {}),
-        "image_processor": (flip.s3_missing_object_event(bucket, region), "", {}),
-        "analyzer": (flip.pipeline_unknown_item_event(catalog.IMAGE_PROCESSED, region), "", {}),
-        # Claude configured: the adapter and its HTTP client load with the first event that reaches them
+        "image_processor": (pipeline.for_stage("process"), "", {}),
+        "analyzer": (pipeline.for_stage("analyze"), "", {}),
+        # Claude configured: no model API is reachable here, so an unknown item (pipelines/flip.py's smoke
+        # event); the adapter and its HTTP client, which the first real event loads, are imported after it
         # (the issue's "with the anthropic SDK" line: the adapter speaks the Messages API over urllib3 now).
         "analyzer with Claude configured": (
-            flip.pipeline_unknown_item_event(catalog.IMAGE_PROCESSED, region),
+            Repeated(lambda: flip.pipeline_unknown_item_event(catalog.IMAGE_PROCESSED, region)),
             "services.core.ai.claude,urllib3",
             {"ANTHROPIC_API_KEY": "sk-ant-bench"},
         ),
-        "embedder": (flip.pipeline_unknown_item_event(catalog.IMAGE_ANALYZED, region), "", {}),
-        "cleanup": (flip.scheduled_dry_run_event(region), "", {}),
-        "migrate": ({}, "", {}),
+        "embedder": (pipeline.for_stage("embed"), "", {}),
+        "cleanup": (Repeated(lambda: flip.scheduled_dry_run_event(region)), "", {}),
+        "migrate": (Repeated(dict), "", {}),
     }
 
 
-def _measure(task: Path, runtime: Path, handler: str, event: dict, extra: str, env: dict) -> dict:
+def _measure(task: Path, runtime: Path, handler: str, source: Any, extra: str, env: dict,
+             with_floor: bool | str = False) -> dict:
     samples = []
     for _ in range(RUNS):
         result = subprocess.run(
             [sys.executable, "-S", "-s", "-B", "-c", CHILD, str(task), str(runtime), handler, extra],
-            input=json.dumps(event), capture_output=True, text=True, env=env, cwd=task, check=False,
+            input=json.dumps(source.pair()), capture_output=True, text=True, env=env, cwd=task, check=False,
         )
         if result.returncode != 0:
             raise RuntimeError(f"{handler} from {task} failed:\n{result.stderr[-3000:]}")
-        samples.append(json.loads(result.stdout.strip().splitlines()[-1]))
+        sample = json.loads(result.stdout.strip().splitlines()[-1])
+        source.settle(sample["outcomes"])
+        samples.append(sample)
     heavy = sorted({m for s in samples for m in s["heavy_at_init"]})
     if heavy:
         raise AssertionError(f"{handler} imports {heavy} at init: they belong to the first event that needs them")
     leaked = {p for s in samples for p in s["site_packages"]}
     if leaked:
         raise AssertionError(f"{handler} imported from site-packages {leaked}: not the artifact layout")
-    floor = _floor(task, runtime, samples[0]["libraries"], env)
+    floor = _floor(task, runtime, samples[0]["libraries"], env) if with_floor else {"cpu": 0.0, "wall": 0.0}
+    floor_at_import = (_floor(task, runtime, samples[0]["libraries_at_import"], env) if with_floor == "by phase"
+                       else floor)
     return {
         "floor_cpu_ms": round(floor["cpu"] * 1000, 1),
-        "floor_wall_ms": round(floor["wall"] * 1000, 1),
+        "floor_import_cpu_ms": round(floor_at_import["cpu"] * 1000, 1),
         "libraries": len(samples[0]["libraries"]),
+        "libraries_at_import": len(samples[0]["libraries_at_import"]),
+        "cpu_cold_ms": round(statistics.median(s["cpu_total"] - s["cpu_warm"] for s in samples) * 1000, 1),
         "total_min_ms": round(min(s["import"] + s["first"] + s["extra"] for s in samples) * 1000, 1),
         "cpu_import_ms": round(statistics.median(s["cpu_import"] for s in samples) * 1000, 1),
         "cpu_total_ms": round(statistics.median(s["cpu_total"] for s in samples) * 1000, 1),
         "import_ms": round(statistics.median(s["import"] for s in samples) * 1000, 1),
         "first_ms": round(statistics.median(s["first"] for s in samples) * 1000, 1),
+        "warm_ms": round(statistics.median(s["warm"] for s in samples) * 1000, 1),
         "extra_ms": round(statistics.median(s["extra"] for s in samples) * 1000, 1),
         "status": samples[0]["status"],
+        "outcomes": "/".join(str(o) for o in samples[0]["outcomes"]),
         "modules": samples[0]["modules"],
     }
 
@@ -226,19 +356,23 @@ def _floor(task: Path, runtime: Path, libraries: list[str], env: dict) -> dict:
         sample = json.loads(result.stdout.strip().splitlines()[-1])
         if sample["failed"]:
             raise AssertionError(f"library modules of {task.name} that do not import alone: {sample['failed'][:5]}")
+        more = sorted(set(sample["loaded"]) - set(libraries))
+        if more:  # imported alone they take another path: the floor would not be the run's libraries
+            raise AssertionError(f"imported alone, {task.name}'s libraries load {len(more)} other modules: {more[:5]}")
         samples.append(sample)
     return {key: statistics.median(s[key] for s in samples) for key in ("wall", "cpu")}
 
 
-def _import_profile(task: Path, runtime: Path, handler: str, event: dict, extra: str, env: dict) -> dict[str, float]:
+def _import_profile(task: Path, runtime: Path, handler: str, source: Any, extra: str, env: dict) -> dict[str, float]:
     """`python -X importtime` of one more cold run: self time (ms) per top-level package, init and first
     event together (every import the cold path pays). Timing adds overhead: compare these with each other."""
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-S", "-s", "-B", "-c", CHILD, str(task), str(runtime), handler, extra],
-        input=json.dumps(event), capture_output=True, text=True, env=env, cwd=task, check=False,
+        input=json.dumps(source.pair()), capture_output=True, text=True, env=env, cwd=task, check=False,
     )
     if result.returncode != 0:
         raise RuntimeError(f"{handler} from {task} failed under -X importtime:\n{result.stderr[-3000:]}")
+    source.settle(json.loads(result.stdout.strip().splitlines()[-1])["outcomes"])
     keep = os.environ.get(IMPORTTIME_DIR_ENV)
     if keep:  # the raw log, to read the import tree (who pulled what in)
         Path(keep).mkdir(parents=True, exist_ok=True)
@@ -324,7 +458,8 @@ def run() -> dict:
         compiler = artifacts.find_compiler(PYTHON)
         if compiler is None:
             raise RuntimeError(f"no Python {PYTHON} compiler found: the benchmark runs with it")
-        for label, (event, extra, env_extra) in _events(bucket, region, user).items():
+        pipeline = RealItems(url, settings, region)
+        for label, (source, extra, env_extra) in _events(bucket, region, user, pipeline).items():
             fn = catalog.function(label.split()[0])
             figures = {}
             for variant, bytecode in (("source", False), ("bytecode", True)):
@@ -334,16 +469,23 @@ def run() -> dict:
                 task = workdir / f"{fn.name}-{variant}"
                 if not task.exists():
                     _extract(artifact.path, task)
-                figures[variant] = _measure(task, runtime, fn.handler, event, extra, {**base_env, **env_extra})
+                env = {**base_env, **env_extra}
+                figures[variant] = _measure(task, runtime, fn.handler, source, extra, env,
+                                            with_floor=bytecode and ("by phase" if label == "api" else True))
                 if bytecode:
-                    costs = _import_profile(task, runtime, fn.handler, event, extra, {**base_env, **env_extra})
+                    # The same build with the collector left alone (no init type: services/core/coldstart.py).
+                    alone = {k: v for k, v in env.items() if k != coldstart.INIT_TYPE}
+                    figures["collector on"] = _measure(task, runtime, fn.handler, source, extra, alone)
+                    costs = _import_profile(task, runtime, fn.handler, source, extra, env)
                     imports.append({"function": label, "total_ms": round(sum(costs.values())),
                                     "top imports (self ms, by package)": _top(costs)})
                 _untouched(task)
-            src, pyc = figures["source"], figures["bytecode"]
+            src, pyc, gc_on = figures["source"], figures["bytecode"], figures["collector on"]
             if label == "api" and {src["status"], pyc["status"]} != {200}:
                 raise AssertionError(f"the api's first request answered {src['status']}/{pyc['status']}, not 200")
-            total = {v: f["import_ms"] + f["first_ms"] + f["extra_ms"] for v, f in figures.items()}
+            total = {v: f["import_ms"] + f["first_ms"] + f["extra_ms"] for v, f in figures.items()
+                     if v != "collector on"}
+            cold = {v: total[v] - figures[v]["warm_ms"] for v in total}  # what being first cost
             rows.append(
                 {
                     "function": label,
@@ -357,13 +499,20 @@ def run() -> dict:
                     "cpu_src_ms": src["cpu_total_ms"],
                     "cpu_pyc_ms": pyc["cpu_total_ms"],
                     "src/pyc": round(total["source"] / total["bytecode"], 2),
-                    "status": pyc["status"] if pyc["status"] is not None else "-",
+                    "status": pyc["status"] if pyc["status"] is not None else pyc["outcomes"],
                     "modules": pyc["modules"],
                     "cpu_import_src_ms": src["cpu_import_ms"],
                     "cpu_import_pyc_ms": pyc["cpu_import_ms"],
+                    "warm_pyc_ms": pyc["warm_ms"],
+                    "cold_src_ms": round(cold["source"], 1),
+                    "cold_pyc_ms": round(cold["bytecode"], 1),
+                    "cpu_cold_pyc_ms": pyc["cpu_cold_ms"],
+                    "cpu_cold_collector_on_ms": gc_on["cpu_cold_ms"],
                     "libraries": pyc["libraries"],
                     "floor_cpu_ms": pyc["floor_cpu_ms"],
-                    "ours_cpu_ms": round(pyc["cpu_total_ms"] - pyc["floor_cpu_ms"], 1),
+                    "above_floor_cpu_ms": round(pyc["cpu_cold_ms"] - pyc["floor_cpu_ms"], 1),
+                    "libraries_at_import": pyc["libraries_at_import"],
+                    "floor_import_cpu_ms": pyc["floor_import_cpu_ms"],
                 }
             )
         notes.append(
@@ -373,14 +522,22 @@ def run() -> dict:
             "python -S -s -B, PYTHONDONTWRITEBYTECODE=1, read-only task root"
         )
         notes.append(
-            "first_*: the handler's first invocation (api: GET /items through Mangum, with the database "
-            "connection; stages: pipelines/flip.py's smoke events) plus, for the Claude line, importing "
-            "the Claude adapter and its HTTP client"
+            "first_*: the handler's first invocation (api: GET /items through Mangum with a real token and the "
+            "database; image_processor, analyzer, embedder: real items through the pipeline, a 1600x1200 JPEG "
+            "upload, then the item each stage made, with the local analyzer and embedder; cleanup: a dry run; the "
+            "Claude line: an unknown item, then importing the Claude adapter and its HTTP client); warm_pyc_ms: "
+            "a second event of the same kind in the same process; cold_*_ms = total - warm: the cold import and "
+            "what the first event paid for being first (imports, clients, connections), without the work "
+            "every event does"
         )
         notes.append(
-            "floor_cpu_ms: a fresh interpreter of the same layout imports only the library modules the run loaded "
-            "(libraries), in its order, collector paused as in init: no code of ours, no I/O; ours_cpu_ms = "
-            "cpu_pyc_ms - floor_cpu_ms (our modules, clients, the database round trips)"
+            "cpu_cold_*: CPU of the cold import and first event minus the warm event's (bytecode build; "
+            "collector_on: the same build with the collector left alone, no init type set). floor_cpu_ms: a fresh "
+            "interpreter of the same layout imports only the library modules the run loaded (libraries), in its "
+            "order, collector paused as in an on-demand init: no code of ours, no I/O (the api's import line: the "
+            "modules loaded by the end of init, floor_import_cpu_ms); above_floor_cpu_ms = cpu_cold_pyc_ms - "
+            "floor_cpu_ms: our modules, and library work done at call time (botocore's models, pydantic schemas, "
+            "SQL compilation), the clients, the first connection"
         )
         notes.append("import costs (python -X importtime, bytecode build, init + first event; the profiler adds "
                      "overhead):\n" + "\n".join(f"      {r['function']}: {r['total_ms']} ms: "
@@ -404,31 +561,34 @@ def run() -> dict:
 
 def _summary(rows: list[dict]) -> list[dict]:
     """The issue's cold-start lines: today (source only, as shipped) beside now (bytecode), and beside the
-    target the floor: the same library modules imported alone (CPU ms). A target below its floor cannot be
-    met by any code of ours, only by loading other libraries."""
+    target what the same library modules cost imported alone (CPU ms): a target below it is out of reach
+    while the function loads those modules; only loading fewer or other ones gets there. The api lines are
+    the user's whole wait; the stage lines are what the issue names, "cold import + first event's imports":
+    the first event minus a warm one (cold_*), the full first event beside it."""
     by = {row["function"]: row for row in rows}
     stages = [by[n] for n in ("image_processor", "analyzer", "embedder", "cleanup")]
-    worst_src = max(stages, key=lambda r: r["total_src_ms"])
-    worst_pyc = max(stages, key=lambda r: r["total_pyc_ms"])
-    api, anthropic = by["api"], by["analyzer with Claude configured"]
+    worst_src = max(stages, key=lambda r: r["cold_src_ms"])
+    worst_pyc = max(stages, key=lambda r: r["cold_pyc_ms"])
+    api, claude = by["api"], by["analyzer with Claude configured"]
     lines = [
         ("api cold import, from its artifact (p50)", api["import_src_ms"], api["import_pyc_ms"],
-         TARGETS_MS["api cold import"], api["cpu_import_src_ms"], api["cpu_import_pyc_ms"], api),
+         TARGETS_MS["api cold import"], api["cpu_import_src_ms"], api["cpu_import_pyc_ms"],
+         {"floor_cpu_ms": api["floor_import_cpu_ms"], "libraries": api["libraries_at_import"]}, None),
         ("api first request of a fresh process (import + request)",
-         api["import_src_ms"] + api["first_src_ms"],
-         api["import_pyc_ms"] + api["first_pyc_ms"], TARGETS_MS["api first request"],
-         api["cpu_src_ms"], api["cpu_pyc_ms"], api),
-        (f"each stage: cold import + first event (worst: {worst_pyc['function']})", worst_src["total_src_ms"],
-         worst_pyc["total_pyc_ms"], TARGETS_MS["stage cold import + first event"],
-         worst_src["cpu_src_ms"], worst_pyc["cpu_pyc_ms"], worst_pyc),
-        ("analyzer with Claude configured (was: with the anthropic SDK), from its artifact", anthropic["total_src_ms"],
-         anthropic["total_pyc_ms"], TARGETS_MS["analyzer with Claude configured"],
-         anthropic["cpu_src_ms"], anthropic["cpu_pyc_ms"], anthropic),
+         api["import_src_ms"] + api["first_src_ms"], api["import_pyc_ms"] + api["first_pyc_ms"],
+         TARGETS_MS["api first request"], api["cpu_src_ms"], api["cpu_pyc_ms"], api, None),
+        (f"each stage: cold import + first event's imports (worst: {worst_pyc['function']})",
+         worst_src["cold_src_ms"], worst_pyc["cold_pyc_ms"], TARGETS_MS["stage cold import + first event"],
+         worst_src["cpu_src_ms"], worst_pyc["cpu_pyc_ms"], worst_pyc, worst_pyc["total_pyc_ms"]),
+        ("analyzer with Claude configured (was: with the anthropic SDK), from its artifact", claude["cold_src_ms"],
+         claude["cold_pyc_ms"], TARGETS_MS["analyzer with Claude configured"],
+         claude["cpu_src_ms"], claude["cpu_pyc_ms"], claude, claude["total_pyc_ms"]),
     ]
     return [
         {"measure": m, "today": f"{round(today)} ms (source only; cpu {round(cpu_today)})",
          "now": f"{round(now)} ms (bytecode; cpu {round(cpu_now)})", "target": f"≤ {target} ms",
          "ok": "yes" if now <= target else "NO",
-         "libraries alone (cpu)": f"{round(row['floor_cpu_ms'])} ms ({row['libraries']} modules)"}
-        for m, today, now, target, cpu_today, cpu_now, row in lines
+         "its library modules alone (cpu)": f"{round(row['floor_cpu_ms'])} ms ({row['libraries']} modules)",
+         "first event in all": "-" if whole is None else f"{round(whole)} ms"}
+        for m, today, now, target, cpu_today, cpu_now, row, whole in lines
     ]
