@@ -27,7 +27,7 @@ from mangum import Mangum  # noqa: E402
 
 from services.api import deps  # noqa: E402
 from services.api.app import create_app  # noqa: E402
-from services.core import coldstart, snapstart  # noqa: E402
+from services.core import snapstart  # noqa: E402
 
 app = create_app()
 # lifespan off: the app keeps no startup state; engines and clients are created on first use.
@@ -59,11 +59,11 @@ def _prime() -> None:
 
     aws.client("s3")  # no I/O: botocore's models and endpoint rules, loaded once (and kept across restores)
 
-    # Not /health: that asks the database, and a database outage must give 503s, not failed inits.
+    # Not /health: that asks the database, and a database outage must give 503s, not failed inits. The probe is
+    # the process's first invocation: when it ends, observe.handler resumes the collector (services/core/coldstart.py).
     response = handler(_PROBE_EVENT, None)
     if response["statusCode"] != 404:  # a broken app fails its init, not its first user
         raise RuntimeError(f"the init probe answered {response['statusCode']}: {response.get('body')}")
-    coldstart.init_over()  # everything the first request needs is loaded: the collector is back on
 
 
 @snapstart.after_restore

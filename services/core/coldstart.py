@@ -11,14 +11,16 @@ function's environment, docs.aws.amazon.com/lambda/latest/dg/configuration-envva
 - `pause_collector()` (called by `observability.for_function` as a handler module is imported) disables it;
 - `init_over()` moves every object made so far into the permanent generation (`gc.freeze`) and enables it
   again, so later collections skip init's objects for the life of the instance. The code that knows when
-  the first event's imports are done calls it: the api at the end of its init (services/api/handler.py),
-  the stage runner once the stage's work and clients are made, before the work runs
-  (services/core/stage_runner.py), cleanup and migrate before theirs. `observe.handler` calls it too when
-  the first invocation ends, for a first event that failed before that point.
+  the first event's imports are done calls it: the stage runner once the stage's work and clients are made,
+  before the work runs (services/core/stage_runner.py; the database driver loads with
+  services/core/database.py, Pillow with the image processor's imaging module), cleanup and migrate before
+  theirs. `observe.handler` calls it when the first invocation ends: the api's init probe
+  (services/api/handler.py), and a first event that failed before that point, whose traceback's frames are
+  then frozen with init's objects (once per instance).
 This is CPython's documented use of `gc.freeze` (added for Instagram's prefork servers, bpo-31558):
 disable early, freeze once the long-lived objects are built, enable. The price: cyclic garbage made
-before the freeze is never freed; it is init's and the imports', once, never an event's work. Reference
-counting frees everything else as usual.
+before the freeze is never freed; it is init's and the imports', once, never an event's work (but for the
+failed first event above). Reference counting frees everything else as usual.
 
 Nothing is paused otherwise: `make dev`'s worker and the test runner import handler modules without the
 variable; a captured init (below) has nobody waiting, and under SnapStart the after-restore hooks drop

@@ -29,6 +29,10 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+# The driver loads with this module, not when SQLAlchemy opens the first connection: it is part of the first
+# event's imports, made before the collector resumes (services/core/coldstart.py), as in the api's init.
+import psycopg  # noqa: F401
+import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
 from sqlalchemy import Connection, Engine, create_engine, event
 
 from services.core.settings import ProgramSettings, get_settings

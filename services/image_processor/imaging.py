@@ -12,6 +12,10 @@ import hashlib
 import io
 from dataclasses import dataclass, field
 
+# At import (only the image processor's work imports this module): Pillow is part of its first event's imports,
+# made before the collector resumes (services/core/coldstart.py). WebPImagePlugin: see WEBP_PLUGIN.
+from PIL import Image, UnidentifiedImageError, WebPImagePlugin  # noqa: F401
+
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 # WEBP_PLUGIN: Pillow's preinit registers BMP, GIF, JPEG, PPM and PNG only. Opening with WEBP among the
 # formats, or saving WebP thumbnails, would call Image.init(), which imports every plugin Pillow has
@@ -58,7 +62,6 @@ def sha256_of(data: bytes) -> str:
 
 def _open(data: bytes, max_pixels: int):
     """Identify the image from its header only, then refuse what we do not take before decoding."""
-    from PIL import Image, UnidentifiedImageError, WebPImagePlugin  # noqa: F401  (see WEBP_PLUGIN)
 
     if not data:
         raise ImageRejected("empty file: the upload has no bytes")
@@ -82,8 +85,6 @@ def _open(data: bytes, max_pixels: int):
 
 def _describe_other_format(data: bytes) -> str:
     """Name the format when Pillow knows it (a BMP, a TIFF...), so the reason says what was sent."""
-    from PIL import Image
-
     try:
         with Image.open(io.BytesIO(data)) as other:
             return f"{other.format}; accepted formats are JPEG, PNG, WebP and GIF"
@@ -135,8 +136,6 @@ def process_image(
     EXIF/XMP (no GPS); the ICC profile is kept so colours stay right. `sha256`: the digest when
     the caller has it already.
     """
-    from PIL import Image
-
     sizes = tuple(sorted(set(sizes), reverse=True))
     image = _open(data, max_pixels)
     # Multi-picture JPEGs (MPO, from some cameras) are JPEGs whose first picture is the photo.

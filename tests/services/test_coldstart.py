@@ -52,7 +52,7 @@ print(json.dumps({"paused_at_init": paused, "enabled_after": gc.isenabled(), "fr
 ON_DEMAND = {coldstart.INIT_TYPE: "on-demand"}  # what Lambda's runtime sets for a plain cold start
 
 
-def test_in_a_lambda_init_the_collector_waits_until_the_first_invocation_ends_and_init_is_frozen():
+def test_on_demand_the_collector_waits_at_the_latest_until_the_first_invocation_ends_and_init_is_frozen():
     on_lambda = {name: "arn:aws:secretsmanager:us-east-1:1:secret:x" for name in required_variables("cleanup")}
     state = fresh(FIRST_INVOCATION_RAISES, **ON_DEMAND, **on_lambda, **{LAMBDA_MARKER: "collections-test-cleanup"})
     assert state["paused_at_init"] and state["enabled_after"]  # a first invocation that raised ends init too
@@ -86,7 +86,7 @@ def test_an_init_nobody_waits_for_or_one_we_do_not_know_keeps_its_collector(init
 
 
 STAGE_WORK_SEES_THE_COLLECTOR = """
-import gc, json, types
+import gc, json, sys, types
 from pipelines import flip
 from services import catalog
 import services.analyzer.handler as module
@@ -100,6 +100,14 @@ class Work:
         seen["enabled_during_work"] = gc.isenabled()
         return Outcome(None, "skipped")
 
+from services.core import coldstart
+real_over = coldstart.init_over
+def over():
+    seen.setdefault("loaded_when_the_collector_resumes",
+                    sorted(m for m in ("psycopg", "sqlalchemy.dialects.postgresql.psycopg") if m in sys.modules))
+    real_over()
+coldstart.init_over = over
+
 real = stage_runner.importlib.import_module
 stage_runner.importlib = types.SimpleNamespace(import_module=lambda name: types.SimpleNamespace(ImageAnalyzer=Work)
                                                if name == "services.analyzer.logic" else real(name))
@@ -112,7 +120,19 @@ print(json.dumps(seen))
 def test_a_stages_work_runs_with_the_collector_on_the_pause_covers_only_the_first_events_imports():
     """A first event's work (a large image, a long batch) must not grow garbage that nothing collects, nor have
     its cycles frozen for the life of the instance."""
-    assert fresh(STAGE_WORK_SEES_THE_COLLECTOR, **ON_DEMAND) == {"enabled_before": False, "enabled_during_work": True}
+    assert fresh(STAGE_WORK_SEES_THE_COLLECTOR, **ON_DEMAND) == {
+        "enabled_before": False,
+        "enabled_during_work": True,
+        # the database driver is one of the first event's imports: loaded before, and frozen with, init's objects
+        "loaded_when_the_collector_resumes": ["psycopg", "sqlalchemy.dialects.postgresql.psycopg"],
+    }
+
+
+def test_the_image_processors_work_module_loads_pillow_with_it():
+    """The stage runner imports the work before the collector resumes: Pillow comes with it, not mid-work."""
+    loaded = fresh(PRELOADED.format(handler="services.image_processor.logic",
+                                    modules=["PIL.Image", "PIL.WebPImagePlugin"]))
+    assert loaded == ["PIL.Image", "PIL.WebPImagePlugin"]
 
 
 @pytest.mark.parametrize("handler", sorted({fn.handler.rsplit(".", 1)[0] for fn in catalog.FUNCTIONS}))
@@ -141,11 +161,13 @@ def test_a_collector_someone_else_turned_off_stays_off(monkeypatch):
 
 def test_after_the_first_invocation_nothing_pauses_the_collector_again(monkeypatch):
     monkeypatch.setattr(coldstart, "_state", "over")
+    was_enabled = gc.isenabled()
     try:
         coldstart.pause_collector(ON_DEMAND)  # a second handler module imported in the same process
-        assert gc.isenabled()
+        assert gc.isenabled() == was_enabled
     finally:
-        gc.enable()  # never leave the test runner without its collector
+        if was_enabled:
+            gc.enable()  # never leave the test runner without its collector
 
 
 PRELOADED = "import json, sys, {handler}; print(json.dumps(sorted(m for m in {modules!r} if m in sys.modules)))"
@@ -173,13 +195,14 @@ PILLOW_PLUGINS = """
 import io, json, sys
 from PIL import Image
 image = Image.radial_gradient("L").resize((1200, 900)).convert("RGB")
-out = io.BytesIO()
-image.save(out, "JPEG")
 from services.image_processor.imaging import process_image
 from services.core.ai.local import LocalAnalyzer
-processed = process_image(out.getvalue())
-for thumbnail in processed.thumbnails.values():
-    LocalAnalyzer().analyze(thumbnail.data, "image/webp")
+for fmt in ("JPEG", "PNG", "GIF", "WEBP"):  # what uploads may be
+    out = io.BytesIO()
+    image.save(out, fmt)
+    processed = process_image(out.getvalue())
+    for thumbnail in processed.thumbnails.values():
+        LocalAnalyzer().analyze(thumbnail.data, "image/webp")
 from PIL import Image
 # Pillow's own flag: 2 once Image.init() imported every plugin it has
 print(json.dumps({"initialized": Image._initialized,
