@@ -17,8 +17,9 @@ from services.core import coldstart
 from services.core.environment import LAMBDA_MARKER, required_variables
 
 ROOT = Path(__file__).resolve().parents[2]
+# Every stage's function (a new stage's too) and cleanup: their handlers import their logic on the first event.
 STAGE_HANDLERS = {fn.name: fn.handler.rsplit(".", 1)[0] for fn in catalog.FUNCTIONS
-                  if fn.name in ("image_processor", "analyzer", "embedder", "cleanup")}
+                  if fn.name in {stage.function for stage in catalog.STAGES} | {"cleanup"}}
 
 
 def fresh(code: str, **env: str) -> dict:
