@@ -3,8 +3,9 @@
 Init (this module's import) loads what the first request needs and nothing else:
 - not anthropic, voyageai or Pillow (the Voyage client loads on first search), never boto3 (clients
   come from botocore: services/core/aws.py), no EventBridge client (uploads and retries make it);
-- but what every first request of a user pays: the database driver (SQLAlchemy would import it only
-  when the first request makes the engine); token verification, which both auth modes do (PyJWT,
+- but what every first request of a user pays: the database driver (services/core/database.py imports
+  it with itself, through deps; SQLAlchemy alone would import it only when the first request makes the
+  engine); token verification, which both auth modes do (PyJWT,
   cryptography's RSA, urllib.request for the JWKS fetch); the S3 client (botocore, its models and
   endpoint rules: listing items signs thumbnail URLs); and the request path itself, primed with one
   request for a path no route serves (404: no database, no token): Mangum, the event loop,
@@ -52,8 +53,6 @@ def _prime() -> None:
     import urllib.request  # noqa: F401  (the JWKS fetch: http.client, email, ssl)
 
     import jwt.algorithms  # noqa: F401  (PyJWT and cryptography's RSA: ~70 ms on the first token otherwise)
-    import psycopg  # noqa: F401  (the driver and its C extension: ~70 modules)
-    import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
 
     from services.core import aws
 

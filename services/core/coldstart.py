@@ -65,16 +65,10 @@ def init_over() -> None:
     """The first event's imports are done: freeze what init built (out of every later collection) and enable
     the collector again. Later calls do nothing."""
     global _state
-    if _state != "paused":
-        _state = "over"
-        return
-    _state = "over"
-    gc.freeze()
-    gc.enable()
-
-
-def collector_state() -> str:
-    return _state
+    was_paused, _state = _state == "paused", "over"
+    if was_paused:
+        gc.freeze()
+        gc.enable()
 
 
 def init_is_captured(environ: Mapping[str, str] | None = None) -> bool:
@@ -82,10 +76,8 @@ def init_is_captured(environ: Mapping[str, str] | None = None) -> bool:
     return (os.environ if environ is None else environ).get(INIT_TYPE) in CAPTURED_INITS
 
 
-def preload(*modules: str) -> bool:
-    """Import what the first event needs now, if this init is captured; say whether it did."""
-    if not init_is_captured():
-        return False
-    for name in modules:
-        importlib.import_module(name)
-    return True
+def preload(*modules: str) -> None:
+    """Import what the first event needs now, if this init is captured."""
+    if init_is_captured():
+        for name in modules:
+            importlib.import_module(name)

@@ -197,21 +197,13 @@ class RealItems:
         self.sent: list[uuid.UUID] = []
         self.owner = "bench-cold-pipeline"
 
-    def for_stage(self, name: str) -> Any:
-        items = self
-
-        class Source:
-            def pair(self) -> list[dict]:
-                return [items.event(name), items.event(name)]
-
-            def settle(self, outcomes: list) -> None:
-                items.settle(name, outcomes)
-
-        return Source()
+    def for_stage(self, name: str) -> StageEvents:
+        return StageEvents(self, name)
 
     def event(self, stage_name: str) -> dict:
         from pipelines import flip
         from services import catalog
+        from services.core import aws
         from services.core.contracts import event_for
         from services.core.tables import items
 
@@ -223,7 +215,8 @@ class RealItems:
             with self.engine.begin() as connection:
                 connection.execute(items.insert().values(id=item_id, owner_id=self.owner, filename="photo.jpg",
                                                          original_key=key, content_type="image/jpeg"))
-            _s3(self.settings).put_object(Bucket=self.settings.bucket, Key=key, Body=data, ContentType="image/jpeg")
+            aws.client("s3", self.settings).put_object(Bucket=self.settings.bucket, Key=key, Body=data,
+                                                       ContentType="image/jpeg")
             self.sent.append(item_id)
             event = flip.s3_missing_object_event(self.settings.bucket, self.region)
             event["detail"]["object"].update(key=key, size=len(data))
@@ -254,6 +247,19 @@ class RealItems:
             self.waiting[stage.output_status].extend(sent)
 
 
+class StageEvents:
+    """A measured stage's first and warm events, from RealItems."""
+
+    def __init__(self, items: RealItems, stage_name: str):
+        self.items, self.stage_name = items, stage_name
+
+    def pair(self) -> list[dict]:
+        return [self.items.event(self.stage_name), self.items.event(self.stage_name)]
+
+    def settle(self, outcomes: list) -> None:
+        self.items.settle(self.stage_name, outcomes)
+
+
 def _jpeg(item_id: uuid.UUID) -> bytes:
     """A 1600x1200 photo-sized JPEG, its own bytes per item (the same bytes twice would be a duplicate)."""
     from PIL import Image
@@ -264,12 +270,6 @@ def _jpeg(item_id: uuid.UUID) -> bytes:
     out = io.BytesIO()
     image.save(out, "JPEG", quality=85)
     return out.getvalue()
-
-
-def _s3(settings: Any) -> Any:
-    from services.core import aws
-
-    return aws.client("s3", settings)
 
 
 def _events(bucket: str, region: str, user: tuple[str, str, str], pipeline: RealItems) -> dict[str, tuple]:

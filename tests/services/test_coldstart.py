@@ -154,7 +154,7 @@ def test_a_collector_someone_else_turned_off_stays_off(monkeypatch):
         coldstart.pause_collector(ON_DEMAND)
         coldstart.init_over()
         assert not gc.isenabled()
-        assert coldstart.collector_state() == "over"
+        assert coldstart._state == "over"
     finally:
         if was_enabled:
             gc.enable()
